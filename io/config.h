@@ -1,0 +1,99 @@
+// Run configuration: YAML -> typed, validated struct. Every key is checked (unknown key, wrong
+// type, out-of-range value); errors name the file, the key and the value. Command-line
+// overrides `a.b=value` are applied before validation and are named as "override 'a.b=value'".
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+
+namespace qisa {
+
+enum class AttentionKind { csa, qisa, qisa_a };
+
+const char* to_string(AttentionKind a);
+const char* to_string(AttnMask m);
+const char* to_string(Activation a);
+
+struct ModelConfig {
+  int64_t vocab_size = 0;          // not a YAML key: comes from the corpus (or a model file)
+  int block_size = 16;             // T, context length
+  int n_embd = 16;                 // C
+  int n_head = 1;                  // H (n_embd % n_head == 0)
+  int n_layer = 6;                 // L
+  AttentionKind attention = AttentionKind::qisa;
+  AttnMask mask = AttnMask::causal;
+  Activation activation = Activation::relu;
+  double dropout = 0.0;            // [0, 1)
+  double pauli_identity_prob = 0.9;  // [0, 1)
+
+  int head_dim() const { return n_embd / n_head; }  // D
+  int n_qubits() const;                             // ceil(log2 C), at least 1
+  bool operator==(const ModelConfig&) const = default;
+};
+
+struct DataConfig {
+  std::string corpus;              // HDF5 corpus written by `qisa prepare`
+  bool operator==(const DataConfig&) const = default;
+};
+
+struct TrainConfig {
+  int64_t batch_size = 1024;       // sequences per optimizer step (global)
+  int64_t micro_batch_size = 0;    // sequences per forward/backward; 0 = batch_size. Must divide batch_size.
+  int64_t steps = 2000;
+  double lr = 3e-3;
+  std::string lr_schedule = "constant";  // constant | cosine
+  int64_t warmup_steps = 0;        // linear warm-up from 0 (both schedules)
+  double min_lr = 0.0;             // floor of the cosine schedule
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
+  double grad_clip = 0.0;          // global-norm clip; 0 = off
+  uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
+  int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
+  bool operator==(const TrainConfig&) const = default;
+};
+
+struct EvalConfig {
+  int64_t every = 500;             // steps between evaluations; 0 = only at the end
+  int64_t windows = 200;           // non-overlapping validation windows per evaluation
+  bool operator==(const EvalConfig&) const = default;
+};
+
+struct LogConfig {
+  int64_t every = 10;              // steps between metrics lines
+  std::string dir = "runs/default";  // run directory: config.yaml, metrics.jsonl, final.h5
+  bool operator==(const LogConfig&) const = default;
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  EvalConfig eval;
+  LogConfig log;
+  std::string source;              // where it came from (file path or "<model file>:config")
+
+  // The resolved configuration as YAML (every key, defaults included). Parsing it back
+  // gives the same Config, except model.vocab_size (not a key; written as a comment).
+  std::string to_yaml() const;
+  // Every field, `source` included.
+  bool operator==(const Config&) const = default;
+};
+
+// Load `path`, apply `overrides` ("model.n_layer=4"), validate. Relative data.corpus and
+// log.dir stay relative to the current directory (as a user typed them).
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Same from YAML text; `source_name` is used in error messages in place of a file path.
+Config parse_config(const std::string& yaml_text, const std::string& source_name,
+                    const std::vector<std::string>& overrides = {});
+
+// Every YAML key ("model.block_size", ...) in the order to_yaml() writes them.
+std::vector<std::string> config_keys();
+
+// Checks that need the corpus: sets model.vocab_size from it; block_size + 1 must fit in
+// the train split and (when eval is used) the val split. Errors name the config file, the key
+// and the value, and the corpus. A vocab_size already set (e.g. from a model file) must match.
+struct CorpusInfo;
+void check_against_corpus(Config& cfg, const CorpusInfo& corpus);
+
+}  // namespace qisa

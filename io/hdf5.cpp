@@ -1,0 +1,366 @@
+#include "io/hdf5.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+namespace qisa::h5 {
+
+namespace {
+
+void check(herr_t rc, const std::string& what, const std::string& hint = "") {
+  if (rc < 0) throw Error(what, hint);
+}
+hid_t check_id(hid_t id, const std::string& what, const std::string& hint = "") {
+  if (id < 0) throw Error(what, hint);
+  return id;
+}
+
+const char* kFileHint = "check that the path exists and is a readable HDF5 file (h5ls PATH)";
+
+// Link-creation property list that creates missing parent groups.
+Handle make_lcpl() {
+  Handle p(check_id(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate(H5P_LINK_CREATE) failed"), H5Pclose);
+  check(H5Pset_create_intermediate_group(p.get(), 1), "H5Pset_create_intermediate_group failed");
+  return p;
+}
+
+}  // namespace
+
+void silence_hdf5_errors() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+File::File(const std::string& path, Mode mode) : path_(path) {
+  silence_hdf5_errors();
+  hid_t id = H5I_INVALID_HID;
+  switch (mode) {
+    case Mode::read:
+      id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+      if (id < 0) throw Error("cannot open HDF5 file '" + path + "' for reading", kFileHint);
+      break;
+    case Mode::read_write:
+      id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+      if (id < 0) throw Error("cannot open HDF5 file '" + path + "' for writing", kFileHint);
+      break;
+    case Mode::create:
+      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+      if (id < 0)
+        throw Error("cannot create HDF5 file '" + path + "'",
+                    "check that the directory exists and is writable, and that the disk is not full");
+      break;
+  }
+  file_ = Handle(id, H5Fclose);
+}
+
+void File::flush() {
+  check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush failed on '" + path_ + "'",
+        "the disk may be full or the file system read-only");
+}
+
+void File::close() {
+  if (!file_) return;
+  herr_t rc = H5Fclose(file_.release());  // closed here, not in the destructor, to report errors
+  check(rc, "closing HDF5 file '" + path_ + "' failed", "the disk may be full or the file system read-only");
+}
+
+bool File::exists(const std::string& path) const {
+  if (path.empty() || path == "/") return true;
+  // walk "/a/b/c": each prefix must exist as a link before the next is asked about
+  size_t pos = 0;
+  while (true) {
+    pos = path.find('/', pos + 1);
+    std::string prefix = path.substr(0, pos);
+    if (!prefix.empty() && prefix != "/") {
+      htri_t r = H5Lexists(file_.get(), prefix.c_str(), H5P_DEFAULT);
+      if (r <= 0) return false;
+    }
+    if (pos == std::string::npos) return true;
+  }
+}
+
+Handle File::open_object(const std::string& obj) const {
+  if (!exists(obj)) throw Error("'" + where(obj) + "' does not exist", "list the file with: h5ls -r " + path_);
+  hid_t id = H5Oopen(file_.get(), obj.c_str(), H5P_DEFAULT);
+  return Handle(check_id(id, "cannot open '" + where(obj) + "'", kFileHint), H5Oclose);
+}
+
+std::vector<std::string> File::list(const std::string& group) const {
+  Handle g = open_object(group);
+  H5G_info_t info;
+  check(H5Gget_info(g.get(), &info), "'" + where(group) + "' is not a group");
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    ssize_t len = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    check(static_cast<herr_t>(len < 0 ? -1 : 0), "cannot list '" + where(group) + "'");
+    std::string name(static_cast<size_t>(len), '\0');
+    H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<hsize_t> File::dims(const std::string& dataset) const {
+  Handle d = open_object(dataset);
+  Handle s(check_id(H5Dget_space(d.get()), "'" + where(dataset) + "' is not a dataset"), H5Sclose);
+  int rank = H5Sget_simple_extent_ndims(s.get());
+  check(rank, "cannot read the shape of '" + where(dataset) + "'");
+  std::vector<hsize_t> out(static_cast<size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(s.get(), out.data(), nullptr);
+  return out;
+}
+
+void File::read_raw(const std::string& dataset, hid_t mem_type, void* out, hsize_t expect_count) const {
+  Handle d = open_object(dataset);
+  Handle s(check_id(H5Dget_space(d.get()), "'" + where(dataset) + "' is not a dataset"), H5Sclose);
+  hssize_t n = H5Sget_simple_extent_npoints(s.get());
+  if (n < 0 || static_cast<hsize_t>(n) != expect_count)
+    throw Error("'" + where(dataset) + "' has " + std::to_string(n) + " elements, expected " +
+                    std::to_string(expect_count),
+                "the file was written by a different configuration or version");
+  if (n == 0) return;
+  check(H5Dread(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out),
+        "reading '" + where(dataset) + "' failed (bad checksum, truncated file, or wrong type)",
+        "the file may be corrupt: regenerate it or use an earlier copy");
+}
+
+void File::read_slice_raw(const std::string& dataset, hid_t mem_type, hsize_t start, hsize_t count,
+                          void* out) const {
+  Handle d = open_object(dataset);
+  Handle s(check_id(H5Dget_space(d.get()), "'" + where(dataset) + "' is not a dataset"), H5Sclose);
+  hsize_t n = 0;
+  if (H5Sget_simple_extent_ndims(s.get()) != 1)
+    throw Error("'" + where(dataset) + "' is not one-dimensional", "slices are read from 1-D token arrays");
+  H5Sget_simple_extent_dims(s.get(), &n, nullptr);
+  if (start + count > n)
+    throw Error("slice [" + std::to_string(start) + ", " + std::to_string(start + count) + ") is outside '" +
+                    where(dataset) + "' of length " + std::to_string(n),
+                "this is a bug in the caller's window arithmetic");
+  if (count == 0) return;
+  check(H5Sselect_hyperslab(s.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
+        "H5Sselect_hyperslab failed on '" + where(dataset) + "'");
+  Handle m(check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple failed"), H5Sclose);
+  check(H5Dread(d.get(), mem_type, m.get(), s.get(), H5P_DEFAULT, out),
+        "reading a slice of '" + where(dataset) + "' failed (bad checksum or truncated file)",
+        "the file may be corrupt: regenerate it");
+}
+
+std::vector<std::string> File::read_strings(const std::string& dataset, std::vector<hsize_t>* dims) const {
+  std::vector<hsize_t> d = this->dims(dataset);
+  hsize_t n = 1;
+  for (auto x : d) n *= x;
+  Handle ds = open_object(dataset);
+  Handle ft(check_id(H5Dget_type(ds.get()), "cannot read the type of '" + where(dataset) + "'"), H5Tclose);
+  if (H5Tget_class(ft.get()) != H5T_STRING)
+    throw Error("'" + where(dataset) + "' does not hold strings", "the file was not written by qisa");
+  std::vector<std::string> out;
+  out.reserve(n);
+  if (H5Tis_variable_str(ft.get()) > 0) {
+    Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mt.get(), H5T_VARIABLE);
+    H5Tset_cset(mt.get(), H5Tget_cset(ft.get()));
+    std::vector<char*> ptrs(n, nullptr);
+    if (n > 0) {
+      check(H5Dread(ds.get(), mt.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
+            "reading strings from '" + where(dataset) + "' failed");
+      for (char* p : ptrs) out.emplace_back(p ? p : "");
+      Handle sp(H5Dget_space(ds.get()), H5Sclose);
+      H5Dvlen_reclaim(mt.get(), sp.get(), H5P_DEFAULT, ptrs.data());
+    }
+  } else {
+    size_t len = H5Tget_size(ft.get());
+    Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mt.get(), len);
+    H5Tset_strpad(mt.get(), H5T_STR_NULLPAD);
+    std::vector<char> buf(n * len);
+    if (n > 0)
+      check(H5Dread(ds.get(), mt.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()),
+            "reading strings from '" + where(dataset) + "' failed");
+    for (hsize_t i = 0; i < n; ++i) {
+      const char* p = buf.data() + i * len;
+      out.emplace_back(p, strnlen(p, len));
+    }
+  }
+  if (dims) *dims = d;
+  return out;
+}
+
+void File::create_group(const std::string& group) {
+  if (exists(group)) return;
+  Handle lcpl = make_lcpl();
+  Handle g(check_id(H5Gcreate2(file_.get(), group.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+                    "cannot create group '" + where(group) + "'"),
+           H5Gclose);
+}
+
+void File::write_raw(const std::string& dataset, hid_t file_type, hid_t mem_type, const void* data,
+                     const std::vector<hsize_t>& dims, const WriteOptions& opt) {
+  Handle space(check_id(dims.empty() ? H5Screate(H5S_SCALAR)
+                                     : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                        "H5Screate failed for '" + where(dataset) + "'"),
+               H5Sclose);
+  Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate failed"), H5Pclose);
+  hsize_t total = 1;
+  for (auto x : dims) total *= x;
+  const bool filtered = opt.fletcher32 || opt.deflate > 0;
+  if (!dims.empty() && total > 0 && (opt.chunk > 0 || filtered)) {
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = std::min<hsize_t>(dims[0], opt.chunk > 0 ? opt.chunk : dims[0]);
+    for (auto& c : chunk) c = std::max<hsize_t>(c, 1);
+    check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk failed");
+    if (opt.deflate > 0) check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(opt.deflate)), "H5Pset_deflate failed");
+    if (opt.fletcher32) check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32 failed");
+  }
+  Handle lcpl = make_lcpl();
+  Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), file_type, space.get(), lcpl.get(), dcpl.get(),
+                               H5P_DEFAULT),
+                    "cannot create dataset '" + where(dataset) + "'", "does it exist already?"),
+           H5Dclose);
+  if (total > 0)
+    check(H5Dwrite(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+          "writing '" + where(dataset) + "' failed", "the disk may be full");
+}
+
+void File::write_strings(const std::string& dataset, const std::vector<std::string>& values,
+                         const std::vector<hsize_t>& dims, size_t fixed_len) {
+  hsize_t total = 1;
+  for (auto x : dims) total *= x;
+  if (total != values.size()) throw Error("write_strings: shape does not match the number of strings for '" + where(dataset) + "'");
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  Handle space(check_id(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), "H5Screate failed"),
+               H5Sclose);
+  Handle lcpl = make_lcpl();
+  if (fixed_len > 0) {
+    H5Tset_size(type.get(), fixed_len);
+    H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+    H5Tset_cset(type.get(), H5T_CSET_ASCII);
+    std::vector<char> buf(values.size() * fixed_len, '\0');
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (values[i].size() > fixed_len) throw Error("string '" + values[i] + "' longer than " + std::to_string(fixed_len));
+      std::memcpy(buf.data() + i * fixed_len, values[i].data(), values[i].size());
+    }
+    Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT,
+                                 H5P_DEFAULT),
+                      "cannot create dataset '" + where(dataset) + "'"),
+             H5Dclose);
+    if (!values.empty())
+      check(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()),
+            "writing '" + where(dataset) + "' failed", "the disk may be full");
+  } else {
+    H5Tset_size(type.get(), H5T_VARIABLE);
+    H5Tset_cset(type.get(), H5T_CSET_UTF8);
+    std::vector<const char*> ptrs;
+    ptrs.reserve(values.size());
+    for (auto& s : values) ptrs.push_back(s.c_str());
+    Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT,
+                                 H5P_DEFAULT),
+                      "cannot create dataset '" + where(dataset) + "'"),
+             H5Dclose);
+    if (!values.empty())
+      check(H5Dwrite(d.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()),
+            "writing '" + where(dataset) + "' failed", "the disk may be full");
+  }
+}
+
+bool File::has_attr(const std::string& obj, const std::string& name) const {
+  if (!exists(obj)) return false;
+  return H5Aexists_by_name(file_.get(), obj.c_str(), name.c_str(), H5P_DEFAULT) > 0;
+}
+
+std::vector<std::string> File::attr_names(const std::string& obj) const {
+  Handle o = open_object(obj);
+  H5O_info_t info;
+#if H5_VERSION_GE(1, 12, 0)
+  check(H5Oget_info3(o.get(), &info, H5O_INFO_NUM_ATTRS), "H5Oget_info failed on '" + where(obj) + "'");
+#else
+  check(H5Oget_info2(o.get(), &info, H5O_INFO_NUM_ATTRS), "H5Oget_info failed on '" + where(obj) + "'");
+#endif
+  std::vector<std::string> names;
+  for (hsize_t i = 0; i < info.num_attrs; ++i) {
+    ssize_t len = H5Aget_name_by_idx(o.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    std::string name(static_cast<size_t>(std::max<ssize_t>(len, 0)), '\0');
+    H5Aget_name_by_idx(o.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
+    names.push_back(name);
+  }
+  return names;
+}
+
+namespace {
+Handle open_attr(hid_t file, const std::string& path, const std::string& obj, const std::string& name) {
+  hid_t a = H5Aopen_by_name(file, obj.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0)
+    throw Error("attribute '" + name + "' missing on '" + path + ":" + obj + "'",
+                "the file was not written by this version of qisa, or is not the kind of file expected");
+  return Handle(a, H5Aclose);
+}
+}  // namespace
+
+int64_t File::attr_int(const std::string& obj, const std::string& name) const {
+  Handle a = open_attr(file_.get(), path_, obj, name);
+  int64_t v = 0;
+  check(H5Aread(a.get(), H5T_NATIVE_INT64, &v), "attribute '" + name + "' on '" + where(obj) + "' is not an integer");
+  return v;
+}
+
+double File::attr_double(const std::string& obj, const std::string& name) const {
+  Handle a = open_attr(file_.get(), path_, obj, name);
+  double v = 0;
+  check(H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v), "attribute '" + name + "' on '" + where(obj) + "' is not a number");
+  return v;
+}
+
+std::string File::attr_string(const std::string& obj, const std::string& name) const {
+  Handle a = open_attr(file_.get(), path_, obj, name);
+  Handle ft(H5Aget_type(a.get()), H5Tclose);
+  if (H5Tget_class(ft.get()) != H5T_STRING)
+    throw Error("attribute '" + name + "' on '" + where(obj) + "' is not a string");
+  if (H5Tis_variable_str(ft.get()) > 0) {
+    Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(mt.get(), H5T_VARIABLE);
+    H5Tset_cset(mt.get(), H5Tget_cset(ft.get()));
+    char* p = nullptr;
+    check(H5Aread(a.get(), mt.get(), &p), "reading attribute '" + name + "' on '" + where(obj) + "' failed");
+    std::string s = p ? p : "";
+    H5free_memory(p);
+    return s;
+  }
+  size_t len = H5Tget_size(ft.get());
+  std::vector<char> buf(len + 1, '\0');
+  Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(mt.get(), len);
+  check(H5Aread(a.get(), mt.get(), buf.data()), "reading attribute '" + name + "' on '" + where(obj) + "' failed");
+  return std::string(buf.data(), strnlen(buf.data(), len));
+}
+
+namespace {
+void write_attr(hid_t file, const std::string& fpath, const std::string& obj, const std::string& name, hid_t type,
+                const void* value) {
+  if (H5Aexists_by_name(file, obj.c_str(), name.c_str(), H5P_DEFAULT) > 0)
+    check(H5Adelete_by_name(file, obj.c_str(), name.c_str(), H5P_DEFAULT),
+          "cannot replace attribute '" + name + "' on '" + fpath + ":" + obj + "'");
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle a(check_id(H5Acreate_by_name(file, obj.c_str(), name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                                      H5P_DEFAULT),
+                    "cannot create attribute '" + name + "' on '" + fpath + ":" + obj + "'"),
+           H5Aclose);
+  check(H5Awrite(a.get(), type, value), "writing attribute '" + name + "' on '" + fpath + ":" + obj + "' failed");
+}
+}  // namespace
+
+void File::set_attr(const std::string& obj, const std::string& name, int64_t value) {
+  write_attr(file_.get(), path_, obj, name, H5T_NATIVE_INT64, &value);
+}
+void File::set_attr(const std::string& obj, const std::string& name, double value) {
+  write_attr(file_.get(), path_, obj, name, H5T_NATIVE_DOUBLE, &value);
+}
+void File::set_attr(const std::string& obj, const std::string& name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  const char* p = value.c_str();
+  write_attr(file_.get(), path_, obj, name, type.get(), &p);
+}
+
+}  // namespace qisa::h5

@@ -1,0 +1,140 @@
+// Small RAII layer over the HDF5 C API. Every call is checked; failures throw qisa::Error
+// naming the file and the object. HDF5's own error-stack printing is turned off: we print
+// one line instead.
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/error.h"
+
+namespace qisa::h5 {
+
+// An owned hid_t with its matching close function.
+class Handle {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  Handle() = default;
+  Handle(hid_t id, Closer close) : id_(id), close_(close) {}
+  Handle(Handle&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), close_(o.close_) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) { reset(); id_ = std::exchange(o.id_, H5I_INVALID_HID); close_ = o.close_; }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+  void reset() noexcept {
+    if (id_ >= 0 && close_) close_(id_);
+    id_ = H5I_INVALID_HID;
+  }
+  hid_t get() const { return id_; }
+  hid_t release() noexcept { return std::exchange(id_, H5I_INVALID_HID); }  // caller closes
+  explicit operator bool() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer close_ = nullptr;
+};
+
+struct WriteOptions {
+  hsize_t chunk = 0;        // elements per chunk along dim 0 (0: contiguous, unless filters need chunks)
+  bool fletcher32 = false;  // checksum every chunk
+  int deflate = 0;          // gzip level 0..9
+};
+
+// Element types we store. Reads convert from the stored numeric type (HDF5 does it).
+template <typename T> hid_t native_type();
+template <> inline hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
+template <> inline hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <> inline hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
+template <> inline hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
+template <> inline hid_t native_type<uint8_t>() { return H5T_NATIVE_UINT8; }
+template <> inline hid_t native_type<uint16_t>() { return H5T_NATIVE_UINT16; }
+template <> inline hid_t native_type<uint32_t>() { return H5T_NATIVE_UINT32; }
+template <> inline hid_t native_type<uint64_t>() { return H5T_NATIVE_UINT64; }
+
+class File {
+ public:
+  enum class Mode { read, read_write, create };  // create truncates
+  File(const std::string& path, Mode mode);
+  const std::string& path() const { return path_; }
+  hid_t id() const { return file_.get(); }
+  void flush();
+  void close();  // explicit close that reports errors (the destructor swallows them)
+
+  // Does the object at `path` ("/a/b/c") exist? Every parent link is checked, so nested
+  // paths with missing parents answer false instead of failing.
+  bool exists(const std::string& path) const;
+  // Names of the members of a group, in name order.
+  std::vector<std::string> list(const std::string& group) const;
+  std::vector<hsize_t> dims(const std::string& dataset) const;
+
+  // Whole-dataset read into a vector (converted to T); `dims` receives the shape.
+  template <typename T>
+  std::vector<T> read(const std::string& dataset, std::vector<hsize_t>* dims = nullptr) const {
+    std::vector<hsize_t> d = this->dims(dataset);
+    hsize_t n = 1;
+    for (auto x : d) n *= x;
+    std::vector<T> out(n);
+    read_raw(dataset, native_type<T>(), out.data(), n);
+    if (dims) *dims = d;
+    return out;
+  }
+  // Contiguous 1-D slice [start, start+count) of a 1-D dataset (hyperslab read).
+  template <typename T>
+  void read_slice(const std::string& dataset, hsize_t start, hsize_t count, T* out) const {
+    read_slice_raw(dataset, native_type<T>(), start, count, out);
+  }
+  // Strings (fixed or variable length), flattened; `dims` receives the shape.
+  std::vector<std::string> read_strings(const std::string& dataset, std::vector<hsize_t>* dims = nullptr) const;
+
+  // Write a new dataset (parents created). `dims` empty means a scalar.
+  template <typename T>
+  void write(const std::string& dataset, const T* data, const std::vector<hsize_t>& dims,
+             const WriteOptions& opt = {}) {
+    write_raw(dataset, native_type<T>(), native_type<T>(), data, dims, opt);
+  }
+  // Write with an explicit stored type (e.g. uint16 tokens from a uint32 buffer).
+  template <typename T>
+  void write_as(const std::string& dataset, hid_t stored_type, const T* data,
+                const std::vector<hsize_t>& dims, const WriteOptions& opt = {}) {
+    write_raw(dataset, stored_type, native_type<T>(), data, dims, opt);
+  }
+  // Fixed-length ASCII strings of `len` bytes (null padded) when len > 0, else variable-length UTF-8.
+  void write_strings(const std::string& dataset, const std::vector<std::string>& values,
+                     const std::vector<hsize_t>& dims, size_t fixed_len = 0);
+  void create_group(const std::string& group);
+
+  // Attributes on the object at `obj` ("/" for the root).
+  bool has_attr(const std::string& obj, const std::string& name) const;
+  int64_t attr_int(const std::string& obj, const std::string& name) const;
+  double attr_double(const std::string& obj, const std::string& name) const;
+  std::string attr_string(const std::string& obj, const std::string& name) const;
+  std::vector<std::string> attr_names(const std::string& obj) const;
+  void set_attr(const std::string& obj, const std::string& name, int64_t value);
+  void set_attr(const std::string& obj, const std::string& name, double value);
+  void set_attr(const std::string& obj, const std::string& name, const std::string& value);
+
+  // Reads a dataset and fails unless every chunk's checksum (if any) verifies: HDF5 checks
+  // fletcher32 on read, so reading is the verification.
+  void read_raw(const std::string& dataset, hid_t mem_type, void* out, hsize_t expect_count) const;
+
+ private:
+  void read_slice_raw(const std::string& dataset, hid_t mem_type, hsize_t start, hsize_t count, void* out) const;
+  void write_raw(const std::string& dataset, hid_t file_type, hid_t mem_type, const void* data,
+                 const std::vector<hsize_t>& dims, const WriteOptions& opt);
+  Handle open_object(const std::string& obj) const;
+  std::string where(const std::string& obj) const { return path_ + ":" + obj; }
+
+  std::string path_;
+  Handle file_;
+};
+
+// Turn off HDF5's automatic error-stack printing (idempotent). Called by File.
+void silence_hdf5_errors();
+
+}  // namespace qisa::h5

@@ -1,0 +1,207 @@
+// The Backend interface: every op of SPEC §1-2 over flat float32 buffers that live where the
+// backend computes (host memory for cpu, device memory for cuda). The trainer holds a
+// Backend& and never branches on the device.
+//
+// Conventions (all ops):
+//  - Row-major, PyTorch layout: a Linear weight is [out, in]. N = B*T rows of tokens.
+//  - Shapes are in the comments; `ld_*` is the row stride (in floats) of a strided operand,
+//    so a head can read its D columns out of a wider [N, ld] matrix without a copy.
+//  - Forward ops OVERWRITE their outputs.
+//  - Backward ops ACCUMULATE (+=) into every gradient they produce (parameter and input
+//    gradients alike), so residual branches and gradient accumulation need no extra adds.
+//    A null gradient pointer means "not needed" where the comment says so.
+//  - Results do not depend on the number of threads: reductions use a fixed partition.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace qisa {
+
+enum class Activation { relu, gelu };          // gelu = tanh approximation
+enum class AttnMask { causal, reference };     // SPEC §1.1
+
+// One Pauli string of n letters packed for the fast path (SPEC §1.2):
+//   v = sign * sum_b u_b u_{b^flip} (-1)^popcount(b & phase)
+// flip = mask of X/Y letters, phase = mask of Z/Y letters (qubit 0 = most significant bit of
+// the amplitude index). sign is +1 (y%4==0), -1 (y%4==2), or 0 when y is odd (Re<u|P|u> = 0
+// for real u). For the complex QISA-A state, y_count (number of Y letters) is needed too.
+struct PauliTerm {
+  uint32_t flip;
+  uint32_t phase;
+  int32_t sign;     // real-amplitude sign (0 for odd y)
+  int32_t y_count;  // number of Y letters: <psi|P|psi> for complex psi carries (-i)^y_count
+};
+
+// Counter-based dropout (SPEC §2b). Element e (its index in the GLOBAL batch of this
+// optimizer step: sequence, then position, then channel) of site `site` at step `step` is
+// kept iff philox_uniform(seed, step, site, e) >= p, and kept values are scaled by 1/(1-p).
+// The op's local element i maps to e = elem_offset + i.
+struct Dropout {
+  float p = 0.0f;            // 0 disables the op (identity)
+  uint64_t seed = 0;
+  uint32_t step = 0;
+  uint32_t site = 0;         // which dropout in the model (block, kind)
+  uint64_t elem_offset = 0;  // global index of this call's element 0
+  bool active() const { return p > 0.0f; }
+};
+
+struct AdamWHyper {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t step;        // 1-based step count t used for the bias corrections
+  float grad_scale;    // gradients are multiplied by this first (global-norm clipping); 1 = off
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "cpu", "cuda:0"
+  virtual int threads() const = 0;       // worker threads (cpu) or 1
+
+  // ---- memory (bytes). Pointers returned by alloc are owned by the caller; use Buffer.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) noexcept = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within the backend
+  virtual void zero(void* dst, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- embedding: out[b,t,:] = tok[idx[b,t],:] + pos[t,:]
+  // out [B,T,C]; idx [B,T] int32 in [0,V); tok [V,C]; pos [>=T,C]
+  virtual void embedding_forward(float* out, const int32_t* idx, const float* tok, const float* pos,
+                                 int64_t B, int T, int C) = 0;
+  // dtok [V,C] += scatter of dout by idx; dpos [T,C] += sum over b of dout
+  virtual void embedding_backward(float* dtok, float* dpos, const float* dout, const int32_t* idx,
+                                  int64_t B, int T, int C) = 0;
+
+  // ---- layernorm over the last dim, eps 1e-5, affine.
+  // out [N,C]; mean, rstd [N] (saved for backward); in [N,C]; w, b [C]
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* w,
+                                 const float* b, int64_t N, int C) = 0;
+  // din [N,C] +=; dw, db [C] +=
+  virtual void layernorm_backward(float* din, float* dw, float* db, const float* dout, const float* in,
+                                  const float* w, const float* mean, const float* rstd, int64_t N, int C) = 0;
+
+  // ---- linear: out[N,OC] = in[N,IC] * w[OC,IC]^T + bias[OC] (bias may be null)
+  virtual void linear_forward(float* out, const float* in, const float* w, const float* bias,
+                              int64_t N, int IC, int OC) = 0;
+  // din [N,IC] += dout * w (din may be null); dw [OC,IC] += dout^T * in; dbias [OC] += column sums
+  // (dbias null when there is no bias)
+  virtual void linear_backward(float* din, float* dw, float* dbias, const float* dout, const float* in,
+                               const float* w, int64_t N, int IC, int OC) = 0;
+
+  // ---- elementwise activation (relu | gelu-tanh): out[i] = act(in[i])
+  virtual void activation_forward(float* out, const float* in, int64_t n, Activation act) = 0;
+  // din[i] += act'(in[i]) * dout[i]
+  virtual void activation_backward(float* din, const float* dout, const float* in, int64_t n,
+                                   Activation act) = 0;
+
+  // ---- residual with dropout: out[i] = x[i] + dropout(y[i]) (out may alias x)
+  virtual void dropout_add_forward(float* out, const float* x, const float* y, int64_t n,
+                                   const Dropout& d) = 0;
+  // dx[i] += dout[i] (dx may be null); dy[i] += dropout(dout[i]) (same mask and scale)
+  virtual void dropout_add_backward(float* dx, float* dy, const float* dout, int64_t n,
+                                    const Dropout& d) = 0;
+
+  // ---- classical causal self-attention (SPEC §1.1 csa), per (b, h):
+  //   w_ij = (q_i . k_j) * scale, p_i = softmax_{j<=i}(w_i), p = dropout(p), out_i = sum_j p_ij v_j
+  // q, k, v: rows of [N, ld_in] with head h at columns h*D .. h*D+D-1 of each.
+  // out [N, ld_out], head h at columns h*D. att [B,H,T,T]: softmax probabilities before
+  // dropout, saved for backward (entries j > i are written as 0).
+  // Dropout element index inside att: ((b*H + h)*T + i)*T + j (plus d.elem_offset).
+  virtual void csa_forward(float* out, int ld_out, float* att, const float* q, const float* k,
+                           const float* v, int ld_in, int64_t B, int T, int H, int D, float scale,
+                           const Dropout& d) = 0;
+  // dq, dk, dv share ld_in with q, k, v; all +=
+  virtual void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out,
+                            const float* att, const float* q, const float* k, const float* v,
+                            int ld_in, int64_t B, int T, int H, int D, float scale, const Dropout& d) = 0;
+
+  // ---- Gaussian-kernel attention (SPEC §1.1 qisa), per (b, h):
+  //   alpha_ij = exp(-|q_i - k_j|^2), p_i = softmax_{j<=i}(alpha_i)
+  //   causal: out_i = sum_{j<=i} p_ij v_j;   reference: out_j = sum_{i>=j} p_ij v_i
+  // q, k: rows of [N, ld_qk], head h at columns h*D; v: [N, ld_v], head h at columns h*D;
+  // out [N, ld_out], head h at columns h*D; att [B,H,T,T] saved p (0 above the diagonal).
+  virtual void gaussian_attention_forward(float* out, int ld_out, float* att, const float* q,
+                                          const float* k, int ld_qk, const float* v, int ld_v,
+                                          int64_t B, int T, int H, int D, AttnMask mask) = 0;
+  virtual void gaussian_attention_backward(float* dq, float* dk, int ld_qk, float* dv, int ld_v,
+                                           const float* dout, int ld_out, const float* att,
+                                           const float* q, const float* k, const float* v,
+                                           int64_t B, int T, int H, int D, AttnMask mask) = 0;
+
+  // ---- Pauli value layer (SPEC §1.2), per row n and head h:
+  //   v[n, h*D + j] = Re <u_nh|P_hj|u_nh>, u_nh = row n columns h*C .. h*C+C-1 of u, zero-padded
+  //   to 2^n_qubits amplitudes (C <= 2^n_qubits).
+  // u [N, ld_u] (ld_u >= H*C); v [N, ld_v] (ld_v >= H*D); terms [H*D] (backend memory).
+  virtual void pauli_value_forward(float* v, int ld_v, const float* u, int ld_u, const PauliTerm* terms,
+                                   int64_t N, int H, int D, int C, int n_qubits) = 0;
+  // du [N, ld_u] += dv-weighted gradient: du_b += sum_j dv_j * 2 s_j (-1)^popc(b&m_j) u_{b^f_j}
+  virtual void pauli_value_backward(float* du, int ld_u, const float* dv, int ld_v, const float* u,
+                                    const PauliTerm* terms, int64_t N, int H, int D, int C,
+                                    int n_qubits) = 0;
+
+  // ---- QISA-A circuit value (SPEC §1.1 qisa_a), per row n and head h:
+  //   psi = pad(x_n / |x_n|); RX(rx[h,w]) then RY(ry[h,w]) on each wire w; CNOT(w, w+1 mod n)
+  //   for w = 0..n-1; RY(ry2[h,w]) on each wire; v[n, h*D + j] = <psi|P_hj|psi>.
+  // x [N, ld_x] (the same C inputs feed every head); rx, ry, ry2 [H, n_qubits]; terms [H*D].
+  virtual void qisa_a_forward(float* v, int ld_v, const float* x, int ld_x, const float* rx,
+                              const float* ry, const float* ry2, const PauliTerm* terms, int64_t N,
+                              int H, int D, int C, int n_qubits) = 0;
+  // dx [N, ld_x] +=; drx, dry, dry2 [H, n_qubits] += (sum over rows, fixed-order reduction)
+  virtual void qisa_a_backward(float* dx, int ld_x, float* drx, float* dry, float* dry2, const float* dv,
+                               int ld_v, const float* x, const float* rx, const float* ry,
+                               const float* ry2, const PauliTerm* terms, int64_t N, int H, int D, int C,
+                               int n_qubits) = 0;
+
+  // ---- softmax cross-entropy. losses [N] = -log softmax(logits[n])[targets[n]]
+  virtual void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
+                                     int64_t N, int V) = 0;
+  // dlogits [N,V] = (softmax(logits[n]) - onehot(targets[n])) * scale. OVERWRITES, and dlogits
+  // may alias logits (in place), unlike the other backward ops.
+  virtual void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+                                      int64_t N, int V, float scale) = 0;
+
+  // ---- optimizer and reductions over flat buffers
+  // PyTorch AdamW: p -= lr*wd*p; g = grad*grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+  // p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+  virtual void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
+                            const AdamWHyper& h) = 0;
+  // sum of squares in double, fixed-order (for global-norm clipping)
+  virtual double sum_squares(const float* x, int64_t n) = 0;
+  // x[i] *= a
+  virtual void scale(float* x, float a, int64_t n) = 0;
+};
+
+// Owns `count` elements of T in a backend's memory (RAII; move-only).
+template <typename T>
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& be, size_t count)
+      : be_(&be), ptr_(count ? static_cast<T*>(be.alloc(count * sizeof(T))) : nullptr), count_(count) {}
+  Buffer(Buffer&& o) noexcept : be_(o.be_), ptr_(o.ptr_), count_(o.count_) { o.ptr_ = nullptr; o.count_ = 0; }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) { reset(); be_ = o.be_; ptr_ = o.ptr_; count_ = o.count_; o.ptr_ = nullptr; o.count_ = 0; }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { reset(); }
+  void reset() noexcept { if (ptr_) be_->release(ptr_); ptr_ = nullptr; count_ = 0; }
+  T* get() const { return ptr_; }
+  size_t size() const { return count_; }
+  size_t bytes() const { return count_ * sizeof(T); }
+
+ private:
+  Backend* be_ = nullptr;
+  T* ptr_ = nullptr;
+  size_t count_ = 0;
+};
+
+// The CPU backend (the reference everyone is checked against). threads <= 0: OpenMP default.
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+
+}  // namespace qisa

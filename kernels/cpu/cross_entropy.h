@@ -1,0 +1,76 @@
+// Softmax cross-entropy over rows of logits [N, V] (SPEC §1), max-subtracted for stability.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/error.h"
+
+namespace qisa::cpu {
+
+inline constexpr int64_t kCrossEntropyRows = 256;
+
+inline void check_cross_entropy(const int32_t* targets, int64_t N, int V) {
+  QISA_CHECK(N >= 0 && V >= 1, "cross-entropy shape N=" + std::to_string(N) + " V=" + std::to_string(V),
+             "N >= 0, vocab_size >= 1");
+  for (int64_t n = 0; n < N; ++n)
+    QISA_CHECK(targets[n] >= 0 && targets[n] < V,
+               "target " + std::to_string(targets[n]) + " at row " + std::to_string(n) + " is outside [0, " +
+                   std::to_string(V) + ")",
+               "targets are token ids below vocab_size");
+}
+
+template <typename F>
+inline F row_max(const F* l, int V) {
+  F m = l[0];
+  for (int j = 1; j < V; ++j) m = std::max(m, l[j]);
+  return m;
+}
+
+// losses [N] = -log softmax(logits[n])[targets[n]] = log(sum_j exp(l_j - max)) + max - l_target
+template <typename F>
+void cross_entropy_forward(F* losses, const F* logits, const int32_t* targets, int64_t N, int V) {
+  check_cross_entropy(targets, N, V);
+  parallel_chunks(N, kCrossEntropyRows, [&](int64_t, int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const F* l = logits + n * V;
+      const F mx = row_max(l, V);
+      F s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int j = 0; j < V; ++j) s += exp_t<F>(l[j] - mx);
+      losses[n] = std::log(s) + mx - l[targets[n]];
+    }
+  });
+}
+
+// dlogits [N,V] = (softmax(logits[n]) - onehot(targets[n])) * scale. OVERWRITES; dlogits may
+// alias logits (each element is read before it is written).
+template <typename F>
+void cross_entropy_backward(F* dlogits, const F* logits, const int32_t* targets, int64_t N, int V, F scale) {
+  check_cross_entropy(targets, N, V);
+  parallel_chunks(N, kCrossEntropyRows, [&](int64_t, int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const F* l = logits + n * V;
+      F* d = dlogits + n * V;
+      const F mx = row_max(l, V);
+      F s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int j = 0; j < V; ++j) {  // the exps go straight into d (in place is fine)
+        const F e = exp_t<F>(l[j] - mx);
+        d[j] = e;
+        s += e;
+      }
+      const F inv = F(1) / s, sc = scale;  // sc: a local, stores through d could alias a captured F
+      const int t = targets[n];
+      const F pt = d[t] * inv;
+#pragma omp simd
+      for (int j = 0; j < V; ++j) d[j] = d[j] * inv * sc;
+      d[t] = (pt - F(1)) * sc;
+    }
+  });
+}
+
+}  // namespace qisa::cpu

@@ -1,0 +1,80 @@
+// qisa bench step CONFIG [a.b=value ...]: time training steps (no disk output).
+#include <algorithm>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "kernels/backend.h"
+#include "launcher/commands.h"
+#include "launcher/run_setup.h"
+#include "trainer/trainer.h"
+
+namespace qisa::cli {
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks; each prints one JSON line");
+  bench->require_subcommand(1);
+  auto* cmd = bench->add_subcommand("step", "Time full training steps (forward, backward, AdamW) of a config");
+  struct Args {
+    std::string config;
+    std::vector<std::string> overrides;
+    int64_t steps = 20;
+    int64_t warmup = 3;
+    int threads = 0;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("config", args->config, "YAML config (its corpus supplies the tokens)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("overrides", args->overrides, "key overrides, e.g. model.attention=csa");
+  cmd->add_option("--steps", args->steps, "timed steps")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([args] {
+    std::vector<std::string> ov = args->overrides;
+    ov.push_back("train.steps=" + std::to_string(args->steps + args->warmup));
+    Config cfg = load_checked_config(args->config, ov, args->threads);
+    auto backend = make_cpu_backend(cfg.train.threads);
+    Trainer trainer(cfg, *backend);
+    for (int64_t i = 0; i < args->warmup; ++i) trainer.step();
+    std::vector<double> ms;
+    double loss = 0;
+    for (int64_t i = 0; i < args->steps; ++i) {
+      StepStats s = trainer.step();
+      ms.push_back(s.ms);
+      loss = s.loss;
+    }
+    const double med = median(ms);
+    const int64_t tokens = cfg.train.batch_size * cfg.model.block_size;
+    nlohmann::json j{{"bench", "step"},
+                     {"config", cfg.source},
+                     {"attention", to_string(cfg.model.attention)},
+                     {"mask", to_string(cfg.model.mask)},
+                     {"batch_size", cfg.train.batch_size},
+                     {"block_size", cfg.model.block_size},
+                     {"n_embd", cfg.model.n_embd},
+                     {"n_head", cfg.model.n_head},
+                     {"n_layer", cfg.model.n_layer},
+                     {"params", trainer.model().num_params()},
+                     {"backend", backend->name()},
+                     {"threads", backend->threads()},
+                     {"steps", args->steps},
+                     {"warmup", args->warmup},
+                     {"ms_per_step", med},
+                     {"ms_min", *std::min_element(ms.begin(), ms.end())},
+                     {"ms_max", *std::max_element(ms.begin(), ms.end())},
+                     {"tokens_per_s", static_cast<double>(tokens) / (med / 1000.0)},
+                     {"last_loss", loss}};
+    std::printf("%s\n", j.dump().c_str());
+  });
+}
+
+}  // namespace qisa::cli

@@ -1,0 +1,48 @@
+// qisa eval MODEL --data CORPUS.h5 [--split val] [--windows N]
+#include <cstdio>
+
+#include "io/corpus.h"
+#include "kernels/error.h"
+#include "launcher/commands.h"
+#include "trainer/evaluator.h"
+#include "trainer/model_io.h"
+
+namespace qisa::cli {
+
+void add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "eval", "Evaluate a model on the first N non-overlapping windows of a split; prints one JSON line (ce, ppl, cer, wer)");
+  struct Args {
+    std::string model, data, split = "val";
+    int64_t windows = 200;
+    int64_t batch = 256;
+    int threads = 0;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("model", args->model, "model file written by qisa train (RUN_DIR/final.h5)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--data", args->data, "corpus written by qisa prepare")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--split", args->split, "split to evaluate: val or train")->check(CLI::IsMember({"val", "train"}));
+  cmd->add_option("--windows", args->windows, "number of windows (offsets 0, T, 2T, ...)")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", args->batch, "windows per forward pass (memory, not results)")->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([args] {
+    auto backend = make_cpu_backend(args->threads);
+    LoadedModel m = load_model(args->model, *backend, args->batch);
+    const CorpusInfo info = read_corpus_info(args->data);
+    QISA_CHECK(info.vocab_size == m.config.model.vocab_size,
+               "corpus '" + args->data + "' has vocab_size " + std::to_string(info.vocab_size) + ", model '" + args->model +
+                   "' has " + std::to_string(m.config.model.vocab_size),
+               "evaluate on the corpus the model was trained on");
+    const std::vector<std::string> vocab = read_vocab(args->data);
+    QISA_CHECK(m.vocab.empty() || m.vocab == vocab,
+               "corpus '" + args->data + "' has a different vocabulary from the one model '" + args->model + "' was trained on",
+               "evaluate on the corpus the model was trained on");
+    const EvalResult r = evaluate(*m.model, read_split(args->data, args->split), args->windows, vocab);
+    std::printf("%s\n", r.to_json().c_str());
+  });
+}
+
+}  // namespace qisa::cli

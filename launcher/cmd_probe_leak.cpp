@@ -1,0 +1,62 @@
+// qisa probe-leak MODEL [--data CORPUS.h5]
+#include <cstdio>
+#include <random>
+
+#include "io/corpus.h"
+#include "kernels/error.h"
+#include "launcher/commands.h"
+#include "trainer/model_io.h"
+#include "trainer/probe.h"
+
+namespace qisa::cli {
+
+void add_probe_leak(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "probe-leak",
+      "Change the token at position t and report the largest change of the logits at positions < t; prints JSON "
+      "{\"max_abs_delta\": ...}. Exactly 0 for a causal model");
+  struct Args {
+    std::string model, data, split = "val";
+    int64_t windows = 8;
+    uint64_t seed = 1;
+    int threads = 0;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("model", args->model, "model file written by qisa train (RUN_DIR/final.h5)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--data", args->data, "corpus to take windows from (default: random tokens)")->check(CLI::ExistingFile);
+  cmd->add_option("--split", args->split, "split the windows come from")->check(CLI::IsMember({"val", "train"}));
+  cmd->add_option("--windows", args->windows, "number of windows to probe")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", args->seed, "seed of the random windows (without --data)");
+  cmd->add_option("--threads", args->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  cmd->callback([args] {
+    auto backend = make_cpu_backend(args->threads);
+    LoadedModel m = load_model(args->model, *backend, 1);  // the probe runs one window at a time
+    const int T = m.config.model.block_size;
+    const int64_t V = m.config.model.vocab_size;
+    std::vector<std::vector<int32_t>> windows;
+    if (!args->data.empty()) {
+      const std::vector<int32_t> split = read_split(args->data, args->split);
+      for (int64_t w = 0; w < args->windows && (w + 1) * T <= static_cast<int64_t>(split.size()); ++w)
+        windows.emplace_back(split.begin() + w * T, split.begin() + (w + 1) * T);
+      QISA_CHECK(!windows.empty(), "split '" + args->split + "' of '" + args->data + "' is shorter than one window",
+                 "use a larger split");
+      for (const auto& w : windows)
+        for (int32_t id : w)
+          QISA_CHECK(id < V, "corpus '" + args->data + "' has token id " + std::to_string(id) + " >= the model's vocab_size",
+                     "probe with the corpus the model was trained on");
+    } else {
+      std::mt19937_64 rng(args->seed);
+      std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(V - 1));
+      for (int64_t w = 0; w < args->windows; ++w) {
+        std::vector<int32_t> win(static_cast<size_t>(T));
+        for (auto& t : win) t = tok(rng);
+        windows.push_back(std::move(win));
+      }
+    }
+    std::printf("%s\n", probe_leak(*m.model, windows).to_json().c_str());
+  });
+}
+
+}  // namespace qisa::cli

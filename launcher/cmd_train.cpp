@@ -1,0 +1,42 @@
+// qisa train CONFIG [a.b=value ...]
+#include <cstdio>
+
+#include "kernels/backend.h"
+#include "launcher/commands.h"
+#include "launcher/run_setup.h"
+#include "trainer/trainer.h"
+
+namespace qisa::cli {
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model from a YAML config; writes LOG_DIR/{config.yaml,metrics.jsonl,final.h5}");
+  struct Args {
+    std::string config;
+    std::vector<std::string> overrides;
+    int threads = 0;
+    bool overwrite = false;
+    bool quiet = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("config", args->config, "YAML config (see configs/)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("overrides", args->overrides, "key overrides, e.g. train.steps=100 model.mask=causal");
+  cmd->add_option("--threads", args->threads, "CPU threads (same as train.threads=N; default: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--overwrite", args->overwrite, "replace a run already in log.dir");
+  cmd->add_flag("--quiet", args->quiet, "no per-step progress lines (metrics.jsonl is still written)");
+  cmd->callback([args] {
+    Config cfg = load_checked_config(args->config, args->overrides, args->threads);
+    auto backend = make_cpu_backend(cfg.train.threads);
+    RunOptions opt;
+    opt.overwrite = args->overwrite;
+    opt.quiet = args->quiet;
+    RunSummary s = run_training(cfg, *backend, opt);
+    std::printf("%s\n", s.eval.to_json().c_str());
+    std::printf("trained %lld steps in %.1f s (final loss %.4f)\n", static_cast<long long>(s.last.step), s.seconds,
+                s.last.loss);
+    std::printf("config:  %s\nmetrics: %s\nmodel:   %s\n", s.config_path.c_str(), s.metrics_path.c_str(),
+                s.model_path.c_str());
+  });
+}
+
+}  // namespace qisa::cli

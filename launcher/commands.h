@@ -1,0 +1,15 @@
+// One small file per subcommand; each adds itself to the root CLI11 app. Callbacks parse and
+// validate, then call into trainer/ and io/. They throw qisa::Error; main prints it.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace qisa::cli {
+
+void add_prepare(CLI::App& app);      // cmd_prepare.cpp
+void add_train(CLI::App& app);        // cmd_train.cpp
+void add_eval(CLI::App& app);         // cmd_eval.cpp
+void add_probe_leak(CLI::App& app);   // cmd_probe_leak.cpp
+void add_bench(CLI::App& app);        // cmd_bench.cpp
+void add_info(CLI::App& app);         // cmd_info.cpp
+
+}  // namespace qisa::cli

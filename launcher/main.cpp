@@ -1,0 +1,30 @@
+// qisa: train GPT models with quantum-inspired self-attention.
+#include <cstdio>
+#include <exception>
+
+#include "kernels/error.h"
+#include "launcher/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"qisa: GPT training with quantum-inspired self-attention (QISA)", "qisa"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("qisa ") + QISA_VERSION);
+  qisa::cli::add_prepare(app);
+  qisa::cli::add_train(app);
+  qisa::cli::add_eval(app);
+  qisa::cli::add_probe_leak(app);
+  qisa::cli::add_bench(app);
+  qisa::cli::add_info(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const qisa::Error& e) {
+    std::fprintf(stderr, "qisa: error: %s [%s]\n", e.message().c_str(), e.where().c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qisa: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,550 @@
+// The float CpuBackend as a whole: every op run through one scenario on random inputs, then
+//  - thread invariance: CpuBackend(1), (2) and (3) give bitwise identical results;
+//  - float vs double: the backend against the double templates on the same (float) inputs;
+//  - poisoned outputs: forward outputs pre-filled with NaN come back fully written and
+//    finite, and strided outputs leave the columns outside the heads untouched;
+//  - invalid arguments throw qisa::Error with a hint.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/activation.h"
+#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/attention_csa.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/dropout.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gaussian_attention.h"
+#include "kernels/cpu/layernorm.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/pauli_value.h"
+#include "kernels/cpu/qisa_a.h"
+#include "kernels/cpu/reductions.h"
+#include "kernels/error.h"
+#include "kernels/pauli.h"
+#include "test_util.h"
+
+namespace {
+
+using qisa::Activation;
+using qisa::AttnMask;
+using qisa::Dropout;
+using qisa::PauliTerm;
+
+// The double templates behind the Backend method names, so one scenario drives both.
+struct DoubleOps {
+  qisa::cpu::Workspace ws;
+  void embedding_forward(double* o, const int32_t* i, const double* t, const double* p, int64_t B, int T, int C) {
+    qisa::cpu::embedding_forward(o, i, t, p, B, T, C);
+  }
+  void embedding_backward(double* dt, double* dp, const double* g, const int32_t* i, int64_t B, int T, int C) {
+    qisa::cpu::embedding_backward(dt, dp, g, i, B, T, C);
+  }
+  void layernorm_forward(double* o, double* m, double* r, const double* x, const double* w, const double* b, int64_t N,
+                         int C) {
+    qisa::cpu::layernorm_forward(o, m, r, x, w, b, N, C);
+  }
+  void layernorm_backward(double* dx, double* dw, double* db, const double* g, const double* x, const double* w,
+                          const double* m, const double* r, int64_t N, int C) {
+    qisa::cpu::layernorm_backward(dx, dw, db, g, x, w, m, r, N, C, ws);
+  }
+  void linear_forward(double* o, const double* x, const double* w, const double* b, int64_t N, int IC, int OC) {
+    qisa::cpu::linear_forward(o, x, w, b, N, IC, OC);
+  }
+  void linear_backward(double* dx, double* dw, double* db, const double* g, const double* x, const double* w, int64_t N,
+                       int IC, int OC) {
+    qisa::cpu::linear_backward(dx, dw, db, g, x, w, N, IC, OC, ws);
+  }
+  void activation_forward(double* o, const double* x, int64_t n, Activation a) {
+    qisa::cpu::activation_forward(o, x, n, a);
+  }
+  void activation_backward(double* dx, const double* g, const double* x, int64_t n, Activation a) {
+    qisa::cpu::activation_backward(dx, g, x, n, a);
+  }
+  void dropout_add_forward(double* o, const double* x, const double* y, int64_t n, const Dropout& d) {
+    qisa::cpu::dropout_add_forward(o, x, y, n, d);
+  }
+  void dropout_add_backward(double* dx, double* dy, const double* g, int64_t n, const Dropout& d) {
+    qisa::cpu::dropout_add_backward(dx, dy, g, n, d);
+  }
+  void csa_forward(double* o, int ldo, double* att, const double* q, const double* k, const double* v, int ld,
+                   int64_t B, int T, int H, int D, double s, const Dropout& d) {
+    qisa::cpu::csa_forward(o, ldo, att, q, k, v, ld, B, T, H, D, s, d, ws);
+  }
+  void csa_backward(double* dq, double* dk, double* dv, const double* g, int ldo, const double* att, const double* q,
+                    const double* k, const double* v, int ld, int64_t B, int T, int H, int D, double s,
+                    const Dropout& d) {
+    qisa::cpu::csa_backward(dq, dk, dv, g, ldo, att, q, k, v, ld, B, T, H, D, s, d, ws);
+  }
+  void gaussian_attention_forward(double* o, int ldo, double* att, const double* q, const double* k, int ldqk,
+                                  const double* v, int ldv, int64_t B, int T, int H, int D, AttnMask m) {
+    qisa::cpu::gaussian_attention_forward(o, ldo, att, q, k, ldqk, v, ldv, B, T, H, D, m, ws);
+  }
+  void gaussian_attention_backward(double* dq, double* dk, int ldqk, double* dv, int ldv, const double* g, int ldo,
+                                   const double* att, const double* q, const double* k, const double* v, int64_t B,
+                                   int T, int H, int D, AttnMask m) {
+    qisa::cpu::gaussian_attention_backward(dq, dk, ldqk, dv, ldv, g, ldo, att, q, k, v, B, T, H, D, m, ws);
+  }
+  void pauli_value_forward(double* v, int ldv, const double* u, int ldu, const PauliTerm* t, int64_t N, int H, int D,
+                           int C, int n) {
+    qisa::cpu::pauli_value_forward(v, ldv, u, ldu, t, N, H, D, C, n, ws);
+  }
+  void pauli_value_backward(double* du, int ldu, const double* dv, int ldv, const double* u, const PauliTerm* t,
+                            int64_t N, int H, int D, int C, int n) {
+    qisa::cpu::pauli_value_backward(du, ldu, dv, ldv, u, t, N, H, D, C, n, ws);
+  }
+  void qisa_a_forward(double* v, int ldv, const double* x, int ldx, const double* rx, const double* ry,
+                      const double* ry2, const PauliTerm* t, int64_t N, int H, int D, int C, int n) {
+    qisa::cpu::qisa_a_forward(v, ldv, x, ldx, rx, ry, ry2, t, N, H, D, C, n, ws);
+  }
+  void qisa_a_backward(double* dx, int ldx, double* drx, double* dry, double* dry2, const double* dv, int ldv,
+                       const double* x, const double* rx, const double* ry, const double* ry2, const PauliTerm* t,
+                       int64_t N, int H, int D, int C, int n) {
+    qisa::cpu::qisa_a_backward(dx, ldx, drx, dry, dry2, dv, ldv, x, rx, ry, ry2, t, N, H, D, C, n, ws);
+  }
+  void cross_entropy_forward(double* l, const double* x, const int32_t* t, int64_t N, int V) {
+    qisa::cpu::cross_entropy_forward(l, x, t, N, V);
+  }
+  void cross_entropy_backward(double* d, const double* x, const int32_t* t, int64_t N, int V, double s) {
+    qisa::cpu::cross_entropy_backward(d, x, t, N, V, s);
+  }
+  void adamw_update(double* p, const double* g, double* m, double* v, int64_t n, const qisa::AdamWHyper& h) {
+    qisa::cpu::adamw_update(p, g, m, v, n, h);
+  }
+  double sum_squares(const double* x, int64_t n) { return qisa::cpu::sum_squares(x, n, ws); }
+  void scale(double* x, double a, int64_t n) { qisa::cpu::scale(x, a, n); }
+};
+
+using Results = std::map<std::string, std::vector<double>>;
+
+// Random inputs, drawn once as float so both precisions see the same values.
+struct Inputs {
+  explicit Inputs(uint64_t seed) : rng(seed) {}
+  std::mt19937_64 rng;
+  std::map<std::string, std::vector<float>> v;
+  std::map<std::string, std::vector<int32_t>> ints;
+  const std::vector<float>& get(const std::string& name, size_t n, double lo = -1, double hi = 1) {
+    auto it = v.find(name);
+    if (it == v.end()) it = v.emplace(name, qisa::test::random_vector<float>(rng, n, lo, hi)).first;
+    return it->second;
+  }
+  const std::vector<int32_t>& ids(const std::string& name, size_t n, int V) {
+    auto it = ints.find(name);
+    if (it == ints.end()) {
+      std::vector<int32_t> x(n);
+      for (auto& i : x) i = static_cast<int32_t>(rng() % static_cast<uint64_t>(V));
+      it = ints.emplace(name, std::move(x)).first;
+    }
+    return it->second;
+  }
+};
+
+template <typename F>
+std::vector<F> as(const std::vector<float>& x) {
+  return std::vector<F>(x.begin(), x.end());
+}
+template <typename F>
+std::vector<double> out(const std::vector<F>& x) {
+  return std::vector<double>(x.begin(), x.end());
+}
+
+std::vector<PauliTerm> scenario_terms(int count, int n) {
+  std::mt19937_64 rng(7);
+  static const char kL[] = "IXYZ";
+  std::vector<PauliTerm> t;
+  for (int i = 0; i < count; ++i) {
+    std::string s(static_cast<size_t>(n), 'I');
+    for (auto& c : s) c = kL[rng() % 4];
+    if (i % 2) s[0] = 'Y';
+    t.push_back(qisa::pack_pauli(s));
+  }
+  return t;
+}
+
+// Every op, forward then backward, with sizes that give several work items per op.
+template <typename F, class Ops>
+Results run_scenario(Ops& ops, Inputs& in) {
+  Results r;
+  {  // embedding
+    const int64_t B = 7;
+    const int T = 9, C = 13, V = 17, P = 11;
+    const auto& idx = in.ids("emb.idx", B * T, V);
+    auto tok = as<F>(in.get("emb.tok", V * C)), pos = as<F>(in.get("emb.pos", P * C));
+    auto g = as<F>(in.get("emb.g", B * T * C)), dtok = as<F>(in.get("emb.dtok", V * C)),
+         dpos = as<F>(in.get("emb.dpos", P * C));
+    std::vector<F> o(B * T * C);
+    ops.embedding_forward(o.data(), idx.data(), tok.data(), pos.data(), B, T, C);
+    ops.embedding_backward(dtok.data(), dpos.data(), g.data(), idx.data(), B, T, C);
+    r["emb.out"] = out(o), r["emb.dtok"] = out(dtok), r["emb.dpos"] = out(dpos);
+  }
+  {  // layernorm
+    const int64_t N = 1100;
+    const int C = 13;
+    auto x = as<F>(in.get("ln.x", N * C, -2, 3)), w = as<F>(in.get("ln.w", C)), b = as<F>(in.get("ln.b", C));
+    auto g = as<F>(in.get("ln.g", N * C)), dx = as<F>(in.get("ln.dx", N * C)), dw = as<F>(in.get("ln.dw", C)),
+         db = as<F>(in.get("ln.db", C));
+    std::vector<F> o(N * C), m(N), rs(N);
+    ops.layernorm_forward(o.data(), m.data(), rs.data(), x.data(), w.data(), b.data(), N, C);
+    ops.layernorm_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), m.data(), rs.data(), N, C);
+    r["ln.out"] = out(o), r["ln.mean"] = out(m), r["ln.rstd"] = out(rs), r["ln.dx"] = out(dx), r["ln.dw"] = out(dw),
+    r["ln.db"] = out(db);
+  }
+  {  // linear
+    const int64_t N = 4500;
+    const int IC = 13, OC = 21;
+    auto x = as<F>(in.get("lin.x", N * IC)), w = as<F>(in.get("lin.w", OC * IC)), b = as<F>(in.get("lin.b", OC));
+    auto g = as<F>(in.get("lin.g", N * OC)), dx = as<F>(in.get("lin.dx", N * IC)),
+         dw = as<F>(in.get("lin.dw", OC * IC)), db = as<F>(in.get("lin.db", OC));
+    std::vector<F> o(N * OC);
+    ops.linear_forward(o.data(), x.data(), w.data(), b.data(), N, IC, OC);
+    ops.linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC);
+    r["lin.out"] = out(o), r["lin.dx"] = out(dx), r["lin.dw"] = out(dw), r["lin.db"] = out(db);
+  }
+  for (auto act : {Activation::relu, Activation::gelu}) {
+    const std::string p = act == Activation::relu ? "relu" : "gelu";
+    const int64_t n = 40000;
+    auto x = as<F>(in.get("act.x", n, -5, 5)), g = as<F>(in.get("act.g", n)), dx = as<F>(in.get("act.dx", n));
+    std::vector<F> o(n);
+    ops.activation_forward(o.data(), x.data(), n, act);
+    ops.activation_backward(dx.data(), g.data(), x.data(), n, act);
+    r[p + ".out"] = out(o), r[p + ".dx"] = out(dx);
+  }
+  {  // dropout_add
+    const int64_t n = 40000;
+    Dropout d;
+    d.p = 0.2f, d.seed = 11, d.step = 3, d.site = 4, d.elem_offset = 12345;
+    auto x = as<F>(in.get("do.x", n)), y = as<F>(in.get("do.y", n)), g = as<F>(in.get("do.g", n));
+    auto dx = as<F>(in.get("do.dx", n)), dy = as<F>(in.get("do.dy", n));
+    std::vector<F> o(n);
+    ops.dropout_add_forward(o.data(), x.data(), y.data(), n, d);
+    ops.dropout_add_backward(dx.data(), dy.data(), g.data(), n, d);
+    r["do.out"] = out(o), r["do.dx"] = out(dx), r["do.dy"] = out(dy);
+  }
+  {  // csa (strided q|k|v, dropout on; T > 16 crosses the kernel's 16-wide blocks)
+    const int64_t B = 5;
+    const int T = 21, H = 3, D = 4, HD = H * D, ld = 3 * HD + 1, ldo = HD + 2;
+    Dropout d;
+    d.p = 0.1f, d.seed = 5, d.step = 1, d.site = 0, d.elem_offset = 77;
+    auto qkv = as<F>(in.get("csa.qkv", B * T * ld, -2, 2)), g = as<F>(in.get("csa.g", B * T * ldo));
+    auto dqkv = as<F>(in.get("csa.dqkv", B * T * ld));
+    std::vector<F> o(B * T * ldo, F(0)), att(B * H * T * T);
+    const F s = static_cast<F>(0.3f);
+    ops.csa_forward(o.data(), ldo, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d);
+    ops.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), ldo, att.data(), qkv.data(),
+                     qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d);
+    r["csa.out"] = out(o), r["csa.att"] = out(att), r["csa.dqkv"] = out(dqkv);
+  }
+  for (auto mask : {AttnMask::causal, AttnMask::reference}) {
+    const std::string p = mask == AttnMask::causal ? "ga_causal" : "ga_reference";
+    const int64_t B = 5;
+    const int T = 19, H = 2, D = 17, HD = H * D, ldqk = 2 * HD + 1, ldv = HD + 3, ldo = HD + 2;
+    auto qk = as<F>(in.get("ga.qk", B * T * ldqk, -0.3, 0.3)), v = as<F>(in.get("ga.v", B * T * ldv));
+    auto g = as<F>(in.get("ga.g", B * T * ldo)), dqk = as<F>(in.get("ga.dqk", B * T * ldqk)),
+         dv = as<F>(in.get("ga.dv", B * T * ldv));
+    std::vector<F> o(B * T * ldo, F(0)), att(B * H * T * T);
+    ops.gaussian_attention_forward(o.data(), ldo, att.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
+                                   D, mask);
+    ops.gaussian_attention_backward(dqk.data(), dqk.data() + HD, ldqk, dv.data(), ldv, g.data(), ldo, att.data(),
+                                    qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask);
+    r[p + ".out"] = out(o), r[p + ".att"] = out(att), r[p + ".dqk"] = out(dqk), r[p + ".dv"] = out(dv);
+  }
+  {  // pauli value
+    const int64_t N = 600;
+    const int H = 2, D = 5, C = 11, n = 4, ldu = H * C + 1, ldv = H * D + 1;
+    const auto terms = scenario_terms(H * D, n);
+    auto u = as<F>(in.get("pv.u", N * ldu)), g = as<F>(in.get("pv.g", N * ldv)), du = as<F>(in.get("pv.du", N * ldu));
+    std::vector<F> v(N * ldv, F(0));
+    ops.pauli_value_forward(v.data(), ldv, u.data(), ldu, terms.data(), N, H, D, C, n);
+    ops.pauli_value_backward(du.data(), ldu, g.data(), ldv, u.data(), terms.data(), N, H, D, C, n);
+    r["pv.v"] = out(v), r["pv.du"] = out(du);
+  }
+  {  // qisa_a
+    const int64_t N = 600;
+    const int H = 2, D = 5, C = 11, n = 4, ldx = C + 2, ldv = H * D + 1;
+    const auto terms = scenario_terms(H * D, n);
+    auto x = as<F>(in.get("qa.x", N * ldx)), g = as<F>(in.get("qa.g", N * ldv)), dx = as<F>(in.get("qa.dx", N * ldx));
+    auto rx = as<F>(in.get("qa.rx", H * n, -3, 3)), ry = as<F>(in.get("qa.ry", H * n, -3, 3)),
+         ry2 = as<F>(in.get("qa.ry2", H * n, -3, 3));
+    auto drx = as<F>(in.get("qa.drx", H * n)), dry = as<F>(in.get("qa.dry", H * n)),
+         dry2 = as<F>(in.get("qa.dry2", H * n));
+    std::vector<F> v(N * ldv, F(0));
+    ops.qisa_a_forward(v.data(), ldv, x.data(), ldx, rx.data(), ry.data(), ry2.data(), terms.data(), N, H, D, C, n);
+    ops.qisa_a_backward(dx.data(), ldx, drx.data(), dry.data(), dry2.data(), g.data(), ldv, x.data(), rx.data(),
+                        ry.data(), ry2.data(), terms.data(), N, H, D, C, n);
+    r["qa.v"] = out(v), r["qa.dx"] = out(dx), r["qa.drx"] = out(drx), r["qa.dry"] = out(dry),
+    r["qa.dry2"] = out(dry2);
+  }
+  {  // cross-entropy
+    const int64_t N = 600;
+    const int V = 17;
+    const auto& t = in.ids("ce.t", N, V);
+    auto x = as<F>(in.get("ce.x", N * V, -4, 4));
+    std::vector<F> l(N), d(N * V);
+    ops.cross_entropy_forward(l.data(), x.data(), t.data(), N, V);
+    ops.cross_entropy_backward(d.data(), x.data(), t.data(), N, V, static_cast<F>(1.0f / 600));
+    r["ce.loss"] = out(l), r["ce.d"] = out(d);
+  }
+  {  // adamw, three steps
+    const int64_t n = 40000;
+    auto p = as<F>(in.get("aw.p", n)), m = as<F>(in.get("aw.m", n, -0.1, 0.1)), v = as<F>(in.get("aw.v", n, 0, 0.01));
+    for (int64_t t = 1; t <= 3; ++t) {
+      auto g = as<F>(in.get("aw.g" + std::to_string(t), n));
+      ops.adamw_update(p.data(), g.data(), m.data(), v.data(), n, qisa::AdamWHyper{3e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t, 0.5f});
+    }
+    r["aw.p"] = out(p), r["aw.m"] = out(m), r["aw.v"] = out(v);
+  }
+  {  // reductions
+    const int64_t n = 300001;
+    auto x = as<F>(in.get("red.x", n));
+    r["red.sumsq"] = {ops.sum_squares(x.data(), n)};
+    ops.scale(x.data(), static_cast<F>(0.37f), n);
+    r["red.scaled"] = out(x);
+  }
+  return r;
+}
+
+TEST(CpuBackend, BitwiseIdenticalForAnyThreadCount) {
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Results ref;
+  for (int threads : {1, 2, 3}) {
+    auto be = qisa::make_cpu_backend(threads);
+    EXPECT_EQ(be->threads(), threads);
+    Inputs in(seed);
+    Results r = run_scenario<float>(*be, in);
+    if (threads == 1) {
+      ref = std::move(r);
+      continue;
+    }
+    for (const auto& [name, want] : ref) {
+      const auto& got = r.at(name);
+      ASSERT_EQ(got.size(), want.size()) << name;
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(double)), 0)
+          << name << " differs between 1 and " << threads << " threads";
+    }
+  }
+}
+
+TEST(CpuBackend, FloatMatchesDoubleTemplates) {
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  auto be = qisa::make_cpu_backend(2);
+  DoubleOps dops;
+  Inputs in_f(seed), in_d(seed);
+  const Results rf = run_scenario<float>(*be, in_f);
+  const Results rd = run_scenario<double>(dops, in_d);
+  for (const auto& [name, want] : rd) {
+    // forward outputs within 1e-5 of max|want|, gradients and optimizer state within 1e-4 (SPEC §4)
+    const bool fwd = name.find(".out") != std::string::npos || name.find(".att") != std::string::npos ||
+                     name == "pv.v" || name == "qa.v" || name == "ce.loss" || name.find("ln.") == 0;
+    const double tol = fwd && name != "ln.dx" && name != "ln.dw" && name != "ln.db" ? 1e-5 : 1e-4;
+    EXPECT_LT(qisa::test::max_rel_err(rf.at(name), want), tol) << name;
+  }
+}
+
+// Fill with NaN, run, and check: written elements finite, elements outside the op's columns untouched.
+TEST(CpuBackend, ForwardOutputsFullyWritten) {
+  auto be = qisa::make_cpu_backend(2);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::mt19937_64 rng(3);
+  auto rnd = [&](size_t n, double lo = -1, double hi = 1) { return qisa::test::random_vector<float>(rng, n, lo, hi); };
+  auto all_finite = [](const std::vector<float>& v) {
+    for (float x : v)
+      if (!std::isfinite(x)) return false;
+    return true;
+  };
+  // Strided [N, ld] output of H*D head columns: head columns finite, the rest still NaN.
+  auto check_strided = [](const std::vector<float>& v, int64_t N, int ld, int cols, const char* what) {
+    for (int64_t r = 0; r < N; ++r)
+      for (int c = 0; c < ld; ++c) {
+        const float x = v[r * ld + c];
+        if (c < cols)
+          ASSERT_TRUE(std::isfinite(x)) << what << " row " << r << " col " << c;
+        else
+          ASSERT_TRUE(std::isnan(x)) << what << " wrote outside its columns at row " << r << " col " << c;
+      }
+  };
+  {
+    const int64_t B = 3;
+    const int T = 5, C = 7, V = 9;
+    std::vector<int32_t> idx(B * T);
+    for (auto& i : idx) i = static_cast<int32_t>(rng() % V);
+    auto tok = rnd(V * C), pos = rnd(T * C);
+    std::vector<float> o(B * T * C, nan);
+    be->embedding_forward(o.data(), idx.data(), tok.data(), pos.data(), B, T, C);
+    EXPECT_TRUE(all_finite(o)) << "embedding";
+  }
+  {
+    const int64_t N = 300;
+    const int C = 13;
+    auto x = rnd(N * C), w = rnd(C), b = rnd(C);
+    std::vector<float> o(N * C, nan), m(N, nan), r(N, nan);
+    be->layernorm_forward(o.data(), m.data(), r.data(), x.data(), w.data(), b.data(), N, C);
+    EXPECT_TRUE(all_finite(o) && all_finite(m) && all_finite(r)) << "layernorm";
+  }
+  for (bool bias : {true, false}) {
+    const int64_t N = 700;
+    const int IC = 5, OC = 9;
+    auto x = rnd(N * IC), w = rnd(OC * IC), b = rnd(OC);
+    std::vector<float> o(N * OC, nan);
+    be->linear_forward(o.data(), x.data(), w.data(), bias ? b.data() : nullptr, N, IC, OC);
+    EXPECT_TRUE(all_finite(o)) << "linear bias=" << bias;
+  }
+  for (auto act : {Activation::relu, Activation::gelu}) {
+    const int64_t n = 20000;
+    auto x = rnd(n, -100, 100);
+    std::vector<float> o(n, nan);
+    be->activation_forward(o.data(), x.data(), n, act);
+    EXPECT_TRUE(all_finite(o)) << "activation";
+  }
+  {
+    const int64_t n = 20000;
+    auto x = rnd(n), y = rnd(n);
+    std::vector<float> o(n, nan);
+    Dropout d;
+    d.p = 0.5f;
+    be->dropout_add_forward(o.data(), x.data(), y.data(), n, d);
+    EXPECT_TRUE(all_finite(o)) << "dropout_add";
+  }
+  const int64_t B = 3;
+  const int T = 19, H = 2, D = 3, HD = H * D;
+  {
+    const int ld = 3 * HD, ldo = HD + 3;
+    auto qkv = rnd(B * T * ld, -3, 3);
+    std::vector<float> o(B * T * ldo, nan), att(B * H * T * T, nan);
+    Dropout d;
+    d.p = 0.3f;
+    be->csa_forward(o.data(), ldo, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.5f,
+                    d);
+    check_strided(o, B * T, ldo, HD, "csa out");
+    EXPECT_TRUE(all_finite(att)) << "csa att";
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      for (int i = 0; i < T; ++i)
+        for (int j = i + 1; j < T; ++j) EXPECT_EQ(att[(bh * T + i) * T + j], 0.0f);
+  }
+  for (auto mask : {AttnMask::causal, AttnMask::reference}) {
+    const int ldqk = 2 * HD, ldv = HD + 1, ldo = HD + 2;
+    auto qk = rnd(B * T * ldqk, -3, 3), v = rnd(B * T * ldv);
+    std::vector<float> o(B * T * ldo, nan), att(B * H * T * T, nan);
+    be->gaussian_attention_forward(o.data(), ldo, att.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
+                                   D, mask);
+    check_strided(o, B * T, ldo, HD, "gaussian out");
+    EXPECT_TRUE(all_finite(att)) << "gaussian att";
+  }
+  {
+    const int64_t N = 37;
+    const int C = 5, n = 3, Dp = 4, ldu = H * C + 2, ldv = H * Dp + 2;
+    const auto terms = scenario_terms(H * Dp, n);
+    auto u = rnd(N * ldu);
+    std::vector<float> v(N * ldv, nan);
+    be->pauli_value_forward(v.data(), ldv, u.data(), ldu, terms.data(), N, H, Dp, C, n);
+    check_strided(v, N, ldv, H * Dp, "pauli value");
+    auto x = rnd(N * (C + 1));
+    for (int c = 0; c < C + 1; ++c) x[5 * (C + 1) + c] = 0;  // an all-zero row gives v = 0, not NaN
+    std::vector<float> ang = rnd(H * n, -3, 3), va(N * ldv, nan);
+    be->qisa_a_forward(va.data(), ldv, x.data(), C + 1, ang.data(), ang.data(), ang.data(), terms.data(), N, H, Dp, C,
+                       n);
+    check_strided(va, N, ldv, H * Dp, "qisa_a value");
+  }
+  {
+    const int64_t N = 300;
+    const int V = 11;
+    std::vector<int32_t> t(N);
+    for (auto& i : t) i = static_cast<int32_t>(rng() % V);
+    auto x = rnd(N * V, -50, 50);
+    std::vector<float> l(N, nan), d(N * V, nan);
+    be->cross_entropy_forward(l.data(), x.data(), t.data(), N, V);
+    be->cross_entropy_backward(d.data(), x.data(), t.data(), N, V, 1.0f);
+    EXPECT_TRUE(all_finite(l) && all_finite(d)) << "cross-entropy";
+  }
+}
+
+// Results must not depend on what earlier calls left in the backend's reusable scratch:
+// attention (T > 16, so rows have unwritten tails) on a fresh backend vs on one whose scratch
+// was filled with NaN by other ops.
+TEST(CpuBackend, ResultsDoNotDependOnScratchHistory) {
+  std::mt19937_64 rng(11);
+  const int64_t B = 3;
+  const int T = 19, H = 2, D = 5, HD = H * D, ld = 3 * HD;
+  const auto qkv = qisa::test::random_vector<float>(rng, B * T * ld), g = qisa::test::random_vector<float>(rng, B * T * HD);
+  auto run = [&](qisa::Backend& be) {
+    std::vector<float> r;
+    Dropout d;
+    d.p = 0.2f, d.seed = 3;
+    std::vector<float> o(B * T * HD), att(B * H * T * T), dqkv(B * T * ld, 0.f);
+    be.csa_forward(o.data(), HD, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d);
+    be.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), HD, att.data(), qkv.data(),
+                    qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d);
+    for (auto* v : {&o, &att, &dqkv}) r.insert(r.end(), v->begin(), v->end());
+    for (auto mask : {AttnMask::causal, AttnMask::reference}) {
+      std::fill(dqkv.begin(), dqkv.end(), 0.f);
+      be.gaussian_attention_forward(o.data(), HD, att.data(), qkv.data(), qkv.data() + HD, ld, qkv.data() + 2 * HD, ld,
+                                    B, T, H, D, mask);
+      be.gaussian_attention_backward(dqkv.data(), dqkv.data() + HD, ld, dqkv.data() + 2 * HD, ld, g.data(), HD,
+                                     att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, B, T, H, D, mask);
+      for (auto* v : {&o, &att, &dqkv}) r.insert(r.end(), v->begin(), v->end());
+    }
+    return r;
+  };
+  auto fresh = qisa::make_cpu_backend(2);
+  const auto want = run(*fresh);
+  for (float x : want) ASSERT_TRUE(std::isfinite(x));
+  auto dirty = qisa::make_cpu_backend(2);
+  {  // fill every scratch slot the attention ops use with NaN
+    const int64_t N = 20000;
+    const int C = 64;
+    std::vector<float> nan(N * C, std::numeric_limits<float>::quiet_NaN()), out(N * C), w(C, 1.f), m(N), r(N);
+    dirty->layernorm_backward(out.data(), w.data(), w.data(), nan.data(), nan.data(), w.data(), m.data(), r.data(), N, C);
+    const auto terms = scenario_terms(4, 6);
+    dirty->pauli_value_forward(out.data(), 4, nan.data(), C, terms.data(), N, 1, 4, C, 6);
+    dirty->pauli_value_backward(out.data(), C, nan.data(), 4, nan.data(), terms.data(), N, 1, 4, C, 6);
+  }
+  const auto got = run(*dirty);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0);
+}
+
+TEST(CpuBackend, InvalidArgumentsThrowWithHint) {
+  auto be = qisa::make_cpu_backend(1);
+  std::vector<float> a(1024, 0.5f), b(1024, 0.5f);
+  std::vector<int32_t> bad_t{0, 9};
+  const auto terms = qisa::pack_paulis({"XY", "ZZ"}, 2);
+  auto expect_error = [](auto&& f, const char* what) {
+    try {
+      f();
+      ADD_FAILURE() << what << " did not throw";
+    } catch (const qisa::Error& e) {
+      EXPECT_FALSE(e.hint().empty()) << what << ": " << e.what();
+    }
+  };
+  expect_error([&] { be->cross_entropy_forward(a.data(), b.data(), bad_t.data(), 2, 5); }, "target >= V");
+  expect_error([&] { be->pauli_value_forward(a.data(), 2, b.data(), 5, terms.data(), 3, 1, 2, 5, 2); }, "C > 2^n");
+  expect_error([&] { be->pauli_value_forward(a.data(), 2, b.data(), 4, terms.data(), 3, 1, 0, 4, 2); }, "D <= 0");
+  expect_error([&] { be->qisa_a_forward(a.data(), 2, b.data(), 5, b.data(), b.data(), b.data(), terms.data(), 3, 1, 2,
+                                        5, 2); }, "qisa_a C > 2^n");
+  expect_error([&] { be->gaussian_attention_forward(a.data(), 4, b.data(), a.data(), a.data(), 4, a.data(), 4, 2, 3, 2,
+                                                    3, AttnMask::causal); }, "ld below H*D");
+  expect_error([&] { be->csa_forward(a.data(), 4, b.data(), a.data(), a.data(), a.data(), 4, 2, 0, 1, 3, 1.f, {}); },
+               "T = 0");
+  Dropout d;
+  d.p = 1.0f;
+  expect_error([&] { be->dropout_add_forward(a.data(), a.data(), b.data(), 10, d); }, "p = 1");
+  expect_error([&] { be->linear_forward(a.data(), b.data(), b.data(), nullptr, 4, 0, 3); }, "IC = 0");
+  expect_error([&] { be->layernorm_forward(a.data(), a.data(), a.data(), b.data(), b.data(), b.data(), 4, 0); },
+               "C = 0");
+  std::vector<int32_t> neg{0, -1};
+  expect_error([&] { be->embedding_forward(a.data(), neg.data(), b.data(), b.data(), 1, 2, 3); }, "negative id");
+  expect_error([&] {
+    be->adamw_update(a.data(), b.data(), a.data(), a.data(), 4, qisa::AdamWHyper{1e-3f, 0.9f, 0.999f, 1e-8f, 0.f, 0, 1.f});
+  }, "AdamW step 0");
+}
+
+}  // namespace

@@ -1,0 +1,269 @@
+// Trainer pieces on their own: sampler, Pauli drawing, parameter table, LR schedule, metrics
+// helpers, model files, and the determinism promises of a training step.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <array>
+#include <set>
+
+#include "io/model_file.h"
+#include "kernels/error.h"
+#include "test_util.h"
+#include "trainer/evaluator.h"
+#include "trainer/model.h"
+#include "trainer/model_io.h"
+#include "trainer/optimizer.h"
+#include "trainer/param_table.h"
+#include "trainer/sampler.h"
+
+namespace qisa {
+namespace {
+
+ModelConfig small_model(AttentionKind att, int C = 12, int H = 3, int L = 2, int T = 8, int64_t V = 13) {
+  ModelConfig m;
+  m.vocab_size = V;
+  m.block_size = T;
+  m.n_embd = C;
+  m.n_head = H;
+  m.n_layer = L;
+  m.attention = att;
+  return m;
+}
+
+TEST(Sampler, OffsetsAreInRangeAndAPureFunctionOfSeedAndIndex) {
+  RandomWindowSampler a(42, 1000, 16), b(42, 1000, 16), c(43, 1000, 16);
+  int64_t lo = 1 << 30, hi = -1, differ = 0;
+  for (int64_t g = 0; g < 20000; ++g) {
+    const int64_t o = a.offset(g);
+    lo = std::min(lo, o);
+    hi = std::max(hi, o);
+    EXPECT_EQ(o, b.offset(g));
+    differ += o != c.offset(g);
+  }
+  EXPECT_EQ(lo, 0);
+  EXPECT_EQ(hi, 1000 - 16 - 1);  // the last window ends at the last token
+  EXPECT_GT(differ, 19000);
+  // order of queries does not matter
+  EXPECT_EQ(a.offset(12345), RandomWindowSampler(42, 1000, 16).offset(12345));
+}
+
+TEST(Sampler, RejectsASplitShorterThanOneWindow) {
+  EXPECT_THROW(RandomWindowSampler(1, 16, 16), Error);
+  EXPECT_NO_THROW(RandomWindowSampler(1, 17, 16));
+}
+
+TEST(Sampler, GatherWindowsShiftsTargetsByOne) {
+  std::vector<int32_t> tokens(50);
+  for (int i = 0; i < 50; ++i) tokens[i] = i;
+  std::vector<int32_t> x, y;
+  gather_windows(tokens, {0, 10, 45}, 4, x, y);
+  EXPECT_EQ(x, (std::vector<int32_t>{0, 1, 2, 3, 10, 11, 12, 13, 45, 46, 47, 48}));
+  EXPECT_EQ(y, (std::vector<int32_t>{1, 2, 3, 4, 11, 12, 13, 14, 46, 47, 48, 49}));
+}
+
+TEST(PauliDraw, DeterministicNonIdentityAndNearTheIdentityProbability) {
+  const auto a = draw_pauli_strings(7, 0, 4, 64, 5, 0.9);
+  EXPECT_EQ(a, draw_pauli_strings(7, 0, 4, 64, 5, 0.9));
+  EXPECT_NE(a, draw_pauli_strings(7, 1, 4, 64, 5, 0.9));  // per layer
+  EXPECT_NE(a, draw_pauli_strings(8, 0, 4, 64, 5, 0.9));  // per seed
+  ASSERT_EQ(a.size(), 256u);
+  int64_t identity = 0, total = 0;
+  std::set<char> letters;
+  for (const auto& s : a) {
+    ASSERT_EQ(s.size(), 5u);
+    EXPECT_NE(s, "IIIII");
+    for (char c : s) {
+      letters.insert(c);
+      identity += c == 'I';
+      ++total;
+    }
+  }
+  EXPECT_EQ(letters, (std::set<char>{'I', 'X', 'Y', 'Z'}));
+  // Conditioned on "not all I", P(I) = 1 - (0.1 / (1 - 0.9^5)) = 0.756 for 5 letters;
+  // 1280 letters give a standard deviation of about 0.012.
+  const double frac = static_cast<double>(identity) / static_cast<double>(total);
+  EXPECT_GT(frac, 0.70);
+  EXPECT_LT(frac, 0.81);
+}
+
+TEST(ParamTableLayout, FusedAttentionWeightsAreAdjacent) {
+  for (auto att : {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a}) {
+    ParamTable t(small_model(att));
+    const auto& q = t.at("blocks.1.attn.q.weight");
+    EXPECT_EQ(t.at("blocks.1.attn.k.weight").offset, q.offset + q.numel);
+    if (att == AttentionKind::csa) {
+      EXPECT_EQ(t.at("blocks.1.attn.v.weight").offset, q.offset + 2 * q.numel);
+    } else {
+      const auto& qb = t.at("blocks.1.attn.q.bias");
+      EXPECT_EQ(t.at("blocks.1.attn.k.bias").offset, qb.offset + qb.numel);
+    }
+    int64_t sum = 0;
+    for (const auto& e : t.entries()) {
+      EXPECT_EQ(e.offset, sum) << e.name;  // no gaps: one flat buffer
+      sum += e.numel;
+    }
+    EXPECT_EQ(sum, t.total());
+    EXPECT_THROW(t.at("blocks.9.attn.q.weight"), Error);
+  }
+}
+
+TEST(LearningRate, ConstantWarmupAndCosine) {
+  TrainConfig c;
+  c.lr = 1e-3;
+  c.steps = 100;
+  EXPECT_DOUBLE_EQ(learning_rate(c, 1), 1e-3);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 100), 1e-3);
+  c.warmup_steps = 10;
+  EXPECT_DOUBLE_EQ(learning_rate(c, 5), 0.5e-3);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 10), 1e-3);
+  c.lr_schedule = "cosine";
+  c.min_lr = 1e-4;
+  EXPECT_DOUBLE_EQ(learning_rate(c, 10), 1e-3);
+  EXPECT_NEAR(learning_rate(c, 55), 0.55e-3, 1e-12);  // halfway
+  EXPECT_NEAR(learning_rate(c, 100), 1e-4, 1e-12);
+}
+
+TEST(EvalMetrics, EditDistanceAndWords) {
+  auto cps = [](const std::u32string& s) { return std::vector<char32_t>(s.begin(), s.end()); };
+  EXPECT_EQ(edit_distance(cps(U"kitten"), cps(U"sitting")), 3);
+  EXPECT_EQ(edit_distance(cps(U""), cps(U"abc")), 3);
+  EXPECT_EQ(edit_distance(cps(U"abc"), cps(U"abc")), 0);
+  EXPECT_EQ(split_words(U"  to be,\tor\nnot "), (std::vector<std::u32string>{U"to", U"be,", U"or", U"not"}));
+  EXPECT_EQ(edit_distance(split_words(U"to be or not"), split_words(U"to be nor not to")), 2);
+}
+
+TEST(ModelFile, RoundTripKeepsEveryParameterAndPauliString) {
+  test::TempDir tmp;
+  auto be = make_cpu_backend(1);
+  for (auto att : {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a}) {
+    GPT model(small_model(att), *be, 2);
+    model.init(99);
+    const std::string path = tmp / "m.h5";
+    write_model_file(path, snapshot_model(model, "model: {}\n", 5, {"a", "b"}));
+    ModelFile f = read_model_file(path);
+    EXPECT_EQ(f.step, 5);
+    EXPECT_EQ(f.vocab, (std::vector<std::string>{"a", "b"}));
+    GPT other(small_model(att), *be, 2);
+    load_model_state(other, f, path);
+    EXPECT_EQ(other.params_host(), model.params_host());
+    EXPECT_EQ(other.pauli(), model.pauli());
+    // a model of another kind refuses the file, naming it
+    GPT wrong(small_model(att == AttentionKind::csa ? AttentionKind::qisa : AttentionKind::csa), *be, 2);
+    try {
+      load_model_state(wrong, f, path);
+      ADD_FAILURE() << "loaded a file of another attention kind";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(ModelFile, NotAModelFileIsAClearError) {
+  test::TempDir tmp;
+  test::write_file(tmp / "x.h5", "not hdf5");
+  EXPECT_THROW(read_model_file(tmp / "x.h5"), Error);
+  EXPECT_THROW(read_model_file(tmp / "missing.h5"), Error);
+}
+
+TEST(ModelInit, FollowsThePyTorchDistributions) {
+  auto be = make_cpu_backend(1);
+  ModelConfig m = small_model(AttentionKind::qisa_a, 16, 2, 1, 8, 200);
+  GPT model(m, *be, 1);
+  model.init(3);
+  const auto p = model.params_host();
+  auto stats = [&](const std::string& name) {
+    const auto& e = model.table().at(name);
+    double lo = 1e9, hi = -1e9, s = 0, s2 = 0;
+    for (int64_t i = 0; i < e.numel; ++i) {
+      const double x = p[e.offset + i];
+      lo = std::min(lo, x);
+      hi = std::max(hi, x);
+      s += x;
+      s2 += x * x;
+    }
+    return std::array<double, 4>{lo, hi, s / e.numel, s2 / e.numel};
+  };
+  auto emb = stats("tok_emb.weight");  // N(0,1), 3200 values
+  EXPECT_NEAR(emb[2], 0.0, 0.1);
+  EXPECT_NEAR(emb[3], 1.0, 0.1);
+  auto fc = stats("blocks.0.mlp.fc.weight");  // U(-1/4, 1/4)
+  EXPECT_GE(fc[0], -0.25);
+  EXPECT_LE(fc[1], 0.25);
+  EXPECT_LT(fc[0], -0.2);
+  auto proj = stats("blocks.0.mlp.proj.weight");  // fan-in 4C = 64: U(-1/8, 1/8)
+  EXPECT_GE(proj[0], -0.125);
+  EXPECT_LE(proj[1], 0.125);
+  EXPECT_LT(proj[0], -0.1);
+  auto rx = stats("blocks.0.attn.v.rx");  // U(-pi, pi)
+  EXPECT_GE(rx[0], -M_PI);
+  EXPECT_LE(rx[1], M_PI);
+  auto ln = stats("blocks.0.ln1.weight");
+  EXPECT_EQ(ln[0], 1.0);
+  EXPECT_EQ(ln[1], 1.0);
+  auto lnb = stats("ln_f.bias");
+  EXPECT_EQ(lnb[0], 0.0);
+  EXPECT_EQ(lnb[1], 0.0);
+  // same seed, same model; another seed, another model
+  GPT again(m, *be, 1);
+  again.init(3);
+  EXPECT_EQ(again.params_host(), p);
+  again.init(4);
+  EXPECT_NE(again.params_host(), p);
+}
+
+// One optimizer step on a fixed batch, with dropout, on `threads` threads and `micro`
+// sequences per forward: the gradients and the parameters after the step.
+struct StepResult {
+  std::vector<float> grads, params;
+  bool operator==(const StepResult& o) const { return grads == o.grads && params == o.params; }
+};
+StepResult one_step(AttentionKind att, int threads, int64_t micro, double dropout) {
+  auto be = make_cpu_backend(threads);
+  ModelConfig m = small_model(att, 12, 3, 2, 8, 13);
+  m.dropout = dropout;
+  const int64_t B = 8;
+  const int T = m.block_size;
+  GPT model(m, *be, micro);
+  model.init(11);
+  std::vector<int32_t> x(B * T), y(B * T);
+  for (int64_t i = 0; i < B * T; ++i) {
+    x[i] = static_cast<int32_t>((i * 7 + 3) % m.vocab_size);
+    y[i] = static_cast<int32_t>((i * 5 + 1) % m.vocab_size);
+  }
+  model.zero_grads();
+  for (int64_t m0 = 0; m0 < B; m0 += micro) {
+    StepContext ctx{true, 5, 1, m0};
+    model.forward(x.data() + m0 * T, y.data() + m0 * T, micro, T, ctx);
+    model.backward(1.0f / static_cast<float>(B * T));
+  }
+  StepResult r;
+  r.grads = model.grads_host();
+  TrainConfig tc;
+  AdamW opt(*be, model.num_params());
+  opt.step(model.params(), model.grads(), 1, 1e-3, tc);
+  r.params = model.params_host();
+  return r;
+}
+
+TEST(TrainingStep, BitwiseIdenticalForAnyThreadCount) {
+  for (auto att : {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a})
+    EXPECT_TRUE(one_step(att, 1, 8, 0.1) == one_step(att, 2, 8, 0.1)) << to_string(att);
+}
+
+TEST(TrainingStep, MicroBatchingGivesTheSameStepUpToSummationOrder) {
+  // Dropout masks depend on the global element index, not on the micro-batch, so splitting
+  // a batch of 8 into 4 x 2 changes only the order in which gradients are summed.
+  for (auto att : {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a}) {
+    const auto whole = one_step(att, 1, 8, 0.2), split = one_step(att, 1, 2, 0.2);
+    EXPECT_LT(test::max_rel_err(split.grads, whole.grads), 1e-5) << to_string(att);
+    EXPECT_NE(split.grads, one_step(att, 1, 2, 0.0).grads);  // dropout was on
+  }
+}
+
+TEST(TrainingStep, DropoutChangesTheStepAndZeroDropoutIsDeterministic) {
+  EXPECT_NE(one_step(AttentionKind::qisa, 1, 8, 0.3).grads, one_step(AttentionKind::qisa, 1, 8, 0.0).grads);
+  EXPECT_TRUE(one_step(AttentionKind::qisa, 1, 8, 0.0) == one_step(AttentionKind::qisa, 1, 8, 0.0));
+}
+
+}  // namespace
+}  // namespace qisa

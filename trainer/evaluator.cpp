@@ -1,0 +1,118 @@
+#include "trainer/evaluator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "io/tokenizer.h"
+#include "kernels/error.h"
+
+namespace qisa {
+
+namespace {
+bool is_space(char32_t c) {
+  return c == U' ' || (c >= U'\t' && c <= U'\r') || c == 0x1C || c == 0x1D || c == 0x1E || c == 0x1F ||
+         c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+         c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Code points of each vocabulary entry (one for the char tokenizer).
+std::vector<std::u32string> vocab_code_points(const std::vector<std::string>& vocab) {
+  std::vector<std::u32string> out;
+  out.reserve(vocab.size());
+  for (const auto& s : vocab) {
+    auto cps = decode_utf8(s);
+    QISA_CHECK(cps.has_value(), "vocabulary entry is not valid UTF-8", "the corpus file is damaged; re-run qisa prepare");
+    out.emplace_back(cps->begin(), cps->end());
+  }
+  return out;
+}
+
+std::u32string decode_ids(const std::vector<std::u32string>& vocab, const int32_t* ids, int n) {
+  std::u32string s;
+  for (int i = 0; i < n; ++i) s += vocab[static_cast<size_t>(ids[i])];
+  return s;
+}
+}  // namespace
+
+std::vector<std::u32string> split_words(const std::u32string& s) {
+  std::vector<std::u32string> words;
+  std::u32string cur;
+  for (char32_t c : s) {
+    if (is_space(c)) {
+      if (!cur.empty()) words.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) words.push_back(std::move(cur));
+  return words;
+}
+
+std::string EvalResult::to_json() const {
+  nlohmann::json j{{"ce", ce}, {"ppl", ppl}, {"cer", cer}, {"wer", wer}, {"tokens", tokens}, {"windows", windows}};
+  return j.dump();
+}
+
+EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
+                    const std::vector<std::string>& vocab) {
+  const int T = model.config().block_size;
+  const int64_t V = model.config().vocab_size;
+  QISA_CHECK(static_cast<int64_t>(vocab.size()) == V,
+             "the vocabulary has " + std::to_string(vocab.size()) + " entries, the model " + std::to_string(V),
+             "evaluate on the corpus the model was trained on");
+  const int64_t available = (static_cast<int64_t>(split.size()) - 1) / T;
+  QISA_CHECK(available >= 1,
+             "the split has " + std::to_string(split.size()) + " tokens, fewer than one window of block_size+1 = " +
+                 std::to_string(T + 1),
+             "use a larger validation split (qisa prepare --val-fraction)");
+  windows = std::min(windows, available);
+  const std::vector<std::u32string> cps = vocab_code_points(vocab);
+
+  EvalResult r;
+  double ce_sum = 0, cer_sum = 0, wer_sum = 0;
+  int64_t wer_windows = 0;
+  const int64_t batch = model.max_batch();
+  std::vector<int32_t> x, y, pred(static_cast<size_t>(T));
+  for (int64_t w0 = 0; w0 < windows; w0 += batch) {
+    const int64_t B = std::min(batch, windows - w0);
+    x.resize(static_cast<size_t>(B * T));
+    y.resize(static_cast<size_t>(B * T));
+    for (int64_t b = 0; b < B; ++b)
+      for (int t = 0; t < T; ++t) {
+        const size_t o = static_cast<size_t>((w0 + b) * T + t);
+        x[b * T + t] = split[o];
+        y[b * T + t] = split[o + 1];
+      }
+    model.forward(x.data(), y.data(), B, T, StepContext{});
+    const std::vector<float> losses = model.row_losses_host();
+    const std::vector<float> logits = model.logits_host();
+    for (float l : losses) ce_sum += l;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int t = 0; t < T; ++t) {
+        const float* row = logits.data() + (b * T + t) * V;
+        pred[t] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+      }
+      const std::u32string got = decode_ids(cps, pred.data(), T);
+      const std::u32string want = decode_ids(cps, y.data() + b * T, T);
+      cer_sum += static_cast<double>(edit_distance(std::vector<char32_t>(got.begin(), got.end()),
+                                                   std::vector<char32_t>(want.begin(), want.end()))) /
+                 static_cast<double>(std::max<size_t>(want.size(), 1));
+      const auto want_words = split_words(want);
+      if (!want_words.empty()) {
+        wer_sum += static_cast<double>(edit_distance(split_words(got), want_words)) / static_cast<double>(want_words.size());
+        ++wer_windows;
+      }
+    }
+  }
+  r.windows = windows;
+  r.tokens = windows * T;
+  r.ce = ce_sum / static_cast<double>(r.tokens);
+  r.ppl = std::exp(r.ce);
+  r.cer = cer_sum / static_cast<double>(windows);
+  r.wer = wer_windows ? wer_sum / static_cast<double>(wer_windows) : 0.0;
+  return r;
+}
+
+}  // namespace qisa

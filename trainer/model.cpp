@@ -1,0 +1,511 @@
+#include "trainer/model.h"
+
+#include <cmath>
+
+#include "kernels/error.h"
+#include "kernels/pauli.h"
+#include "kernels/philox.h"
+
+namespace qisa {
+
+namespace {
+// Philox stream ids (the `a` counter word) for each use of the model seed.
+constexpr uint32_t kInitStream = 0x494E4954u;   // "INIT"
+constexpr uint32_t kPauliStream = 0x50415531u;  // "PAU1"
+constexpr double kPi = 3.14159265358979323846;
+
+// Dropout sites: 3 per block.
+uint32_t dropout_site(int layer, int which) { return static_cast<uint32_t>(layer * 3 + which); }
+enum { kSiteAttn = 0, kSiteAttnResid = 1, kSiteMlpResid = 2 };
+}  // namespace
+
+// Offsets of one block's parameters into the flat buffer.
+struct GPT::Layer {
+  int64_t ln1_w, ln1_b, qk_w, qk_b = -1, v_w = -1, rx = -1, ry = -1, ry2 = -1;
+  int64_t proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mproj_w, mproj_b;
+};
+
+// The activation arena: everything backward needs, per block, for max_batch*T rows; and
+// gradient scratch reused by every block.
+struct GPT::Acts {
+  struct Block {
+    Buffer<float> x_in;                 // [N, C] residual stream entering the block
+    Buffer<float> ln1, ln1_mean, ln1_rstd;
+    Buffer<float> qkv;                  // [N, 3C] csa (q|k|v) or [N, 2C] qisa/qisa_a (q|k)
+    Buffer<float> u;                    // [N, H*C] qisa: L_h a
+    Buffer<float> vals;                 // [N, C] qisa/qisa_a: Pauli values (H heads x D)
+    Buffer<float> att;                  // [B, H, T, T]
+    Buffer<float> heads;                // [N, C] concatenated head outputs
+    Buffer<float> attn_proj;            // [N, C]
+    Buffer<float> x_mid;                // [N, C] after the attention residual
+    Buffer<float> ln2, ln2_mean, ln2_rstd;
+    Buffer<float> fc_pre, fc_act;       // [N, 4C]
+    Buffer<float> mlp_out;              // [N, C]
+  };
+  std::vector<Block> blocks;
+  Buffer<float> x_final, lnf, lnf_mean, lnf_rstd;  // [N, C]
+  Buffer<float> logits;                            // [N, V] (dlogits in place after backward)
+  Buffer<float> losses;                            // [N]
+  Buffer<int32_t> idx, targets;                    // [N]
+  // gradient scratch
+  Buffer<float> dx, dln, dqkv, du, dvals, dheads, dproj, dfc_pre, dfc_act, dmlp;
+};
+
+std::string GPT::pauli_name(int layer) { return block_param(layer, "attn.v.pauli"); }
+
+GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch)
+    : cfg_(cfg), be_(backend), table_(cfg), max_batch_(max_batch) {
+  QISA_CHECK(max_batch >= 1, "model max_batch is " + std::to_string(max_batch), "use at least one sequence");
+  QISA_CHECK(cfg.n_embd % cfg.n_head == 0,
+             "n_embd (" + std::to_string(cfg.n_embd) + ") is not divisible by n_head (" + std::to_string(cfg.n_head) + ")",
+             "choose n_head dividing n_embd");
+  const int64_t C = cfg.n_embd, H = cfg.n_head, V = cfg.vocab_size, T = cfg.block_size;
+  const int64_t N = max_batch * T;
+  const bool is_csa = cfg.attention == AttentionKind::csa;
+
+  params_ = Buffer<float>(be_, table_.total());
+  grads_ = Buffer<float>(be_, table_.total());
+  be_.zero(params_.get(), params_.bytes());
+  be_.zero(grads_.get(), grads_.bytes());
+
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    auto off = [&](const char* rest) { return table_.offset(block_param(l, rest)); };
+    Layer L{};
+    L.ln1_w = off("ln1.weight");
+    L.ln1_b = off("ln1.bias");
+    L.qk_w = off("attn.q.weight");  // k (and v for csa) follow contiguously (ParamTable)
+    if (!is_csa) L.qk_b = off("attn.q.bias");
+    if (cfg.attention == AttentionKind::qisa) L.v_w = off("attn.v.weight");
+    if (cfg.attention == AttentionKind::qisa_a) {
+      L.rx = off("attn.v.rx");
+      L.ry = off("attn.v.ry");
+      L.ry2 = off("attn.v.ry2");
+    }
+    L.proj_w = off("attn.proj.weight");
+    L.proj_b = off("attn.proj.bias");
+    L.ln2_w = off("ln2.weight");
+    L.ln2_b = off("ln2.bias");
+    L.fc_w = off("mlp.fc.weight");
+    L.fc_b = off("mlp.fc.bias");
+    L.mproj_w = off("mlp.proj.weight");
+    L.mproj_b = off("mlp.proj.bias");
+    layers_.push_back(L);
+  }
+  pauli_.assign(cfg.n_layer, {});
+  for (int l = 0; l < cfg.n_layer; ++l) pauli_terms_.emplace_back();
+
+  acts_ = std::make_unique<Acts>();
+  Acts& a = *acts_;
+  const int64_t qkv_cols = is_csa ? 3 * C : 2 * C;
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    Acts::Block b;
+    b.x_in = Buffer<float>(be_, N * C);
+    b.ln1 = Buffer<float>(be_, N * C);
+    b.ln1_mean = Buffer<float>(be_, N);
+    b.ln1_rstd = Buffer<float>(be_, N);
+    b.qkv = Buffer<float>(be_, N * qkv_cols);
+    if (cfg.attention == AttentionKind::qisa) b.u = Buffer<float>(be_, N * H * C);
+    if (!is_csa) b.vals = Buffer<float>(be_, N * C);
+    b.att = Buffer<float>(be_, max_batch * H * T * T);
+    b.heads = Buffer<float>(be_, N * C);
+    b.attn_proj = Buffer<float>(be_, N * C);
+    b.x_mid = Buffer<float>(be_, N * C);
+    b.ln2 = Buffer<float>(be_, N * C);
+    b.ln2_mean = Buffer<float>(be_, N);
+    b.ln2_rstd = Buffer<float>(be_, N);
+    b.fc_pre = Buffer<float>(be_, N * 4 * C);
+    b.fc_act = Buffer<float>(be_, N * 4 * C);
+    b.mlp_out = Buffer<float>(be_, N * C);
+    a.blocks.push_back(std::move(b));
+  }
+  a.x_final = Buffer<float>(be_, N * C);
+  a.lnf = Buffer<float>(be_, N * C);
+  a.lnf_mean = Buffer<float>(be_, N);
+  a.lnf_rstd = Buffer<float>(be_, N);
+  a.logits = Buffer<float>(be_, N * V);
+  a.losses = Buffer<float>(be_, N);
+  a.idx = Buffer<int32_t>(be_, N);
+  a.targets = Buffer<int32_t>(be_, N);
+  a.dx = Buffer<float>(be_, N * C);
+  a.dln = Buffer<float>(be_, N * C);
+  a.dqkv = Buffer<float>(be_, N * qkv_cols);
+  if (cfg.attention == AttentionKind::qisa) a.du = Buffer<float>(be_, N * H * C);
+  if (!is_csa) a.dvals = Buffer<float>(be_, N * C);
+  a.dheads = Buffer<float>(be_, N * C);
+  a.dproj = Buffer<float>(be_, N * C);
+  a.dfc_pre = Buffer<float>(be_, N * 4 * C);
+  a.dfc_act = Buffer<float>(be_, N * 4 * C);
+  a.dmlp = Buffer<float>(be_, N * C);
+}
+
+GPT::~GPT() = default;
+
+// ------------------------------------------------------------------ parameters
+
+std::vector<std::string> draw_pauli_strings(uint64_t seed, int layer, int H, int D, int n_qubits,
+                                            double p_identity) {
+  static const char kXYZ[3] = {'X', 'Y', 'Z'};
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(H) * D);
+  for (int s = 0; s < H * D; ++s) {
+    for (uint64_t attempt = 0;; ++attempt) {
+      std::string p(static_cast<size_t>(n_qubits), 'I');
+      for (int k = 0; k < n_qubits; ++k) {
+        const uint64_t index = ((static_cast<uint64_t>(s) << 20) + attempt) * 64 + static_cast<uint64_t>(k);
+        const double u = philox_uniform_double(seed, kPauliStream, static_cast<uint32_t>(layer), index);
+        if (u >= p_identity) {
+          const int which = static_cast<int>((u - p_identity) / (1.0 - p_identity) * 3.0);
+          p[k] = kXYZ[which > 2 ? 2 : which];
+        }
+      }
+      if (p.find_first_not_of('I') != std::string::npos) {
+        out.push_back(std::move(p));
+        break;
+      }
+      QISA_CHECK(attempt < (1u << 20), "could not draw a non-identity Pauli string",
+                 "pauli_identity_prob is too close to 1");
+    }
+  }
+  return out;
+}
+
+void GPT::init(uint64_t seed) {
+  std::vector<float> host(static_cast<size_t>(table_.total()));
+  const auto& entries = table_.entries();
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const ParamEntry& p = entries[e];
+    const std::string& n = p.name;
+    auto ends_with = [&](const std::string& suffix) {
+      return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    float* dst = host.data() + p.offset;
+    const auto stream = static_cast<uint32_t>(e);
+    if (n == "tok_emb.weight" || n == "pos_emb.weight") {  // nn.Embedding: N(0, 1)
+      for (int64_t i = 0; i < p.numel; ++i)
+        dst[i] = static_cast<float>(philox_normal_double(seed, kInitStream, stream, static_cast<uint64_t>(i)));
+    } else if (n.find(".ln") != std::string::npos || n.rfind("ln_f.", 0) == 0) {  // LayerNorm 1 / 0
+      const float v = ends_with(".weight") ? 1.0f : 0.0f;
+      for (int64_t i = 0; i < p.numel; ++i) dst[i] = v;
+    } else {
+      // nn.Linear weight and bias: U(-1/sqrt(in), 1/sqrt(in)) with in = fan-in of the layer;
+      // QISA L_h [H,C,C] as a Linear(C, C); QISA-A angles U(-pi, pi).
+      double bound;
+      if (ends_with(".rx") || ends_with(".ry") || ends_with(".ry2")) {
+        bound = kPi;
+      } else {
+        int64_t fan_in = cfg_.n_embd;
+        if (n.find("mlp.proj.") != std::string::npos) fan_in = 4 * static_cast<int64_t>(cfg_.n_embd);
+        bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+      }
+      for (int64_t i = 0; i < p.numel; ++i) {
+        const double u = philox_uniform_double(seed, kInitStream, stream, static_cast<uint64_t>(i));
+        dst[i] = static_cast<float>((2.0 * u - 1.0) * bound);
+      }
+    }
+  }
+  set_params_host(host);
+  if (cfg_.attention != AttentionKind::csa) {
+    for (int l = 0; l < cfg_.n_layer; ++l)
+      set_pauli(l, draw_pauli_strings(seed, l, cfg_.n_head, cfg_.head_dim(), cfg_.n_qubits(),
+                                      cfg_.pauli_identity_prob));
+  }
+}
+
+std::vector<float> GPT::params_host() const {
+  std::vector<float> h(static_cast<size_t>(table_.total()));
+  be_.download(h.data(), params_.get(), params_.bytes());
+  return h;
+}
+
+std::vector<float> GPT::grads_host() const {
+  std::vector<float> h(static_cast<size_t>(table_.total()));
+  be_.download(h.data(), grads_.get(), grads_.bytes());
+  return h;
+}
+
+void GPT::set_params_host(const std::vector<float>& flat) {
+  QISA_CHECK(static_cast<int64_t>(flat.size()) == table_.total(),
+             "parameter vector has " + std::to_string(flat.size()) + " floats, the model has " +
+                 std::to_string(table_.total()),
+             "the parameters come from a different model configuration");
+  be_.upload(params_.get(), flat.data(), params_.bytes());
+}
+
+void GPT::zero_grads() { be_.zero(grads_.get(), grads_.bytes()); }
+
+void GPT::set_pauli(int layer, const std::vector<std::string>& strings) {
+  QISA_CHECK(cfg_.attention != AttentionKind::csa, "csa attention has no Pauli strings",
+             "Pauli strings belong to qisa and qisa_a models");
+  QISA_CHECK(layer >= 0 && layer < cfg_.n_layer, "Pauli strings for block " + std::to_string(layer) +
+                                                      " but the model has " + std::to_string(cfg_.n_layer),
+             "the file was written for a different n_layer");
+  const size_t want = static_cast<size_t>(cfg_.n_head) * static_cast<size_t>(cfg_.head_dim());
+  QISA_CHECK(strings.size() == want,
+             pauli_name(layer) + " has " + std::to_string(strings.size()) + " strings, the model needs " +
+                 std::to_string(want) + " (n_head x head_dim)",
+             "the file was written for a different model shape");
+  std::vector<PauliTerm> terms;
+  for (const auto& s : strings) {
+    QISA_CHECK(static_cast<int>(s.size()) == cfg_.n_qubits(),
+               pauli_name(layer) + " string '" + s + "' has " + std::to_string(s.size()) + " letters, the model needs " +
+                   std::to_string(cfg_.n_qubits()),
+               "n_qubits = ceil(log2(n_embd))");
+    terms.push_back(pack_pauli(s));
+  }
+  pauli_[layer] = strings;
+  pauli_terms_[layer] = Buffer<PauliTerm>(be_, terms.size());
+  be_.upload(pauli_terms_[layer].get(), terms.data(), terms.size() * sizeof(PauliTerm));
+}
+
+// ------------------------------------------------------------------ forward
+
+void GPT::check_batch(int64_t B, int T) const {
+  QISA_CHECK(B >= 1 && B <= max_batch_,
+             "batch of " + std::to_string(B) + " sequences, the model was sized for at most " + std::to_string(max_batch_),
+             "raise the micro-batch size the model is built with");
+  QISA_CHECK(T >= 1 && T <= cfg_.block_size,
+             "sequence length " + std::to_string(T) + " outside [1, block_size=" + std::to_string(cfg_.block_size) + "]",
+             "windows must not be longer than model.block_size");
+}
+
+double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx) {
+  check_batch(B, T);
+  const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, N = B * T;
+  for (int64_t i = 0; i < N; ++i) {
+    QISA_CHECK(idx[i] >= 0 && idx[i] < V, "token id " + std::to_string(idx[i]) + " outside the vocabulary of " + std::to_string(V),
+               "the corpus and the model disagree on vocab_size");
+    if (targets)
+      QISA_CHECK(targets[i] >= 0 && targets[i] < V,
+                 "target id " + std::to_string(targets[i]) + " outside the vocabulary of " + std::to_string(V),
+                 "the corpus and the model disagree on vocab_size");
+  }
+  Acts& a = *acts_;
+  float* P = params_.get();
+  be_.upload(a.idx.get(), idx, static_cast<size_t>(N) * sizeof(int32_t));
+  if (targets) be_.upload(a.targets.get(), targets, static_cast<size_t>(N) * sizeof(int32_t));
+  last_B_ = B;
+  last_T_ = T;
+  have_targets_ = targets != nullptr;
+  last_ctx_ = ctx;
+
+  const float p_drop = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
+  auto resid_dropout = [&](int l, int which) {
+    Dropout d;
+    d.p = p_drop;
+    d.seed = ctx.seed;
+    d.step = ctx.step;
+    d.site = dropout_site(l, which);
+    d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(T) * static_cast<uint64_t>(C);
+    return d;
+  };
+
+  be_.embedding_forward(a.blocks[0].x_in.get(), a.idx.get(), P + table_.offset("tok_emb.weight"),
+                        P + table_.offset("pos_emb.weight"), B, T, static_cast<int>(C));
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    const Layer& L = layers_[l];
+    Acts::Block& b = a.blocks[l];
+    float* x_out = (l + 1 < cfg_.n_layer) ? a.blocks[l + 1].x_in.get() : a.x_final.get();
+    be_.layernorm_forward(b.ln1.get(), b.ln1_mean.get(), b.ln1_rstd.get(), b.x_in.get(), P + L.ln1_w, P + L.ln1_b, N,
+                          static_cast<int>(C));
+    attention_forward(l, B, T, ctx);
+    be_.linear_forward(b.attn_proj.get(), b.heads.get(), P + L.proj_w, P + L.proj_b, N, static_cast<int>(C),
+                       static_cast<int>(C));
+    be_.dropout_add_forward(b.x_mid.get(), b.x_in.get(), b.attn_proj.get(), N * C, resid_dropout(l, kSiteAttnResid));
+    be_.layernorm_forward(b.ln2.get(), b.ln2_mean.get(), b.ln2_rstd.get(), b.x_mid.get(), P + L.ln2_w, P + L.ln2_b, N,
+                          static_cast<int>(C));
+    be_.linear_forward(b.fc_pre.get(), b.ln2.get(), P + L.fc_w, P + L.fc_b, N, static_cast<int>(C),
+                       static_cast<int>(4 * C));
+    be_.activation_forward(b.fc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
+    be_.linear_forward(b.mlp_out.get(), b.fc_act.get(), P + L.mproj_w, P + L.mproj_b, N, static_cast<int>(4 * C),
+                       static_cast<int>(C));
+    be_.dropout_add_forward(x_out, b.x_mid.get(), b.mlp_out.get(), N * C, resid_dropout(l, kSiteMlpResid));
+  }
+  be_.layernorm_forward(a.lnf.get(), a.lnf_mean.get(), a.lnf_rstd.get(), a.x_final.get(), P + table_.offset("ln_f.weight"),
+                        P + table_.offset("ln_f.bias"), N, static_cast<int>(C));
+  be_.linear_forward(a.logits.get(), a.lnf.get(), P + table_.offset("head.weight"), P + table_.offset("head.bias"), N,
+                     static_cast<int>(C), static_cast<int>(V));
+  if (!targets) return 0.0;
+  be_.cross_entropy_forward(a.losses.get(), a.logits.get(), a.targets.get(), N, static_cast<int>(V));
+  // Sum on the host in a fixed order (double): the loss does not depend on thread count.
+  std::vector<float> losses = row_losses_host();
+  double sum = 0.0;
+  for (float x : losses) sum += x;
+  return sum / static_cast<double>(N);
+}
+
+void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
+  const int C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim(), nq = cfg_.n_qubits();
+  const int64_t N = B * T;
+  const Layer& L = layers_[l];
+  Acts::Block& b = acts_->blocks[l];
+  float* P = params_.get();
+  switch (cfg_.attention) {
+    case AttentionKind::csa: {
+      // q|k|v = a [Wq;Wk;Wv]^T (one matmul over the adjacent weights), then softmax attention.
+      be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, nullptr, N, C, 3 * C);
+      Dropout d;
+      d.p = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
+      d.seed = ctx.seed;
+      d.step = ctx.step;
+      d.site = dropout_site(l, kSiteAttn);
+      d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(H) * static_cast<uint64_t>(T) *
+                      static_cast<uint64_t>(T);
+      const float* q = b.qkv.get();
+      be_.csa_forward(b.heads.get(), C, b.att.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
+                      1.0f / std::sqrt(static_cast<float>(C)), d);
+      break;
+    }
+    case AttentionKind::qisa:
+    case AttentionKind::qisa_a: {
+      QISA_CHECK(pauli_terms_[l].get() != nullptr, "block " + std::to_string(l) + " has no Pauli strings",
+                 "call init() or load the strings from the model file");
+      be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, P + L.qk_b, N, C, 2 * C);
+      if (cfg_.attention == AttentionKind::qisa) {
+        // u_h = a L_h^T for every head in one matmul: L viewed as [H*C, C].
+        be_.linear_forward(b.u.get(), b.ln1.get(), P + L.v_w, nullptr, N, C, H * C);
+        be_.pauli_value_forward(b.vals.get(), C, b.u.get(), H * C, pauli_terms_[l].get(), N, H, D, C, nq);
+      } else {
+        be_.qisa_a_forward(b.vals.get(), C, b.ln1.get(), C, P + L.rx, P + L.ry, P + L.ry2, pauli_terms_[l].get(), N,
+                           H, D, C, nq);
+      }
+      const float* q = b.qkv.get();
+      be_.gaussian_attention_forward(b.heads.get(), C, b.att.get(), q, q + C, 2 * C, b.vals.get(), C, B, T, H, D,
+                                     cfg_.mask);
+      break;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ backward
+
+void GPT::backward(float loss_scale) {
+  QISA_CHECK(have_targets_, "backward() without a forward pass with targets", "this is a bug in the caller");
+  const int64_t B = last_B_;
+  const int T = last_T_;
+  const int C = cfg_.n_embd, V = static_cast<int>(cfg_.vocab_size);
+  const int64_t N = B * T;
+  const StepContext& ctx = last_ctx_;
+  Acts& a = *acts_;
+  float* P = params_.get();
+  float* G = grads_.get();
+  const size_t nc_bytes = static_cast<size_t>(N) * C * sizeof(float);
+  const float p_drop = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
+  auto resid_dropout = [&](int l, int which) {
+    Dropout d;
+    d.p = p_drop;
+    d.seed = ctx.seed;
+    d.step = ctx.step;
+    d.site = dropout_site(l, which);
+    d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(T) * static_cast<uint64_t>(C);
+    return d;
+  };
+
+  // logits -> dlogits in place; then the head and the final layernorm.
+  be_.cross_entropy_backward(a.logits.get(), a.logits.get(), a.targets.get(), N, V, loss_scale);
+  be_.zero(a.dln.get(), nc_bytes);
+  be_.linear_backward(a.dln.get(), G + table_.offset("head.weight"), G + table_.offset("head.bias"), a.logits.get(),
+                      a.lnf.get(), P + table_.offset("head.weight"), N, C, V);
+  be_.zero(a.dx.get(), nc_bytes);
+  be_.layernorm_backward(a.dx.get(), G + table_.offset("ln_f.weight"), G + table_.offset("ln_f.bias"), a.dln.get(),
+                         a.x_final.get(), P + table_.offset("ln_f.weight"), a.lnf_mean.get(), a.lnf_rstd.get(), N, C);
+  have_targets_ = false;  // the logits are gone
+
+  // a.dx holds dL/d(block output); each block turns it into dL/d(block input) in place.
+  for (int l = cfg_.n_layer - 1; l >= 0; --l) {
+    const Layer& L = layers_[l];
+    Acts::Block& b = a.blocks[l];
+    // x_out = x_mid + dropout(mlp_out): dx passes through unchanged to x_mid
+    be_.zero(a.dmlp.get(), nc_bytes);
+    be_.dropout_add_backward(nullptr, a.dmlp.get(), a.dx.get(), N * C, resid_dropout(l, kSiteMlpResid));
+    be_.zero(a.dfc_act.get(), nc_bytes * 4);
+    be_.linear_backward(a.dfc_act.get(), G + L.mproj_w, G + L.mproj_b, a.dmlp.get(), b.fc_act.get(), P + L.mproj_w, N,
+                        4 * C, C);
+    be_.zero(a.dfc_pre.get(), nc_bytes * 4);
+    be_.activation_backward(a.dfc_pre.get(), a.dfc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
+    be_.zero(a.dln.get(), nc_bytes);
+    be_.linear_backward(a.dln.get(), G + L.fc_w, G + L.fc_b, a.dfc_pre.get(), b.ln2.get(), P + L.fc_w, N, C, 4 * C);
+    be_.layernorm_backward(a.dx.get(), G + L.ln2_w, G + L.ln2_b, a.dln.get(), b.x_mid.get(), P + L.ln2_w,
+                           b.ln2_mean.get(), b.ln2_rstd.get(), N, C);
+    // x_mid = x_in + dropout(attn_proj)
+    be_.zero(a.dproj.get(), nc_bytes);
+    be_.dropout_add_backward(nullptr, a.dproj.get(), a.dx.get(), N * C, resid_dropout(l, kSiteAttnResid));
+    be_.zero(a.dheads.get(), nc_bytes);
+    be_.linear_backward(a.dheads.get(), G + L.proj_w, G + L.proj_b, a.dproj.get(), b.heads.get(), P + L.proj_w, N, C, C);
+    be_.zero(a.dln.get(), nc_bytes);
+    attention_backward(l, B, T);  // dheads -> dln (d of ln1 output) and attention parameter grads
+    be_.layernorm_backward(a.dx.get(), G + L.ln1_w, G + L.ln1_b, a.dln.get(), b.x_in.get(), P + L.ln1_w,
+                           b.ln1_mean.get(), b.ln1_rstd.get(), N, C);
+  }
+  be_.embedding_backward(G + table_.offset("tok_emb.weight"), G + table_.offset("pos_emb.weight"), a.dx.get(), a.idx.get(),
+                         B, T, C);
+}
+
+void GPT::attention_backward(int l, int64_t B, int T) {
+  const int C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim(), nq = cfg_.n_qubits();
+  const int64_t N = B * T;
+  const Layer& L = layers_[l];
+  Acts& a = *acts_;
+  Acts::Block& b = a.blocks[l];
+  const StepContext& ctx = last_ctx_;
+  float* P = params_.get();
+  float* G = grads_.get();
+  const float* q = b.qkv.get();
+  float* dq = a.dqkv.get();
+  switch (cfg_.attention) {
+    case AttentionKind::csa: {
+      Dropout d;
+      d.p = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
+      d.seed = ctx.seed;
+      d.step = ctx.step;
+      d.site = dropout_site(l, kSiteAttn);
+      d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(H) * static_cast<uint64_t>(T) *
+                      static_cast<uint64_t>(T);
+      be_.zero(dq, static_cast<size_t>(N) * 3 * C * sizeof(float));
+      be_.csa_backward(dq, dq + C, dq + 2 * C, a.dheads.get(), C, b.att.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
+                       1.0f / std::sqrt(static_cast<float>(C)), d);
+      be_.linear_backward(a.dln.get(), G + L.qk_w, nullptr, dq, b.ln1.get(), P + L.qk_w, N, C, 3 * C);
+      break;
+    }
+    case AttentionKind::qisa:
+    case AttentionKind::qisa_a: {
+      be_.zero(dq, static_cast<size_t>(N) * 2 * C * sizeof(float));
+      be_.zero(a.dvals.get(), static_cast<size_t>(N) * C * sizeof(float));
+      be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att.get(), q, q + C,
+                                      b.vals.get(), B, T, H, D, cfg_.mask);
+      be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), P + L.qk_w, N, C, 2 * C);
+      if (cfg_.attention == AttentionKind::qisa) {
+        be_.zero(a.du.get(), static_cast<size_t>(N) * H * C * sizeof(float));
+        be_.pauli_value_backward(a.du.get(), H * C, a.dvals.get(), C, b.u.get(), pauli_terms_[l].get(), N, H, D, C, nq);
+        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, H * C);
+      } else {
+        be_.qisa_a_backward(a.dln.get(), C, G + L.rx, G + L.ry, G + L.ry2, a.dvals.get(), C, b.ln1.get(), P + L.rx,
+                            P + L.ry, P + L.ry2, pauli_terms_[l].get(), N, H, D, C, nq);
+      }
+      break;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ results
+
+std::vector<float> GPT::logits_host() const {
+  QISA_CHECK(have_targets_ || last_B_ > 0, "no forward pass yet", "call forward() first");
+  std::vector<float> h(static_cast<size_t>(last_B_ * last_T_ * cfg_.vocab_size));
+  be_.download(h.data(), acts_->logits.get(), h.size() * sizeof(float));
+  return h;
+}
+
+std::vector<float> GPT::row_losses_host() const {
+  std::vector<float> h(static_cast<size_t>(last_B_ * last_T_));
+  be_.download(h.data(), acts_->losses.get(), h.size() * sizeof(float));
+  return h;
+}
+
+std::vector<float> GPT::head_outputs_host(int layer) const {
+  QISA_CHECK(layer >= 0 && layer < cfg_.n_layer, "no block " + std::to_string(layer), "blocks are 0..n_layer-1");
+  std::vector<float> h(static_cast<size_t>(last_B_ * last_T_ * cfg_.n_embd));
+  be_.download(h.data(), acts_->blocks[layer].heads.get(), h.size() * sizeof(float));
+  return h;
+}
+
+}  // namespace qisa

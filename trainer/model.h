@@ -1,0 +1,96 @@
+// The GPT of SPEC §1 over a Backend: a parameter table over one flat buffer (params, grads),
+// an activation arena sized for `max_batch` sequences of block_size tokens, and the forward /
+// backward schedule. It never looks at the device type.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/config.h"
+#include "kernels/backend.h"
+#include "trainer/param_table.h"
+
+namespace qisa {
+
+// What a forward pass needs to know about where it is in training (dropout is a pure
+// function of these; SPEC §2b).
+struct StepContext {
+  bool train = false;       // dropout only when training
+  uint64_t seed = 0;
+  uint32_t step = 0;        // optimizer step (1-based)
+  int64_t seq_offset = 0;   // index of this micro-batch's first sequence in the global batch
+};
+
+class GPT {
+ public:
+  // max_batch: the most sequences one forward will see (the micro-batch).
+  GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch);
+  ~GPT();
+  GPT(const GPT&) = delete;
+  GPT& operator=(const GPT&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const ParamTable& table() const { return table_; }
+  Backend& backend() { return be_; }
+  int64_t max_batch() const { return max_batch_; }
+
+  // ---- parameters (backend memory; host copies on request)
+  float* params() { return params_.get(); }
+  float* grads() { return grads_.get(); }
+  int64_t num_params() const { return table_.total(); }
+  // PyTorch-like init from `seed` (SPEC/issue: Linear U(+-1/sqrt(in)), Embedding N(0,1),
+  // LayerNorm 1/0, QISA L_h like Linear(C,C), QISA-A angles U(-pi,pi)) and Pauli strings.
+  void init(uint64_t seed);
+  std::vector<float> params_host() const;
+  void set_params_host(const std::vector<float>& flat);
+  std::vector<float> grads_host() const;
+  void zero_grads();
+
+  // ---- Pauli strings: per block, H*D strings of n_qubits letters (row-major [H, D]); none for csa.
+  const std::vector<std::vector<std::string>>& pauli() const { return pauli_; }
+  void set_pauli(int layer, const std::vector<std::string>& strings);
+  static std::string pauli_name(int layer);  // "blocks.<l>.attn.v.pauli"
+
+  // ---- compute. idx, targets: host int32 [B, T] (targets may be null: no loss).
+  // Returns the mean loss over the B*T rows (0 without targets).
+  double forward(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx);
+  // After forward with targets: grads += d(loss_scale * sum of row losses)/d(params).
+  // The loss of an optimizer step over R rows is the mean, so loss_scale = 1/R.
+  void backward(float loss_scale);
+
+  // Results of the last forward, on the host.
+  std::vector<float> logits_host() const;             // [B, T, V]
+  std::vector<float> row_losses_host() const;         // [B, T]
+  std::vector<float> head_outputs_host(int layer) const;  // [B, T, C] concatenated heads, before proj
+
+ private:
+  struct Layer;
+  struct Acts;
+  void check_batch(int64_t B, int T) const;
+  void attention_forward(int l, int64_t B, int T, const StepContext& ctx);
+  void attention_backward(int l, int64_t B, int T);
+
+  ModelConfig cfg_;
+  Backend& be_;
+  ParamTable table_;
+  int64_t max_batch_;
+  Buffer<float> params_, grads_;
+  std::vector<std::vector<std::string>> pauli_;
+  std::vector<Buffer<PauliTerm>> pauli_terms_;  // per block [H*D], backend memory
+  std::vector<Layer> layers_;                   // parameter offsets per block
+  std::unique_ptr<Acts> acts_;
+  // shape of the last forward
+  int64_t last_B_ = 0;
+  int last_T_ = 0;
+  bool have_targets_ = false;
+  StepContext last_ctx_;
+};
+
+// Draw the Pauli strings of one block (SPEC §1.2): each letter is I with probability
+// p_identity, else X, Y or Z uniformly; the all-I string is redrawn. A pure function of
+// (seed, layer), so the same model seed always gives the same strings.
+std::vector<std::string> draw_pauli_strings(uint64_t seed, int layer, int H, int D, int n_qubits,
+                                            double p_identity);
+
+}  // namespace qisa
