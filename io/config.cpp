@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "io/corpus.h"
+#include "io/edit_distance.h"
 #include "kernels/error.h"
 
 namespace qisa {
@@ -49,18 +50,6 @@ std::string join(const std::vector<std::string>& v, const char* sep = ", ") {
   return out;
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 // "did you mean 'x'? " when something is close enough to be a typo, else "". `prefix` is
 // prepended to the suggestion ("model.").
 std::string did_you_mean(const std::string& got, const std::vector<std::string>& valid,
@@ -68,7 +57,7 @@ std::string did_you_mean(const std::string& got, const std::vector<std::string>&
   std::vector<std::string> best;  // every name at the smallest distance
   size_t best_d = std::numeric_limits<size_t>::max();
   for (const auto& v : valid) {
-    const size_t d = edit_distance(got, v);
+    const size_t d = static_cast<size_t>(edit_distance(got, v));
     if (d < best_d) best_d = d, best.clear();
     if (d == best_d) best.push_back(q(prefix + v));
   }

@@ -96,9 +96,7 @@ EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windo
       }
       const std::u32string got = decode_ids(cps, pred.data(), T);
       const std::u32string want = decode_ids(cps, y.data() + b * T, T);
-      cer_sum += static_cast<double>(edit_distance(std::vector<char32_t>(got.begin(), got.end()),
-                                                   std::vector<char32_t>(want.begin(), want.end()))) /
-                 static_cast<double>(std::max<size_t>(want.size(), 1));
+      cer_sum += static_cast<double>(edit_distance(got, want)) / static_cast<double>(std::max<size_t>(want.size(), 1));
       const auto want_words = split_words(want);
       if (!want_words.empty()) {
         wer_sum += static_cast<double>(edit_distance(split_words(got), want_words)) / static_cast<double>(want_words.size());

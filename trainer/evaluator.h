@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "io/edit_distance.h"
 #include "trainer/model.h"
 
 namespace qisa {
@@ -24,22 +25,6 @@ struct EvalResult {
 // is short; at least one must fit.
 EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
                     const std::vector<std::string>& vocab);
-
-// Levenshtein distance (unit costs).
-template <typename T>
-int64_t edit_distance(const std::vector<T>& a, const std::vector<T>& b) {
-  std::vector<int64_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = static_cast<int64_t>(j);
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = static_cast<int64_t>(i);
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const int64_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min(sub, std::min(prev[j], cur[j - 1]) + 1);
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
 
 // Words of a code-point string, split on Unicode whitespace (as Python's str.split()).
 std::vector<std::u32string> split_words(const std::u32string& s);

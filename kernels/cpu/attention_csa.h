@@ -1,206 +1,100 @@
-// Classical causal self-attention (SPEC §1.1 csa), one work item per (batch, head):
+// Classical causal self-attention (SPEC §1.1 csa), per (batch, head) block:
 //   w_ij = (q_i . k_j) * scale, p_i = softmax_{j<=i}(w_i), p = dropout(p), out_i = sum_j p_ij v_j.
 // att keeps p BEFORE dropout (0 above the diagonal); dropout element index inside att is
 // ((b*H + h)*T + i)*T + j + d.elem_offset, and backward recomputes the mask from it.
-//
-// Loop shapes: a (b, h) block is T x T. Score matrices are
-// built with the feature index d outermost and every row updated in turn, and products like
-// out_i = sum_j p_ij v_j run j outermost, so consecutive updates of one accumulator are a
-// whole row apart (no store-to-load latency chain) and the innermost loops are contiguous
-// SIMD loops. Every entry is still summed in a fixed order (d ascending, j ascending).
+// Layout and summation order: attention_blocks.h.
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <string>
+#include <limits>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/attention_blocks.h"
 #include "kernels/cpu/dropout.h"
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/parallel.h"
-#include "kernels/error.h"
+#include "kernels/cpu/simd.h"
 
 namespace qisa::cpu {
-
-inline void check_heads(const char* op, int64_t B, int T, int H, int D, int ld_a, const char* na, int ld_b,
-                        const char* nb) {
-  QISA_CHECK(B >= 0 && T >= 1 && H >= 1 && D >= 1,
-             std::string(op) + " shape B=" + std::to_string(B) + " T=" + std::to_string(T) + " H=" +
-                 std::to_string(H) + " D=" + std::to_string(D),
-             "B >= 0 and T, n_head, head size >= 1");
-  QISA_CHECK(ld_a >= H * D && ld_b >= H * D,
-             std::string(op) + ": row strides " + na + "=" + std::to_string(ld_a) + ", " + nb + "=" +
-                 std::to_string(ld_b) + " are below H*D=" + std::to_string(H * D),
-             "a row stride covers every head's D columns");
-}
-
-namespace attn {
-
-// Scratch matrices have rows of Tp = T rounded up to kBlk entries (zero padded), and the hot
-// loops run over whole blocks of kBlk: a compile-time trip count compiles to straight SIMD
-// code without per-loop setup, which dominates at T = 16.
-inline constexpr int kBlk = 16;
-inline int padded(int T) { return (T + kBlk - 1) / kBlk * kBlk; }
-
-// Causal row i is computed over j < span(i) = i+1 rounded up to kBlk (<= Tp); entries
-// j > i of a span are computed and then masked (or multiplied by p = 0).
-inline int span(int i) { return (i / kBlk + 1) * kBlk; }
-
-// M[i*Tp + j] = 1 for j <= i, else 0: causal rows are masked by multiplying with a row of
-// this table. (A select on j <= i would let GCC split the loop at j = i+1 (-fsplit-loops),
-// bringing the ragged lengths back.)
-template <typename F>
-inline const F* lower_ones(Workspace& ws, int slot, int T, int Tp) {
-  F* M = ws.get<F>(slot, static_cast<size_t>(T) * Tp);
-  for (int i = 0; i < T; ++i)
-    for (int j = 0; j < Tp; ++j) M[static_cast<int64_t>(i) * Tp + j] = j <= i ? F(1) : F(0);
-  return M;
-}
-
-// dst[d*Tp + j] = src[j*ld + d] for a T x D block; columns T..Tp-1 are zero.
-template <typename F>
-inline void transpose(F* dst, const F* src, int64_t ld, int T, int D, int Tp) {
-  for (int dd = 0; dd < D; ++dd) {
-    F* row = dst + static_cast<int64_t>(dd) * Tp;
-    for (int j = 0; j < T; ++j) row[j] = src[j * ld + dd];
-    for (int j = T; j < Tp; ++j) row[j] = 0;
-  }
-}
-
-// dst[i*Tp + j] = src[i*T + j] (an att block), zero for j >= T.
-template <typename F>
-inline void pad_rows(F* dst, const F* src, int T, int Tp) {
-  for (int i = 0; i < T; ++i) {
-    for (int j = 0; j < T; ++j) dst[static_cast<int64_t>(i) * Tp + j] = src[static_cast<int64_t>(i) * T + j];
-    for (int j = T; j < Tp; ++j) dst[static_cast<int64_t>(i) * Tp + j] = 0;
-  }
-}
-
-// S[i*Tp + j] = sum_d a_i[d] * bT[d*Tp + j] for j < span(i); a_i = a + i*lda.
-template <typename F>
-inline void dots(F* S, const F* a, int64_t lda, const F* bT, int T, int D, int Tp) {
-  for (int i = 0; i < T; ++i)
-    for (int j = 0; j < span(i); ++j) S[static_cast<int64_t>(i) * Tp + j] = 0;
-  for (int dd = 0; dd < D; ++dd) {
-    const F* br = bT + static_cast<int64_t>(dd) * Tp;
-    for (int i = 0; i < T; ++i) {
-      const F x = a[i * lda + dd];
-      F* s = S + static_cast<int64_t>(i) * Tp;
-      for (int j0 = 0; j0 < span(i); j0 += kBlk) {
-#pragma omp simd
-        for (int l = 0; l < kBlk; ++l) s[j0 + l] += x * br[j0 + l];
-      }
-    }
-  }
-}
-
-// S[i*Tp + j] = sum_d (a_i[d] - bT[d*Tp + j])^2 for j < span(i).
-template <typename F>
-inline void sqdists(F* S, const F* a, int64_t lda, const F* bT, int T, int D, int Tp) {
-  for (int i = 0; i < T; ++i)
-    for (int j = 0; j < span(i); ++j) S[static_cast<int64_t>(i) * Tp + j] = 0;
-  for (int dd = 0; dd < D; ++dd) {
-    const F* br = bT + static_cast<int64_t>(dd) * Tp;
-    for (int i = 0; i < T; ++i) {
-      const F x = a[i * lda + dd];
-      F* s = S + static_cast<int64_t>(i) * Tp;
-      for (int j0 = 0; j0 < span(i); j0 += kBlk) {
-#pragma omp simd
-        for (int l = 0; l < kBlk; ++l) s[j0 + l] += (x - br[j0 + l]) * (x - br[j0 + l]);
-      }
-    }
-  }
-}
-
-// y[0..D) += p * x[0..D): whole blocks, then the rest
-template <typename F>
-QISA_INLINE void axpy(F* y, F p, const F* x, int D) {
-  int d0 = 0;
-  for (; d0 + kBlk <= D; d0 += kBlk) {
-#pragma omp simd
-    for (int l = 0; l < kBlk; ++l) y[d0 + l] += p * x[d0 + l];
-  }
-  for (; d0 < D; ++d0) y[d0] += p * x[d0];
-}
-
-// Y[r*D + :] = sum over c of P(r, c) * x_c, P(r, c) = M[r*Tp + c] (transposed: M[c*Tp + r]),
-// over c <= r (lower: causal out_i = sum_{j<=i} p_ij v_j) or c >= r (transposed: reference
-// out_j = sum_{i>=j} p_ij v_i). c runs outermost; each Y row sums in c order.
-template <typename F>
-inline void lower_times(F* Y, const F* M, int Tp, const F* x, int64_t ldx, int T, int D, bool transposed) {
-  for (int64_t e = 0; e < static_cast<int64_t>(T) * D; ++e) Y[e] = 0;
-  for (int c = 0; c < T; ++c) {
-    const F* xc = x + c * ldx;
-    if (transposed) {
-      for (int r = 0; r <= c; ++r) axpy(Y + static_cast<int64_t>(r) * D, M[static_cast<int64_t>(c) * Tp + r], xc, D);
-    } else {
-      for (int r = c; r < T; ++r) axpy(Y + static_cast<int64_t>(r) * D, M[static_cast<int64_t>(r) * Tp + c], xc, D);
-    }
-  }
-}
-
-// dst rows (stride ld) += Y [T][D]
-template <typename F>
-inline void add_rows(F* dst, int64_t ld, const F* Y, int T, int D) {
-  for (int r = 0; r < T; ++r) axpy(dst + r * ld, F(1), Y + static_cast<int64_t>(r) * D, D);
-}
-
-template <typename F>
-inline void copy_rows(F* dst, int64_t ld, const F* Y, int T, int D) {
-  for (int r = 0; r < T; ++r)
-    for (int dd = 0; dd < D; ++dd) dst[r * ld + dd] = Y[static_cast<int64_t>(r) * D + dd];
-}
-
-}  // namespace attn
 
 // out [N, ld_out]; att [B,H,T,T]; q, k, v [N, ld_in]; head h at columns h*D.
 template <typename F>
 void csa_forward(F* out, int ld_out, F* att, const F* q, const F* k, const F* v, int ld_in, int64_t B, int T,
                  int H, int D, F scale, const Dropout& d, Workspace& ws) {
+  using namespace attn;
   check_heads("csa_forward", B, T, H, D, ld_in, "ld_in", ld_out, "ld_out");
   check_dropout(d);
-  const int Tp = attn::padded(T);
-  const int64_t TT = static_cast<int64_t>(T) * Tp, TD = static_cast<int64_t>(T) * D;
-  const int64_t per = static_cast<int64_t>(D) * Tp + TT + static_cast<int64_t>(T) * T + TD;
+  constexpr int L = W<F>;
+  const int Tp = round_up(T, L), Dp = round_up(D, L);
+  const bool direct = D == Dp;  // rows of D are whole packs: read and write them in place
+  const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
+                TTp = static_cast<int64_t>(T) * Tp, TT = static_cast<int64_t>(T) * T;
+  const int64_t per = round_up(static_cast<int>(DTp + 2 * TDp + TTp + TT), 16);  // 64-byte multiple
   F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
-  const F* ones = attn::lower_ones<F>(ws, 1, T, Tp);
+  const bool drop = d.active();
   parallel_for(B * H, [&](int64_t bh) {
-    const int64_t b = bh / H;
-    const int h = static_cast<int>(bh % H);
+    const int64_t r0 = (bh / H) * T;  // first row of the block
+    const int64_t col = (bh % H) * static_cast<int64_t>(D);
     const F sc = scale;  // a local: stores through F* could alias a captured F
-    F* kT = scratch + thread_index() * per;
-    F* S = kT + static_cast<int64_t>(D) * Tp;  // scores, then probabilities after dropout
-    F* mult = S + TT;  // [T][T] dropout multipliers of this block (contiguous global indices)
-    F* Y = mult + static_cast<int64_t>(T) * T;
-    const int64_t r0 = b * T;  // first row of this sequence
-    const int64_t col = static_cast<int64_t>(h) * D;
-    attn::transpose(kT, k + r0 * ld_in + col, ld_in, T, D, Tp);
-    attn::dots(S, q + r0 * ld_in + col, ld_in, kT, T, D, Tp);
-    F* attb = att + bh * T * T;
-    if (d.active()) dropout_multipliers(mult, static_cast<int64_t>(T) * T, d, d.elem_offset + static_cast<uint64_t>(bh * T * T));
-    for (int i = 0; i < T; ++i) {
-      F* s = S + static_cast<int64_t>(i) * Tp;
-      const F* on = ones + static_cast<int64_t>(i) * Tp;
-      const int jn = attn::span(i);
-      F mx = s[0] * sc;
-      for (int j = 1; j <= i; ++j) mx = std::max(mx, s[j] * sc);
-      F sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int j = 0; j < jn; ++j) {
-        s[j] = exp_t<F>(s[j] * sc - mx) * on[j];
-        sum += s[j];
+    F* kT = scratch + thread_index() * per;  // [D][Tp]
+    F* V = kT + DTp;                         // [T][Dp] (padded copy when !direct)
+    F* S = V + TDp;                          // [T][Tp]: scores, then p, then dropped p
+    F* Y = S + TTp;                          // [T][Dp]: out (when !direct)
+    F* mult = Y + TDp;                       // [T][T]: this block's dropout multipliers
+    transpose_pad(kT, k + r0 * ld_in + col, ld_in, T, D, Tp);
+    const F* vb = v + r0 * ld_in + col;
+    if (!direct) pad_rows(V, vb, ld_in, T, D, Dp);
+    if (drop) dropout_multipliers(mult, TT, d, d.elem_offset + static_cast<uint64_t>(bh * TT));
+    F* attb = att + bh * TT;
+    // rows i in [i0, i0 + L) need the packs p < np (those holding j <= i)
+    for (int i0 = 0; i0 < T; i0 += L) {
+      const int np = i0 / L + 1, rows = std::min(L, T - i0);
+      rows_cols<F, false>(S + static_cast<int64_t>(i0) * Tp, q + (r0 + i0) * ld_in + col, ld_in, kT, Tp, D, rows, np);
+      // In stages over the group's rows, so that the rows' max -> exp -> sum -> scale chains overlap.
+      F mx[L], sum[L];
+      for (int r = 0; r < rows; ++r) {
+        F* sr = S + static_cast<int64_t>(i0 + r) * Tp;
+        Pack<F> m = {};
+        m += -std::numeric_limits<F>::infinity();
+        for (int p = 0; p < np; ++p) {
+          const Pack<F> x = pack_load(sr + p * L) * sc;
+          pack_store(sr + p * L, x);
+          m = pack_max<F>(m, pack_fill_from<F>(x, i0 + r + 1 - p * L, -std::numeric_limits<F>::infinity()));
+        }
+        mx[r] = pack_hmax<F>(m);  // over j <= i
       }
+      for (int r = 0; r < rows; ++r) {
+        F* sr = S + static_cast<int64_t>(i0 + r) * Tp;
+        const F m = mx[r];
+        for (int p = 0; p < np; ++p) {
+          F* sp = sr + p * L;
 #pragma omp simd
-      for (int j = 0; j < jn; ++j) s[j] = s[j] / sum;
-      F* a = attb + static_cast<int64_t>(i) * T;
-      for (int j = 0; j < std::min(jn, T); ++j) a[j] = s[j];
-      for (int j = jn; j < T; ++j) a[j] = 0;
-      if (d.active()) {
-        const F* m = mult + static_cast<int64_t>(i) * T;
-        for (int j = 0; j <= i; ++j) s[j] *= m[j];
+          for (int l = 0; l < L; ++l) sp[l] = exp_t<F>(sp[l] - m);
+        }
+        Pack<F> acc = {};
+        for (int p = 0; p < np; ++p) {
+          const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
+          acc += e;
+          pack_store(sr + p * L, e);
+        }
+        sum[r] = pack_sum<F>(acc);
+      }
+      for (int r = 0; r < rows; ++r) {
+        const int i = i0 + r;
+        F* sr = S + static_cast<int64_t>(i) * Tp;
+        const F inv = F(1) / sum[r];
+        for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
+        for (int p = np; p < Tp / L; ++p) pack_store(sr + p * L, Pack<F>{});
+        copy_row<F, false>(attb + static_cast<int64_t>(i) * T, sr, T);
+        if (drop) {
+          const F* m = mult + static_cast<int64_t>(i) * T;
+          for (int j = 0; j <= i; ++j) sr[j] *= m[j];
+        }
       }
     }
-    attn::lower_times(Y, S, Tp, v + r0 * ld_in + col, ld_in, T, D, false);
-    attn::copy_rows(out + r0 * ld_out + col, ld_out, Y, T, D);
+    // out_r = sum_{j<=r} pd_rj v_j (row r of the dropped p)
+    wsum_to<F, false, false, false>(out + r0 * ld_out + col, ld_out, Y, S, Tp, direct ? vb : V, direct ? ld_in : Dp,
+                                    V, Dp, D, Dp, T);
   });
 }
 
@@ -208,66 +102,72 @@ void csa_forward(F* out, int ld_out, F* att, const F* q, const F* k, const F* v,
 template <typename F>
 void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* att, const F* q, const F* k, const F* v,
                   int ld_in, int64_t B, int T, int H, int D, F scale, const Dropout& d, Workspace& ws) {
+  using namespace attn;
   check_heads("csa_backward", B, T, H, D, ld_in, "ld_in", ld_out, "ld_out");
   check_dropout(d);
-  const int Tp = attn::padded(T);
-  const int64_t TT = static_cast<int64_t>(T) * Tp, TD = static_cast<int64_t>(T) * D;
-  const int64_t per = static_cast<int64_t>(D) * Tp + 3 * TT + TD;
+  constexpr int L = W<F>;
+  const int Tp = round_up(T, L), Dp = round_up(D, L);
+  const bool direct = D == Dp;
+  const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
+                TTp = static_cast<int64_t>(T) * Tp, TT = static_cast<int64_t>(T) * T;
+  const int64_t per = round_up(static_cast<int>(DTp + 4 * TDp + 2 * TTp + TT), 16);
   F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
-  F* block_mult = ws.get<F>(1, static_cast<size_t>(max_threads()) * T * T);
-  const F* ones = attn::lower_ones<F>(ws, 2, T, Tp);
+  const bool drop = d.active();
   parallel_for(B * H, [&](int64_t bh) {
-    const int64_t b = bh / H;
-    const int h = static_cast<int>(bh % H);
-    const F sc = scale;  // a local: stores through F* could alias a captured F
-    F* vT = scratch + thread_index() * per;
-    F* bm = block_mult + static_cast<int64_t>(thread_index()) * T * T;
-    F* G = vT + static_cast<int64_t>(D) * Tp;  // dL/d(dropped p), then dL/d(score)
-    F* PD = G + TT;                            // p, then dropped p
-    F* mult = PD + TT;
-    F* Y = mult + TT;
-    const int64_t r0 = b * T;
-    const int64_t col = static_cast<int64_t>(h) * D;
-    const F* attb = att + bh * T * T;
-    const F* go = dout + r0 * ld_out + col;
-    attn::transpose(vT, v + r0 * ld_in + col, ld_in, T, D, Tp);
-    attn::dots(G, go, ld_out, vT, T, D, Tp);  // dout_i . v_j
-    attn::pad_rows(PD, attb, T, Tp);
-    // the forward's dropout multipliers for the whole block, in rows of Tp (entries past the
-    // diagonal are bits of masked elements: they meet p = 0 and add nothing)
-    if (d.active()) {
-      dropout_multipliers(bm, static_cast<int64_t>(T) * T, d, d.elem_offset + static_cast<uint64_t>(bh * T * T));
-      attn::pad_rows(mult, bm, T, Tp);
+    const int64_t r0 = (bh / H) * T;
+    const int64_t col = (bh % H) * static_cast<int64_t>(D);
+    const F sc = scale;
+    F* vT = scratch + thread_index() * per;  // [D][Tp]
+    F* Q = vT + DTp;                         // [T][Dp] padded copies (when !direct)
+    F* K = Q + TDp;                          // [T][Dp]
+    F* G = K + TDp;                          // [T][Dp]: dout
+    F* Y = G + TDp;                          // [T][Dp]: dq, dk or dv (when !direct)
+    F* PD = Y + TDp;                         // [T][Tp]: p, then dropped p
+    F* GS = PD + TTp;                        // [T][Tp]: dL/d(dropped p), then dL/d(q_i . k_j)
+    F* mult = GS + TTp;                      // [T][T]: the forward's dropout multipliers
+    const F* qb = q + r0 * ld_in + col;
+    const F* kb = k + r0 * ld_in + col;
+    const F* vb = v + r0 * ld_in + col;
+    const F* gb = dout + r0 * ld_out + col;
+    transpose_pad(vT, vb, ld_in, T, D, Tp);
+    if (!direct) {
+      pad_rows(Q, qb, ld_in, T, D, Dp);
+      pad_rows(K, kb, ld_in, T, D, Dp);
+      pad_rows(G, gb, ld_out, T, D, Dp);
     }
-    for (int i = 0; i < T; ++i) {
-      const F* m = (d.active() ? mult : ones) + static_cast<int64_t>(i) * Tp;
-      F* pd = PD + static_cast<int64_t>(i) * Tp;  // p, then dropped p
-      F* g = G + static_cast<int64_t>(i) * Tp;
-      const int jn = attn::span(i);
-      F s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int j = 0; j < jn; ++j) {
-        g[j] *= m[j];
-        s += pd[j] * g[j];
+    if (drop) dropout_multipliers(mult, TT, d, d.elem_offset + static_cast<uint64_t>(bh * TT));
+    const F* attb = att + bh * TT;
+    for (int i0 = 0; i0 < T; i0 += L) {
+      const int np = i0 / L + 1, rows = std::min(L, T - i0);
+      // dL/d(dropped p_ij) = dout_i . v_j
+      rows_cols<F, false>(GS + static_cast<int64_t>(i0) * Tp, gb + i0 * ld_out, ld_out, vT, Tp, D, rows, np);
+      for (int i = i0; i < i0 + rows; ++i) {
+        F* p = PD + static_cast<int64_t>(i) * Tp;
+        F* g = GS + static_cast<int64_t>(i) * Tp;
+        load_att_row(p, attb + static_cast<int64_t>(i) * T, i, T, np);
+        const F* m = mult + static_cast<int64_t>(i) * T;
+        if (drop)  // dL/dp = dL/d(dropped p) * multiplier
+          for (int j = 0; j <= i; ++j) g[j] *= m[j];
+        Pack<F> acc = {};
+        for (int pk = 0; pk < np; ++pk) acc += pack_load(p + pk * L) * pack_load(g + pk * L);
+        const F s = pack_sum<F>(acc);
+        // softmax backward, times the score scale: dL/d(q_i . k_j) = p_ij (dL/dp_ij - s) scale
+        for (int pk = 0; pk < np; ++pk)
+          pack_store(g + pk * L, pack_load(p + pk * L) * (pack_load(g + pk * L) - s) * sc);
+        if (drop)
+          for (int j = 0; j <= i; ++j) p[j] *= m[j];
       }
-#pragma omp simd
-      for (int j = 0; j < jn; ++j) {
-        g[j] = pd[j] * (g[j] - s) * sc;
-        pd[j] *= m[j];
-      }
     }
-    if (dv) {  // dv_j += sum_{i>=j} pd_ij dout_i
-      attn::lower_times(Y, PD, Tp, go, ld_out, T, D, true);
-      attn::add_rows(dv + r0 * ld_in + col, ld_in, Y, T, D);
-    }
-    if (dq) {  // dq_i += sum_{j<=i} g_ij k_j
-      attn::lower_times(Y, G, Tp, k + r0 * ld_in + col, ld_in, T, D, false);
-      attn::add_rows(dq + r0 * ld_in + col, ld_in, Y, T, D);
-    }
-    if (dk) {  // dk_j += sum_{i>=j} g_ij q_i
-      attn::lower_times(Y, G, Tp, q + r0 * ld_in + col, ld_in, T, D, true);
-      attn::add_rows(dk + r0 * ld_in + col, ld_in, Y, T, D);
-    }
+    const F* Qr = direct ? qb : Q;
+    const F* Kr = direct ? kb : K;
+    const F* Gr = direct ? gb : G;
+    const int64_t lqk = direct ? ld_in : Dp, lg = direct ? ld_out : Dp;
+    if (dv)  // dv_r = sum_{i>=r} pd_ir dout_i: column r of the dropped p
+      wsum_to<F, false, true, true>(dv + r0 * ld_in + col, ld_in, Y, PD, Tp, Gr, lg, Gr, lg, D, Dp, T);
+    if (dq)  // dq_r = sum_{j<=r} g_rj k_j: row r
+      wsum_to<F, false, false, true>(dq + r0 * ld_in + col, ld_in, Y, GS, Tp, Kr, lqk, Kr, lqk, D, Dp, T);
+    if (dk)  // dk_r = sum_{i>=r} g_ir q_i: column r
+      wsum_to<F, false, true, true>(dk + r0 * ld_in + col, ld_in, Y, GS, Tp, Qr, lqk, Qr, lqk, D, Dp, T);
   });
 }
 

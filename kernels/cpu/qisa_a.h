@@ -15,6 +15,7 @@
 // Edge cases (documented choices): n_qubits == 1 has no entangling layer (CNOT(0, 0) is not
 // a gate); an all-zero input row gives psi = 0, so v = 0 and zero gradients (not NaN).
 #pragma once
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -148,17 +149,20 @@ inline void adjoint_rotate(F* re, F* im, F* lr, F* li, F* dth, int amps, int kin
 }
 
 // Amplitude-encode the tile: p0[b][l] = x[row l][b] / |x_row| for b < C; inv[l] = 1/|x_row| (0 for
-// a zero row or an unused lane).
+// a zero row or an unused lane). Each lane's |x|^2 sums b in order.
 template <typename F>
 inline void encode(F* p0, F* inv, const F* x, int ld_x, int64_t n0, int rows, int C) {
-  for (int l = 0; l < kLanes; ++l) {
-    F s = 0;
-    if (l < rows) {
-      const F* xr = x + (n0 + l) * ld_x;
-      for (int b = 0; b < C; ++b) s += xr[b] * xr[b];
+  constexpr int kP = kPackLanes<F>, kPacks = kLanes / kP;
+  transpose_tile(p0, x + n0 * ld_x, ld_x, rows, C);  // lanes past the last row are 0
+  for (int k = 0; k < kPacks; ++k) {
+    Pack<F> s = {};
+    for (int b = 0; b < C; ++b) {
+      const Pack<F> xb = pack_load(p0 + b * kLanes + k * kP);
+      s += xb * xb;
     }
-    inv[l] = s > F(0) ? F(1) / std::sqrt(s) : F(0);
-    for (int b = 0; b < C; ++b) p0[b * kLanes + l] = l < rows ? x[(n0 + l) * ld_x + b] * inv[l] : F(0);
+    const Pack<F> iv = std::bit_cast<Pack<F>>(std::bit_cast<IPack<F>>(F(1) / pack_sqrt<F>(s)) & (s > F(0)));
+    pack_store(inv + k * kP, iv);
+    for (int b = 0; b < C; ++b) pack_store(p0 + b * kLanes + k * kP, pack_load(p0 + b * kLanes + k * kP) * iv);
   }
 }
 
@@ -215,7 +219,7 @@ void qisa_a_forward(F* v, int ld_v, const F* x, int ld_x, const F* rx, const F* 
   int32_t* offsets;
   Gate<F>* gates;
   const int ngates = prepare(ws, terms, rx, ry, ry2, H, D, n, pairs, offsets, gates);
-  const int64_t per = (2 * static_cast<int64_t>(amps) + C + 1) * kLanes;
+  const int64_t per = (2 * static_cast<int64_t>(amps) + C + 1 + D) * kLanes;
   F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
   constexpr int kP = kPackLanes<F>, kPacks = kLanes / kP;
   parallel_for(ceil_div(N, kLanes), [&](int64_t tile) {
@@ -225,6 +229,7 @@ void qisa_a_forward(F* v, int ld_v, const F* x, int ld_x, const F* rx, const F* 
     F* im = re + amps * kLanes;
     F* p0 = im + amps * kLanes;
     F* inv = p0 + C * kLanes;
+    F* vT = inv + kLanes;  // [D][kLanes]: values of the current head
     encode(p0, inv, x, ld_x, n0, rows, C);
     for (int h = 0; h < H; ++h) {
       simulate(re, im, p0, C, amps, gates + h * 4 * n, ngates);
@@ -242,10 +247,9 @@ void qisa_a_forward(F* v, int ld_v, const F* x, int ld_x, const F* rx, const F* 
             acc[k] += c * (odd ? rb * ip - ib * rp : rb * rp + ib * ip);
           }
         }
-        alignas(64) F out[kLanes];
-        for (int k = 0; k < kPacks; ++k) pack_store(out + k * kP, acc[k]);
-        for (int l = 0; l < rows; ++l) v[(n0 + l) * ld_v + t] = out[l];
+        for (int k = 0; k < kPacks; ++k) pack_store(vT + j * kLanes + k * kP, acc[k]);
       }
+      untranspose_tile<F, false>(v + n0 * ld_v + static_cast<int64_t>(h) * D, ld_v, vT, rows, D);
     }
   });
 }
@@ -265,7 +269,7 @@ void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int 
   const int ngates = prepare(ws, terms, rx, ry, ry2, H, D, n, pairs, offsets, gates);
   const int64_t tiles = ceil_div(N, kLanes);
   double* part = ws.get<double>(4, static_cast<size_t>(tiles * H * nang));  // [tile][h][angle]
-  const int64_t per = (4 * static_cast<int64_t>(amps) + 2 * C + nang + 2) * kLanes;
+  const int64_t per = (4 * static_cast<int64_t>(amps) + 2 * C + nang + 1 + D) * kLanes;
   F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
   constexpr int kP = kPackLanes<F>, kPacks = kLanes / kP;
   parallel_for(tiles, [&](int64_t tile) {
@@ -279,7 +283,7 @@ void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int 
     F* gx = p0 + C * kLanes;  // dL/dx of the tile, summed over heads
     F* dth = gx + C * kLanes;
     F* inv = dth + nang * kLanes;
-    F* g = inv + kLanes;
+    F* gT = inv + kLanes;  // [D][kLanes]: dv of the current head
     encode(p0, inv, x, ld_x, n0, rows, C);
     for (int i = 0; i < C * kLanes; ++i) gx[i] = 0;
     for (int h = 0; h < H; ++h) {
@@ -287,10 +291,11 @@ void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int 
       simulate(re, im, p0, C, amps, hg, ngates);
       // lam = dL/dphi = sum_j dv_j dv_j/dphi (real and imaginary parts)
       for (int i = 0; i < amps * kLanes; ++i) lr[i] = li[i] = 0;
+      transpose_tile(gT, dv + n0 * ld_v + static_cast<int64_t>(h) * D, ld_v, rows, D);
       for (int j = 0; j < D; ++j) {
         const int64_t t = static_cast<int64_t>(h) * D + j;
         const bool odd = terms[t].y_count % 2 != 0;
-        for (int l = 0; l < kLanes; ++l) g[l] = l < rows ? dv[(n0 + l) * ld_v + t] : F(0);
+        const F* g = gT + j * kLanes;
         for (int32_t e = offsets[t]; e < offsets[t + 1]; ++e) {
           const F c = pairs[e].coef;
           const int32_t b = pairs[e].b, p = pairs[e].p;
@@ -350,12 +355,7 @@ void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int 
         for (int l = 0; l < kLanes; ++l) gx[b * kLanes + l] += (lr[b * kLanes + l] - p0[b * kLanes + l] * dot[l]) * inv[l];
       }
     }
-    if (dx) {
-      for (int l = 0; l < rows; ++l) {
-        F* dr = dx + (n0 + l) * ld_x;
-        for (int b = 0; b < C; ++b) dr[b] += gx[b * kLanes + l];
-      }
-    }
+    if (dx) untranspose_tile<F, true>(dx + n0 * ld_x, ld_x, gx, rows, C);
   });
   // angle gradients: partials combined in tile order
   for (int h = 0; h < H; ++h) {

@@ -1,0 +1,237 @@
+// Building blocks of the attention kernels (csa, Gaussian), which work per (batch, head)
+// block of T rows in per-thread scratch (so scratch scales with T*T + T*D, not with B):
+//  - T x T matrices (scores, p, their gradients) are rows i of Tp = T rounded up to a Pack, j
+//    in SIMD lanes. Causal row i is computed over the packs that hold j <= i (about half the
+//    block); lanes j > i are cleared by a bit mask (so nothing of a later position, not even a
+//    NaN, reaches row i). The operand indexed by j is transposed to [D][Tp] (row_cols); the one
+//    indexed by i is read as broadcast scalars straight from its [N, ld] rows.
+//  - products over j or i (out, dq, dk, dv) are rows of D in SIMD lanes, summed in registers
+//    (wsum); the matrix entry is a broadcast scalar taken along a row of the matrix, or down a
+//    column (stride Tp) for the transposed products, so no T x T matrix is ever transposed.
+//    Operand and output rows are used in place when D is a whole number of Packs, else through
+//    zero-padded copies of Dp = D rounded up.
+// Every sum has one fixed order (d ascending; j, resp. i, ascending; row sums by pack_sum),
+// independent of the thread count.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/error.h"
+
+namespace qisa::cpu {
+
+inline void check_heads(const char* op, int64_t B, int T, int H, int D, int ld_a, const char* na, int ld_b,
+                        const char* nb) {
+  QISA_CHECK(B >= 0 && T >= 1 && H >= 1 && D >= 1,
+             std::string(op) + " shape B=" + std::to_string(B) + " T=" + std::to_string(T) + " H=" +
+                 std::to_string(H) + " D=" + std::to_string(D),
+             "B >= 0 and T, n_head, head size >= 1");
+  QISA_CHECK(ld_a >= H * D && ld_b >= H * D,
+             std::string(op) + ": row strides " + na + "=" + std::to_string(ld_a) + ", " + nb + "=" +
+                 std::to_string(ld_b) + " are below H*D=" + std::to_string(H * D),
+             "a row stride covers every head's D columns");
+}
+
+namespace attn {
+
+template <typename F>
+inline constexpr int W = kPackLanes<F>;
+
+inline int round_up(int n, int w) { return (n + w - 1) / w * w; }
+
+// dst[t*Dp + d] = src[t*ld + d] for d < D; 0 for D <= d < Dp (operand rows when D is not a whole
+// number of packs). Whole packs where they fit: the rows are read back as packs, and a pack
+// load of several scalar stores cannot be forwarded from the store buffer.
+template <typename F>
+inline void pad_rows(F* dst, const F* src, int64_t ld, int T, int D, int Dp) {
+  for (int t = 0; t < T; ++t) {
+    F* o = dst + static_cast<int64_t>(t) * Dp;
+    const F* s = src + t * ld;
+    int d = 0;
+    for (; d + W<F> <= D; d += W<F>) pack_store(o + d, pack_load(s + d));
+    for (; d < D; ++d) o[d] = s[d];
+    for (; d < Dp; ++d) o[d] = 0;
+  }
+}
+
+// dst[d*Tp + j] = src[j*ld + d] (a T x D block transposed), 0 for T <= j < Tp: W x W blocks by
+// register shuffles (for the same reason as above), scalar at the edges.
+template <typename F>
+inline void transpose_pad(F* dst, const F* src, int64_t ld, int T, int D, int Tp) {
+  constexpr int L = W<F>;
+  const int Tb = T / L * L, Db = D / L * L;
+  for (int j0 = 0; j0 < Tb; j0 += L)
+    for (int d0 = 0; d0 < Db; d0 += L)
+      transpose_pack_block(dst + static_cast<int64_t>(d0) * Tp + j0, Tp, src + j0 * ld + d0, ld);
+  if (Tb == T && Db == D && T == Tp) return;
+  for (int d = 0; d < D; ++d) {
+    F* row = dst + static_cast<int64_t>(d) * Tp;
+    for (int j = d < Db ? Tb : 0; j < T; ++j) row[j] = src[j * ld + d];
+    for (int j = T; j < Tp; ++j) row[j] = 0;
+  }
+}
+
+// Rows r < R of a T x T matrix against columns, for the NP packs at out / BT:
+//   out[r*Tp + p*W + l] = sum_d f(a[r*lda + d], BT[d*Tp + p*W + l]),  f = (a - b)^2 (kDiff) or a*b.
+// R rows at once share the loads of BT and give R*NP independent sums (in registers).
+template <typename F, bool kDiff, int R, int NP>
+QISA_INLINE void row_cols_np(F* out, const F* a, int64_t lda, const F* BT, int64_t Tp, int D) {
+  Pack<F> acc[R][NP] = {};
+  for (int d = 0; d < D; ++d) {
+    Pack<F> y[NP];
+    for (int k = 0; k < NP; ++k) y[k] = pack_load(BT + d * Tp + k * W<F>);
+    for (int r = 0; r < R; ++r) {
+      const F x = a[r * lda + d];
+      for (int k = 0; k < NP; ++k) {
+        if constexpr (kDiff) {
+          const Pack<F> t = x - y[k];
+          acc[r][k] += t * t;
+        } else {
+          acc[r][k] += x * y[k];
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < NP; ++k) pack_store(out + r * Tp + k * W<F>, acc[r][k]);
+}
+
+// The same over packs [0, np) of R rows.
+template <typename F, bool kDiff, int R>
+inline void row_cols(F* out, const F* a, int64_t lda, const F* BT, int64_t Tp, int D, int np) {
+  int p = 0;
+  for (; p + 2 <= np; p += 2) row_cols_np<F, kDiff, R, 2>(out + p * W<F>, a, lda, BT + p * W<F>, Tp, D);
+  if (p < np) row_cols_np<F, kDiff, R, 1>(out + p * W<F>, a, lda, BT + p * W<F>, Tp, D);
+}
+
+// The same for `rows` rows over packs [0, np): groups of 4 rows, then single rows.
+template <typename F, bool kDiff>
+inline void rows_cols(F* out, const F* a, int64_t lda, const F* BT, int64_t Tp, int D, int rows, int np) {
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) row_cols<F, kDiff, 4>(out + r * Tp, a + r * lda, lda, BT, Tp, D, np);
+  for (; r < rows; ++r) row_cols<F, kDiff, 1>(out + r * Tp, a + r * lda, lda, BT, Tp, D, np);
+}
+
+// Products of a T x T matrix w (rows of Tp) with operand rows X_c (X + c*ldx), for rows r:
+//   row form    (kColumn false): y_r = sum_{c=0}^{r}   w[r*Tp + c] * t_c
+//   column form (kColumn true):  y_r = sum_{c=r}^{T-1} w[c*Tp + r] * t_c
+// with t_c = X_c, or t_c = x0_r - X_c (kDiff; x0_r = x0 + r*ld0). Each y_r sums in c order.
+// R output rows at a time: the c range they all share runs once with each X_c load feeding R
+// rows (R*NP independent sums in registers); the rest of each row's range runs before
+// (column form) or after (row form) it, so the order stays c ascending. The NP packs at
+// column d of y_r go to out(r, d + k*W, value).
+template <typename F, bool kDiff, bool kColumn, int R, int NP, class Out>
+QISA_INLINE void wsum_np(const F* w, int64_t Tp, const F* X, int64_t ldx, const F* x0, int64_t ld0, int d, int r0,
+                         int T, const Out& out) {
+  constexpr int L = W<F>;
+  Pack<F> acc[R][NP] = {}, xv[NP], base[R][NP];
+  if constexpr (kDiff)
+    for (int rr = 0; rr < R; ++rr)
+      for (int k = 0; k < NP; ++k) base[rr][k] = pack_load(x0 + (r0 + rr) * ld0 + d + k * L);
+  auto load = [&](int c) {
+    for (int k = 0; k < NP; ++k) xv[k] = pack_load(X + c * ldx + d + k * L);
+  };
+  auto term = [&](Pack<F>* a, int r, int c) {
+    const F wc = kColumn ? w[c * Tp + r] : w[r * Tp + c];
+    for (int k = 0; k < NP; ++k) {
+      if constexpr (kDiff)
+        a[k] += wc * (base[r - r0][k] - xv[k]);
+      else
+        a[k] += wc * xv[k];
+    }
+  };
+  // rows r0..r0+R-1 share c in [c_lo, c_hi); the rr loops are unrolled so acc stays in registers
+  const int c_lo = kColumn ? r0 + R - 1 : 0, c_hi = kColumn ? T : r0 + 1;
+  if constexpr (kColumn) {
+#pragma GCC unroll 8
+    for (int rr = 0; rr < R; ++rr)
+      for (int c = r0 + rr; c < c_lo; ++c) load(c), term(acc[rr], r0 + rr, c);
+  }
+  for (int c = c_lo; c < c_hi; ++c) {
+    load(c);
+#pragma GCC unroll 8
+    for (int rr = 0; rr < R; ++rr) term(acc[rr], r0 + rr, c);
+  }
+  if constexpr (!kColumn) {
+#pragma GCC unroll 8
+    for (int rr = 0; rr < R; ++rr)
+      for (int c = c_hi; c <= r0 + rr; ++c) load(c), term(acc[rr], r0 + rr, c);
+  }
+#pragma GCC unroll 8
+  for (int rr = 0; rr < R; ++rr)
+    for (int k = 0; k < NP; ++k) out(r0 + rr, d + k * L, acc[rr][k]);
+}
+
+// All T output rows over Dp columns: groups of 4 rows (2 with kDiff), then single rows; packs
+// in pairs, then one. (x0 is unused without kDiff.)
+template <typename F, bool kDiff, bool kColumn, class Out>
+inline void wsum(const F* w, int64_t Tp, const F* X, int64_t ldx, const F* x0, int64_t ld0, int Dp, int T,
+                 const Out& out) {
+  constexpr int L = W<F>;
+  constexpr int R = kDiff ? 2 : 4;  // kDiff holds the rows x0_r in registers too
+  auto rows = [&]<int NP>(int d) {
+    int r = 0;
+    for (; r + R <= T; r += R) wsum_np<F, kDiff, kColumn, R, NP>(w, Tp, X, ldx, x0, ld0, d, r, T, out);
+    for (; r < T; ++r) wsum_np<F, kDiff, kColumn, 1, NP>(w, Tp, X, ldx, x0, ld0, d, r, T, out);
+  };
+  int d = 0;
+  for (; d + 2 * L <= Dp; d += 2 * L) rows.template operator()<2>(d);
+  if (d < Dp) rows.template operator()<1>(d);
+}
+
+// Output rows of wsum: row r, columns d.. of dst (stride ld), stored (or added with kAdd).
+template <typename F, bool kAdd>
+struct RowSink {
+  F* dst;
+  int64_t ld;
+  QISA_INLINE void operator()(int r, int d, Pack<F> v) const {
+    F* o = dst + r * ld + d;
+    pack_store(o, kAdd ? pack_load(o) + v : v);
+  }
+};
+
+// dst[0..n) = src[0..n) (+= with kAdd): whole packs, then the rest (no library call per row).
+template <typename F, bool kAdd>
+QISA_INLINE void copy_row(F* dst, const F* src, int n) {
+  int e = 0;
+  for (; e + W<F> <= n; e += W<F>) {
+    const Pack<F> x = pack_load(src + e);
+    pack_store(dst + e, kAdd ? pack_load(dst + e) + x : x);
+  }
+  for (; e < n; ++e) dst[e] = kAdd ? dst[e] + src[e] : src[e];
+}
+
+// wsum into rows of dst [T rows, stride ld] (D columns; kAdd: +=). With D a whole number of
+// packs straight into dst, else through the scratch Y [T][Dp] (packs would spill past D).
+template <typename F, bool kDiff, bool kColumn, bool kAdd>
+inline void wsum_to(F* dst, int64_t ld, F* Y, const F* w, int64_t Tp, const F* X, int64_t ldx, const F* x0,
+                    int64_t ld0, int D, int Dp, int T) {
+  if (D == Dp) {
+    wsum<F, kDiff, kColumn>(w, Tp, X, ldx, x0, ld0, Dp, T, RowSink<F, kAdd>{dst, ld});
+  } else {
+    wsum<F, kDiff, kColumn>(w, Tp, X, ldx, x0, ld0, Dp, T, RowSink<F, false>{Y, Dp});
+    for (int r = 0; r < T; ++r) copy_row<F, kAdd>(dst + r * ld, Y + static_cast<int64_t>(r) * Dp, D);
+  }
+}
+
+// p[0..np*W): att row i for j <= i, 0 for j > i (entries above the diagonal are never read;
+// packs past np are not needed: no product reads them).
+template <typename F>
+inline void load_att_row(F* p, const F* a, int i, int T, int np) {
+  constexpr int L = W<F>;
+  for (int pk = 0; pk < np; ++pk) {
+    const int j = pk * L;
+    if (j + L <= T) {
+      pack_store(p + j, pack_keep_below<F>(pack_load(a + j), i + 1 - j));
+    } else {
+      for (int l = 0; l < L; ++l) p[j + l] = j + l <= i ? a[j + l] : F(0);
+    }
+  }
+}
+
+}  // namespace attn
+
+}  // namespace qisa::cpu
