@@ -259,6 +259,18 @@ void GPT::set_pauli(int layer, const std::vector<std::string>& strings) {
 
 // ------------------------------------------------------------------ forward
 
+// Dropout at site (l, which) for a tensor of `elems_per_seq` elements per sequence: element
+// indices count from the micro-batch's first sequence in the global batch (SPEC §2b).
+Dropout GPT::dropout_at(int l, int which, const StepContext& ctx, uint64_t elems_per_seq) const {
+  Dropout d;
+  d.p = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
+  d.seed = ctx.seed;
+  d.step = ctx.step;
+  d.site = dropout_site(l, which);
+  d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * elems_per_seq;
+  return d;
+}
+
 void GPT::check_batch(int64_t B, int T) const {
   QISA_CHECK(B >= 1 && B <= max_batch_,
              "batch of " + std::to_string(B) + " sequences, the model was sized for at most " + std::to_string(max_batch_),
@@ -288,16 +300,7 @@ double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T
   have_targets_ = targets != nullptr;
   last_ctx_ = ctx;
 
-  const float p_drop = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
-  auto resid_dropout = [&](int l, int which) {
-    Dropout d;
-    d.p = p_drop;
-    d.seed = ctx.seed;
-    d.step = ctx.step;
-    d.site = dropout_site(l, which);
-    d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(T) * static_cast<uint64_t>(C);
-    return d;
-  };
+  auto resid_dropout = [&](int l, int which) { return dropout_at(l, which, ctx, static_cast<uint64_t>(T) * C); };
 
   be_.embedding_forward(a.blocks[0].x_in.get(), a.idx.get(), P + table_.offset("tok_emb.weight"),
                         P + table_.offset("pos_emb.weight"), B, T, static_cast<int>(C));
@@ -343,13 +346,7 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
     case AttentionKind::csa: {
       // q|k|v = a [Wq;Wk;Wv]^T (one matmul over the adjacent weights), then softmax attention.
       be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, nullptr, N, C, 3 * C);
-      Dropout d;
-      d.p = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
-      d.seed = ctx.seed;
-      d.step = ctx.step;
-      d.site = dropout_site(l, kSiteAttn);
-      d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(H) * static_cast<uint64_t>(T) *
-                      static_cast<uint64_t>(T);
+      const Dropout d = dropout_at(l, kSiteAttn, ctx, static_cast<uint64_t>(H) * T * T);
       const float* q = b.qkv.get();
       be_.csa_forward(b.heads.get(), C, b.att.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
                       1.0f / std::sqrt(static_cast<float>(C)), d);
@@ -389,16 +386,7 @@ void GPT::backward(float loss_scale) {
   float* P = params_.get();
   float* G = grads_.get();
   const size_t nc_bytes = static_cast<size_t>(N) * C * sizeof(float);
-  const float p_drop = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
-  auto resid_dropout = [&](int l, int which) {
-    Dropout d;
-    d.p = p_drop;
-    d.seed = ctx.seed;
-    d.step = ctx.step;
-    d.site = dropout_site(l, which);
-    d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(T) * static_cast<uint64_t>(C);
-    return d;
-  };
+  auto resid_dropout = [&](int l, int which) { return dropout_at(l, which, ctx, static_cast<uint64_t>(T) * C); };
 
   // logits -> dlogits in place; then the head and the final layernorm.
   be_.cross_entropy_backward(a.logits.get(), a.logits.get(), a.targets.get(), N, V, loss_scale);
@@ -453,13 +441,7 @@ void GPT::attention_backward(int l, int64_t B, int T) {
   float* dq = a.dqkv.get();
   switch (cfg_.attention) {
     case AttentionKind::csa: {
-      Dropout d;
-      d.p = ctx.train ? static_cast<float>(cfg_.dropout) : 0.0f;
-      d.seed = ctx.seed;
-      d.step = ctx.step;
-      d.site = dropout_site(l, kSiteAttn);
-      d.elem_offset = static_cast<uint64_t>(ctx.seq_offset) * static_cast<uint64_t>(H) * static_cast<uint64_t>(T) *
-                      static_cast<uint64_t>(T);
+      const Dropout d = dropout_at(l, kSiteAttn, ctx, static_cast<uint64_t>(H) * T * T);
       be_.zero(dq, static_cast<size_t>(N) * 3 * C * sizeof(float));
       be_.csa_backward(dq, dq + C, dq + 2 * C, a.dheads.get(), C, b.att.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
                        1.0f / std::sqrt(static_cast<float>(C)), d);

@@ -68,6 +68,7 @@ class GPT {
   struct Layer;
   struct Acts;
   void check_batch(int64_t B, int T) const;
+  Dropout dropout_at(int layer, int which, const StepContext& ctx, uint64_t elems_per_seq) const;
   void attention_forward(int l, int64_t B, int T, const StepContext& ctx);
   void attention_backward(int l, int64_t B, int T);
 

@@ -25,6 +25,7 @@
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/pauli_value.h"
 #include "kernels/pauli.h"
+#include "kernel_double_ops.h"
 #include "test_util.h"
 
 namespace {
@@ -34,57 +35,7 @@ using qisa::Dropout;
 using qisa::PauliTerm;
 using Results = std::map<std::string, std::vector<double>>;
 
-// The double templates behind the Backend method names used here.
-struct DoubleOps {
-  qisa::cpu::Workspace ws;
-  void layernorm_forward(double* o, double* m, double* r, const double* x, const double* w, const double* b, int64_t N,
-                         int C) {
-    qisa::cpu::layernorm_forward(o, m, r, x, w, b, N, C);
-  }
-  void layernorm_backward(double* dx, double* dw, double* db, const double* g, const double* x, const double* w,
-                          const double* m, const double* r, int64_t N, int C) {
-    qisa::cpu::layernorm_backward(dx, dw, db, g, x, w, m, r, N, C, ws);
-  }
-  void linear_forward(double* o, const double* x, const double* w, const double* b, int64_t N, int IC, int OC) {
-    qisa::cpu::linear_forward(o, x, w, b, N, IC, OC, ws);
-  }
-  void linear_backward(double* dx, double* dw, double* db, const double* g, const double* x, const double* w, int64_t N,
-                       int IC, int OC) {
-    qisa::cpu::linear_backward(dx, dw, db, g, x, w, N, IC, OC, ws);
-  }
-  void csa_forward(double* o, int ldo, double* att, const double* q, const double* k, const double* v, int ld,
-                   int64_t B, int T, int H, int D, double s, const Dropout& d) {
-    qisa::cpu::csa_forward(o, ldo, att, q, k, v, ld, B, T, H, D, s, d, ws);
-  }
-  void csa_backward(double* dq, double* dk, double* dv, const double* g, int ldo, const double* att, const double* q,
-                    const double* k, const double* v, int ld, int64_t B, int T, int H, int D, double s,
-                    const Dropout& d) {
-    qisa::cpu::csa_backward(dq, dk, dv, g, ldo, att, q, k, v, ld, B, T, H, D, s, d, ws);
-  }
-  void gaussian_attention_forward(double* o, int ldo, double* att, const double* q, const double* k, int ldqk,
-                                  const double* v, int ldv, int64_t B, int T, int H, int D, AttnMask m) {
-    qisa::cpu::gaussian_attention_forward(o, ldo, att, q, k, ldqk, v, ldv, B, T, H, D, m, ws);
-  }
-  void gaussian_attention_backward(double* dq, double* dk, int ldqk, double* dv, int ldv, const double* g, int ldo,
-                                   const double* att, const double* q, const double* k, const double* v, int64_t B,
-                                   int T, int H, int D, AttnMask m) {
-    qisa::cpu::gaussian_attention_backward(dq, dk, ldqk, dv, ldv, g, ldo, att, q, k, v, B, T, H, D, m, ws);
-  }
-  void pauli_value_forward(double* v, int ldv, const double* u, int ldu, const PauliTerm* t, int64_t N, int H, int D,
-                           int C, int n) {
-    qisa::cpu::pauli_value_forward(v, ldv, u, ldu, t, N, H, D, C, n, ws);
-  }
-  void pauli_value_backward(double* du, int ldu, const double* dv, int ldv, const double* u, const PauliTerm* t,
-                            int64_t N, int H, int D, int C, int n) {
-    qisa::cpu::pauli_value_backward(du, ldu, dv, ldv, u, t, N, H, D, C, n, ws);
-  }
-  void cross_entropy_forward(double* l, const double* x, const int32_t* t, int64_t N, int V) {
-    qisa::cpu::cross_entropy_forward(l, x, t, N, V);
-  }
-  void cross_entropy_backward(double* d, const double* x, const int32_t* t, int64_t N, int V, double s) {
-    qisa::cpu::cross_entropy_backward(d, x, t, N, V, s);
-  }
-};
+using qisa::test::DoubleOps;
 
 // Random float inputs by name, drawn once so both precisions see the same values.
 struct Inputs {
