@@ -38,7 +38,7 @@ int ModelConfig::n_qubits() const {
 
 namespace {
 
-const std::vector<std::string> kSections = {"model", "data", "train", "eval", "log"};
+const std::vector<std::string> kSections = {"model", "data", "train", "eval", "log", "dist", "checkpoint"};
 
 // ------------------------------------------------------------------ small helpers
 
@@ -212,10 +212,11 @@ Field field(const char* key, const char* help) {
 }
 
 // A string from a fixed set of names: read like an enum, so the message lists the names.
-Field lr_schedule_field() {
-  return {"train.lr_schedule", "constant | cosine",
-          [](Config& c, const YAML::Node& n) { c.train.lr_schedule = parse_choice(n, {"constant", "cosine"}); },
-          [](const Config& c) { return c.train.lr_schedule; }};
+template <auto Section, auto Member>
+Field choice_field(const char* key, const char* help, std::vector<std::string> allowed) {
+  return {key, help,
+          [allowed](Config& c, const YAML::Node& n) { c.*Section.*Member = parse_choice(n, allowed); },
+          [](const Config& c) { return c.*Section.*Member; }};
 }
 
 // Every key, in to_yaml() order. The single list that parsing, unknown-key detection and
@@ -233,12 +234,16 @@ const std::vector<Field>& fields() {
       field<&Config::model, &ModelConfig::pauli_identity_prob>("model.pauli_identity_prob",
                                                                 "P(letter = I) when drawing Pauli strings, [0, 1)"),
       field<&Config::data, &DataConfig::corpus>("data.corpus", "HDF5 corpus written by qisa prepare"),
+      choice_field<&Config::data, &DataConfig::sampler>(
+          "data.sampler", "random (permutation of window offsets per epoch) | sequential", {"random", "sequential"}),
+      field<&Config::data, &DataConfig::chunk_cache_mb>("data.chunk_cache_mb", "HDF5 chunk cache per rank, MiB (> 0)"),
       field<&Config::train, &TrainConfig::batch_size>("train.batch_size", "sequences per optimizer step (global)"),
       field<&Config::train, &TrainConfig::micro_batch_size>("train.micro_batch_size",
                                                             "sequences per forward/backward; 0 = batch_size"),
       field<&Config::train, &TrainConfig::steps>("train.steps", "optimizer steps (>= 1)"),
       field<&Config::train, &TrainConfig::lr>("train.lr", "peak learning rate (> 0)"),
-      lr_schedule_field(),
+      choice_field<&Config::train, &TrainConfig::lr_schedule>("train.lr_schedule", "constant | cosine",
+                                                              {"constant", "cosine"}),
       field<&Config::train, &TrainConfig::warmup_steps>("train.warmup_steps", "linear warm-up steps (>= 0)"),
       field<&Config::train, &TrainConfig::min_lr>("train.min_lr", "floor of the cosine schedule, [0, lr]"),
       field<&Config::train, &TrainConfig::beta1>("train.beta1", "AdamW, [0, 1)"),
@@ -248,10 +253,19 @@ const std::vector<Field>& fields() {
       field<&Config::train, &TrainConfig::grad_clip>("train.grad_clip", "global-norm clip; 0 = off"),
       field<&Config::train, &TrainConfig::seed>("train.seed", "init, Pauli strings, sampling, dropout"),
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
+      field<&Config::train, &TrainConfig::resume>("train.resume",
+                                                  "auto (newest valid checkpoint, else fresh) | never | PATH"),
       field<&Config::eval, &EvalConfig::every>("eval.every", "steps between evaluations; 0 = only at the end"),
       field<&Config::eval, &EvalConfig::windows>("eval.windows", "validation windows per evaluation (>= 1)"),
       field<&Config::log, &LogConfig::every>("log.every", "steps between metrics lines (>= 1)"),
       field<&Config::log, &LogConfig::dir>("log.dir", "run directory"),
+      choice_field<&Config::dist, &DistConfig::comm>("dist.comm", "auto | none | mpi", {"auto", "none", "mpi"}),
+      field<&Config::dist, &DistConfig::zero>("dist.zero", "0 = replicated AdamW state, 1 = ZeRO-1 (sharded)"),
+      field<&Config::dist, &DistConfig::bucket_mb>("dist.bucket_mb", "gradient all-reduce bucket, MiB (> 0)"),
+      field<&Config::checkpoint, &CheckpointConfig::dir>("checkpoint.dir", "\"\" = <log.dir>/checkpoints"),
+      field<&Config::checkpoint, &CheckpointConfig::every_steps>("checkpoint.every_steps",
+                                                                 "0 = only at the end and on SIGTERM/SIGUSR1"),
+      field<&Config::checkpoint, &CheckpointConfig::keep_last>("checkpoint.keep_last", "checkpoints kept (>= 1)"),
   };
   return table;
 }
@@ -409,6 +423,13 @@ class ConfigParser {
     require(c.eval.windows >= 1, c, "eval.windows", "must be >= 1");
     require(c.log.every >= 1, c, "log.every", "must be >= 1");
     require(!c.log.dir.empty(), c, "log.dir", "must not be empty", "set log.dir to a run directory, e.g. runs/exp1");
+    require(c.data.chunk_cache_mb > 0, c, "data.chunk_cache_mb", "must be > 0");
+    require(!c.train.resume.empty(), c, "train.resume", "must not be empty", "use auto, never, or a checkpoint path");
+    require(c.dist.zero == 0 || c.dist.zero == 1, c, "dist.zero", "must be 0 or 1");
+    require(c.dist.bucket_mb > 0, c, "dist.bucket_mb", "must be > 0");
+    require(c.checkpoint.every_steps >= 0, c, "checkpoint.every_steps",
+            "must be >= 0 (0 = only at the end and on SIGTERM/SIGUSR1)");
+    require(c.checkpoint.keep_last >= 1, c, "checkpoint.keep_last", "must be >= 1");
   }
 
   void validate_model(const Config& c) const {
@@ -461,6 +482,12 @@ std::vector<std::string> config_keys() {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> config_values(const Config& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& f : fields()) out.emplace_back(f.key, f.write(c));
+  return out;
+}
+
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
                     const std::vector<std::string>& overrides) {
   ConfigParser p(source_name);
@@ -480,6 +507,11 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::stringstream text;
   text << in.rdbuf();
   return parse_config(text.str(), path, overrides);
+}
+
+std::string Config::checkpoint_dir() const {
+  if (!checkpoint.dir.empty()) return checkpoint.dir;
+  return (std::filesystem::path(log.dir) / "checkpoints").string();
 }
 
 std::string Config::to_yaml() const {

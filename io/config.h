@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -35,6 +36,8 @@ struct ModelConfig {
 
 struct DataConfig {
   std::string corpus;              // HDF5 corpus written by `qisa prepare`
+  std::string sampler = "random";  // random (a permutation of all window offsets per epoch) | sequential
+  double chunk_cache_mb = 64;      // HDF5 chunk cache for window reads, per rank
   bool operator==(const DataConfig&) const = default;
 };
 
@@ -50,6 +53,7 @@ struct TrainConfig {
   double grad_clip = 0.0;          // global-norm clip; 0 = off
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
+  std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -65,13 +69,31 @@ struct LogConfig {
   bool operator==(const LogConfig&) const = default;
 };
 
+struct DistConfig {
+  std::string comm = "auto";       // auto (mpi when launched with more than one rank) | none | mpi
+  int zero = 0;                    // 0: replicated optimizer state; 1: ZeRO-1 (AdamW state sharded)
+  double bucket_mb = 25;           // gradient all-reduce bucket size (MiB)
+  bool operator==(const DistConfig&) const = default;
+};
+
+struct CheckpointConfig {
+  std::string dir;                 // "" = <log.dir>/checkpoints
+  int64_t every_steps = 500;       // 0 = only at the end and on SIGTERM/SIGUSR1
+  int64_t keep_last = 3;           // checkpoints kept (>= 1)
+  bool operator==(const CheckpointConfig&) const = default;
+};
+
 struct Config {
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
   EvalConfig eval;
   LogConfig log;
+  DistConfig dist;
+  CheckpointConfig checkpoint;
   std::string source;              // where it came from (file path or "<model file>:config")
+
+  std::string checkpoint_dir() const;  // checkpoint.dir, or <log.dir>/checkpoints
 
   // The resolved configuration as YAML (every key, defaults included). Parsing it back
   // gives the same Config, except model.vocab_size (not a key; written as a comment).
@@ -89,6 +111,9 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
 
 // Every YAML key ("model.block_size", ...) in the order to_yaml() writes them.
 std::vector<std::string> config_keys();
+// (key, value as to_yaml() writes it) for every key, in the same order: for reporting what
+// differs between two configs.
+std::vector<std::pair<std::string, std::string>> config_values(const Config& c);
 
 // Checks that need the corpus: sets model.vocab_size from it; block_size + 1 must fit in
 // the train split and (when eval is used) the val split. Errors name the config file, the key

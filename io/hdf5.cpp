@@ -25,6 +25,17 @@ Handle make_lcpl() {
   return p;
 }
 
+// Group-creation settings (also valid on a file-creation list, which derives from it).
+void apply_group_options(hid_t plist, const CreateOptions& c) {
+  check(H5Pset_obj_track_times(plist, c.track_times ? 1 : 0), "H5Pset_obj_track_times failed");
+  if (c.compact_links) check(H5Pset_link_phase_change(plist, 65535, 65534), "H5Pset_link_phase_change failed");
+}
+
+std::string parent_of(const std::string& path) {
+  const auto pos = path.rfind('/');
+  return pos == std::string::npos || pos == 0 ? std::string("/") : path.substr(0, pos);
+}
+
 }  // namespace
 
 void silence_hdf5_errors() {
@@ -32,7 +43,9 @@ void silence_hdf5_errors() {
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
 }
 
-File::File(const std::string& path, Mode mode) : path_(path) {
+File::File(const std::string& path, Mode mode) : File(path, mode, CreateOptions{}) {}
+
+File::File(const std::string& path, Mode mode, const CreateOptions& create) : path_(path), create_(create) {
   silence_hdf5_errors();
   hid_t id = H5I_INVALID_HID;
   switch (mode) {
@@ -44,12 +57,19 @@ File::File(const std::string& path, Mode mode) : path_(path) {
       id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
       if (id < 0) throw Error("cannot open HDF5 file '" + path + "' for writing", kFileHint);
       break;
-    case Mode::create:
-      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    case Mode::create: {
+      Handle fcpl(check_id(H5Pcreate(H5P_FILE_CREATE), "H5Pcreate(H5P_FILE_CREATE) failed"), H5Pclose);
+      apply_group_options(fcpl.get(), create_);  // the root group's settings
+      Handle fapl(check_id(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate(H5P_FILE_ACCESS) failed"), H5Pclose);
+      if (create_.low != H5F_LIBVER_EARLIEST)
+        check(H5Pset_libver_bounds(fapl.get(), create_.low, H5F_LIBVER_LATEST), "H5Pset_libver_bounds failed",
+              "this HDF5 library does not know the requested file format version");
+      id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
       if (id < 0)
         throw Error("cannot create HDF5 file '" + path + "'",
                     "check that the directory exists and is writable, and that the disk is not full");
       break;
+    }
   }
   file_ = Handle(id, H5Fclose);
 }
@@ -75,6 +95,23 @@ bool File::exists(const std::string& path) const {
     if (!prefix.empty() && prefix != "/") {
       htri_t r = H5Lexists(file_.get(), prefix.c_str(), H5P_DEFAULT);
       if (r <= 0) return false;
+    }
+    if (pos == std::string::npos) return true;
+  }
+}
+
+bool File::exists_checked(const std::string& path) const {
+  if (path.empty() || path == "/") return true;
+  size_t pos = 0;
+  while (true) {
+    pos = path.find('/', pos + 1);
+    std::string prefix = path.substr(0, pos);
+    if (!prefix.empty() && prefix != "/") {
+      htri_t r = H5Lexists(file_.get(), prefix.c_str(), H5P_DEFAULT);
+      if (r < 0)
+        throw Error("cannot look up '" + where(prefix) + "' (damaged metadata, or a parent is not a group)",
+                    "the file may be corrupt: regenerate it or use an earlier copy");
+      if (r == 0) return false;
     }
     if (pos == std::string::npos) return true;
   }
@@ -174,6 +211,7 @@ std::vector<std::string> File::read_strings(const std::string& dataset, std::vec
     Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
     H5Tset_size(mt.get(), len);
     H5Tset_strpad(mt.get(), H5T_STR_NULLPAD);
+    H5Tset_cset(mt.get(), H5Tget_cset(ft.get()));  // HDF5 converts neither ASCII <-> UTF-8
     std::vector<char> buf(n * len);
     if (n > 0)
       check(H5Dread(ds.get(), mt.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()),
@@ -189,10 +227,59 @@ std::vector<std::string> File::read_strings(const std::string& dataset, std::vec
 
 void File::create_group(const std::string& group) {
   if (exists(group)) return;
-  Handle lcpl = make_lcpl();
-  Handle g(check_id(H5Gcreate2(file_.get(), group.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT),
+  create_group(parent_of(group));  // made here, not by the link-creation list, so they get create_
+  Handle gcpl(check_id(H5Pcreate(H5P_GROUP_CREATE), "H5Pcreate(H5P_GROUP_CREATE) failed"), H5Pclose);
+  apply_group_options(gcpl.get(), create_);
+  Handle g(check_id(H5Gcreate2(file_.get(), group.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
                     "cannot create group '" + where(group) + "'"),
            H5Gclose);
+}
+
+Handle File::make_dcpl(const std::vector<hsize_t>& dims, const WriteOptions& opt) const {
+  Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate failed"), H5Pclose);
+  check(H5Pset_obj_track_times(dcpl.get(), create_.track_times ? 1 : 0), "H5Pset_obj_track_times failed");
+  hsize_t total = 1;
+  for (auto x : dims) total *= x;
+  const bool filtered = opt.fletcher32 || opt.deflate > 0;
+  if (!dims.empty() && total > 0 && (opt.chunk > 0 || filtered || !opt.chunk_shape.empty())) {
+    std::vector<hsize_t> chunk = dims;
+    if (!opt.chunk_shape.empty()) {
+      if (opt.chunk_shape.size() != dims.size())
+        throw Error("chunk shape has " + std::to_string(opt.chunk_shape.size()) + " dims, the dataset " +
+                    std::to_string(dims.size()), "this is a bug in the caller");
+      for (size_t i = 0; i < dims.size(); ++i) chunk[i] = std::min(dims[i], opt.chunk_shape[i]);
+    } else {
+      chunk[0] = std::min<hsize_t>(dims[0], opt.chunk > 0 ? opt.chunk : dims[0]);
+    }
+    for (auto& c : chunk) c = std::max<hsize_t>(c, 1);
+    check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk failed");
+    if (opt.deflate > 0) check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(opt.deflate)), "H5Pset_deflate failed");
+    if (opt.fletcher32) check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32 failed");
+  }
+  return dcpl;
+}
+
+Dataset File::create_dataset(const std::string& dataset, hid_t file_type, const std::vector<hsize_t>& dims,
+                             const WriteOptions& opt) {
+  Handle space(check_id(dims.empty() ? H5Screate(H5S_SCALAR)
+                                     : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                        "H5Screate failed for '" + where(dataset) + "'"),
+               H5Sclose);
+  Handle dcpl = make_dcpl(dims, opt);
+  create_group(parent_of(dataset));
+  Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(),
+                               H5P_DEFAULT),
+                    "cannot create dataset '" + where(dataset) + "'", "does it exist already?"),
+           H5Dclose);
+  return Dataset(std::move(d), where(dataset));
+}
+
+Dataset File::open_dataset(const std::string& dataset) const {
+  if (!exists(dataset))
+    throw Error("'" + where(dataset) + "' does not exist", "list the file with: h5ls -r " + path_);
+  hid_t id = H5Dopen2(file_.get(), dataset.c_str(), H5P_DEFAULT);
+  return Dataset(Handle(check_id(id, "cannot open dataset '" + where(dataset) + "'", kFileHint), H5Dclose),
+                 where(dataset));
 }
 
 void File::write_raw(const std::string& dataset, hid_t file_type, hid_t mem_type, const void* data,
@@ -201,18 +288,10 @@ void File::write_raw(const std::string& dataset, hid_t file_type, hid_t mem_type
                                      : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                         "H5Screate failed for '" + where(dataset) + "'"),
                H5Sclose);
-  Handle dcpl(check_id(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate failed"), H5Pclose);
+  Handle dcpl = make_dcpl(dims, opt);
   hsize_t total = 1;
   for (auto x : dims) total *= x;
-  const bool filtered = opt.fletcher32 || opt.deflate > 0;
-  if (!dims.empty() && total > 0 && (opt.chunk > 0 || filtered)) {
-    std::vector<hsize_t> chunk = dims;
-    chunk[0] = std::min<hsize_t>(dims[0], opt.chunk > 0 ? opt.chunk : dims[0]);
-    for (auto& c : chunk) c = std::max<hsize_t>(c, 1);
-    check(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk failed");
-    if (opt.deflate > 0) check(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(opt.deflate)), "H5Pset_deflate failed");
-    if (opt.fletcher32) check(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32 failed");
-  }
+  create_group(parent_of(dataset));
   Handle lcpl = make_lcpl();
   Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), file_type, space.get(), lcpl.get(), dcpl.get(),
                                H5P_DEFAULT),
@@ -224,24 +303,29 @@ void File::write_raw(const std::string& dataset, hid_t file_type, hid_t mem_type
 }
 
 void File::write_strings(const std::string& dataset, const std::vector<std::string>& values,
-                         const std::vector<hsize_t>& dims, size_t fixed_len) {
+                         const std::vector<hsize_t>& dims, size_t fixed_len, const WriteOptions& opt) {
   hsize_t total = 1;
   for (auto x : dims) total *= x;
   if (total != values.size()) throw Error("write_strings: shape does not match the number of strings for '" + where(dataset) + "'");
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   Handle space(check_id(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), "H5Screate failed"),
                H5Sclose);
+  Handle dcpl = make_dcpl(dims, opt);
+  create_group(parent_of(dataset));
   Handle lcpl = make_lcpl();
   if (fixed_len > 0) {
+    const bool ascii = std::all_of(values.begin(), values.end(), [](const std::string& v) {
+      return std::all_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    });
     H5Tset_size(type.get(), fixed_len);
     H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
-    H5Tset_cset(type.get(), H5T_CSET_ASCII);
+    H5Tset_cset(type.get(), ascii ? H5T_CSET_ASCII : H5T_CSET_UTF8);
     std::vector<char> buf(values.size() * fixed_len, '\0');
     for (size_t i = 0; i < values.size(); ++i) {
       if (values[i].size() > fixed_len) throw Error("string '" + values[i] + "' longer than " + std::to_string(fixed_len));
       std::memcpy(buf.data() + i * fixed_len, values[i].data(), values[i].size());
     }
-    Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT,
+    Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), type.get(), space.get(), lcpl.get(), dcpl.get(),
                                  H5P_DEFAULT),
                       "cannot create dataset '" + where(dataset) + "'"),
              H5Dclose);
@@ -254,7 +338,7 @@ void File::write_strings(const std::string& dataset, const std::vector<std::stri
     std::vector<const char*> ptrs;
     ptrs.reserve(values.size());
     for (auto& s : values) ptrs.push_back(s.c_str());
-    Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT,
+    Handle d(check_id(H5Dcreate2(file_.get(), dataset.c_str(), type.get(), space.get(), lcpl.get(), dcpl.get(),
                                  H5P_DEFAULT),
                       "cannot create dataset '" + where(dataset) + "'"),
              H5Dclose);
@@ -329,7 +413,8 @@ std::string File::attr_string(const std::string& obj, const std::string& name) c
   size_t len = H5Tget_size(ft.get());
   std::vector<char> buf(len + 1, '\0');
   Handle mt(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(mt.get(), len);
+  H5Tset_size(mt.get(), len + 1);  // room for the terminator: a null-padded string may fill all len bytes
+  H5Tset_cset(mt.get(), H5Tget_cset(ft.get()));
   check(H5Aread(a.get(), mt.get(), buf.data()), "reading attribute '" + name + "' on '" + where(obj) + "' failed");
   return std::string(buf.data(), strnlen(buf.data(), len));
 }
@@ -355,12 +440,131 @@ void File::set_attr(const std::string& obj, const std::string& name, int64_t val
 void File::set_attr(const std::string& obj, const std::string& name, double value) {
   write_attr(file_.get(), path_, obj, name, H5T_NATIVE_DOUBLE, &value);
 }
+void File::set_attr_fixed(const std::string& obj, const std::string& name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  check(H5Tset_size(type.get(), std::max<size_t>(value.size(), 1)), "H5Tset_size failed");
+  check(H5Tset_strpad(type.get(), H5T_STR_NULLPAD), "H5Tset_strpad failed");
+  check(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset failed");
+  std::vector<char> buf(std::max<size_t>(value.size(), 1), '\0');
+  std::memcpy(buf.data(), value.data(), value.size());
+  write_attr(file_.get(), path_, obj, name, type.get(), buf.data());
+}
+
+void File::set_attr_u64(const std::string& obj, const std::string& name, uint64_t value) {
+  write_attr(file_.get(), path_, obj, name, H5T_NATIVE_UINT64, &value);
+}
+
+uint64_t File::attr_u64(const std::string& obj, const std::string& name) const {
+  Handle a = open_attr(file_.get(), path_, obj, name);
+  uint64_t v = 0;
+  check(H5Aread(a.get(), H5T_NATIVE_UINT64, &v), "attribute '" + name + "' on '" + where(obj) + "' is not an integer");
+  return v;
+}
+
 void File::set_attr(const std::string& obj, const std::string& name, const std::string& value) {
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), H5T_VARIABLE);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
   const char* p = value.c_str();
   write_attr(file_.get(), path_, obj, name, type.get(), &p);
+}
+
+namespace {
+// Adds the boxes covering flat elements [a, b) of the sub-array whose leading coordinates
+// (dims < k) are fixed in `start` (the caller keeps them), at most two per level plus one.
+void add_flat_boxes(hid_t space, const std::vector<hsize_t>& dims, size_t k, std::vector<hsize_t>& start,
+                    hsize_t a, hsize_t b, bool& first) {
+  if (a >= b) return;
+  hsize_t inner = 1;
+  for (size_t i = k + 1; i < dims.size(); ++i) inner *= dims[i];
+  auto box = [&](hsize_t row0, hsize_t rows) {  // rows [row0, row0+rows) of dim k, all of dims > k
+    std::vector<hsize_t> s(dims.size(), 0), c(dims.size(), 1);
+    for (size_t i = 0; i < k; ++i) s[i] = start[i];
+    s[k] = row0;
+    c[k] = rows;
+    for (size_t i = k + 1; i < dims.size(); ++i) c[i] = dims[i];
+    check(H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, s.data(), nullptr, c.data(), nullptr),
+          "H5Sselect_hyperslab failed");
+    first = false;
+  };
+  hsize_t row = a / inner;
+  const hsize_t last = (b - 1) / inner;
+  if (row == last && (a % inner != 0 || b % inner != 0)) {  // inside one row: descend
+    start[k] = row;
+    add_flat_boxes(space, dims, k + 1, start, a - row * inner, b - row * inner, first);
+    return;
+  }
+  if (a % inner != 0) {  // partial head row
+    start[k] = row;
+    add_flat_boxes(space, dims, k + 1, start, a % inner, inner, first);
+    ++row;
+  }
+  const hsize_t full_end = b / inner;  // rows [row, full_end) are whole
+  if (full_end > row) box(row, full_end - row);
+  if (b % inner != 0) {  // partial tail row
+    start[k] = full_end;
+    add_flat_boxes(space, dims, k + 1, start, 0, b % inner, first);
+  }
+}
+}  // namespace
+
+void select_flat(hid_t space, const std::vector<hsize_t>& dims, hsize_t start, hsize_t count) {
+  hsize_t n = 1;
+  for (auto x : dims) n *= x;
+  if (dims.empty() || start > n || count > n - start)
+    throw Error("element range [" + std::to_string(start) + ", " + std::to_string(start + count) +
+                    ") is outside a dataset of " + std::to_string(n) + " elements",
+                "this is a bug in the caller's offset arithmetic");
+  if (count == 0) {
+    check(H5Sselect_none(space), "H5Sselect_none failed");
+    return;
+  }
+  std::vector<hsize_t> coord(dims.size(), 0);
+  bool first = true;
+  add_flat_boxes(space, dims, 0, coord, start, start + count, first);
+}
+
+Dataset::Dataset(Handle id, std::string where) : id_(std::move(id)), where_(std::move(where)) {
+  Handle s(check_id(H5Dget_space(id_.get()), "cannot read the dataspace of '" + where_ + "'"), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(s.get());
+  check(rank, "cannot read the shape of '" + where_ + "'");
+  dims_.resize(static_cast<size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(s.get(), dims_.data(), nullptr);
+}
+
+hsize_t Dataset::numel() const {
+  hsize_t n = 1;
+  for (auto x : dims_) n *= x;
+  return n;
+}
+
+void Dataset::write_flat_raw(hsize_t start, hsize_t count, hid_t mem_type, const void* data) {
+  if (!id_) throw Error("'" + where_ + "' is closed", "this is a bug: write before close");
+  Handle fs(check_id(H5Dget_space(id_.get()), "H5Dget_space failed on '" + where_ + "'"), H5Sclose);
+  select_flat(fs.get(), dims_, start, count);
+  if (count == 0) return;
+  Handle ms(check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple failed"), H5Sclose);
+  check(H5Dwrite(id_.get(), mem_type, ms.get(), fs.get(), H5P_DEFAULT, data),
+        "writing elements [" + std::to_string(start) + ", " + std::to_string(start + count) + ") of '" + where_ +
+            "' failed",
+        "the disk may be full");
+}
+
+void Dataset::read_flat_raw(hsize_t start, hsize_t count, hid_t mem_type, void* out) const {
+  if (!id_) throw Error("'" + where_ + "' is closed", "this is a bug: read before close");
+  Handle fs(check_id(H5Dget_space(id_.get()), "H5Dget_space failed on '" + where_ + "'"), H5Sclose);
+  select_flat(fs.get(), dims_, start, count);
+  if (count == 0) return;
+  Handle ms(check_id(H5Screate_simple(1, &count, nullptr), "H5Screate_simple failed"), H5Sclose);
+  check(H5Dread(id_.get(), mem_type, ms.get(), fs.get(), H5P_DEFAULT, out),
+        "reading elements [" + std::to_string(start) + ", " + std::to_string(start + count) + ") of '" + where_ +
+            "' failed (bad checksum, truncated file, or wrong type)",
+        "the file may be corrupt: regenerate it or use an earlier copy");
+}
+
+void Dataset::close() {
+  if (!id_) return;
+  check(H5Dclose(id_.release()), "closing '" + where_ + "' failed", "the disk may be full");
 }
 
 }  // namespace qisa::h5

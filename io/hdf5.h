@@ -40,12 +40,6 @@ class Handle {
   Closer close_ = nullptr;
 };
 
-struct WriteOptions {
-  hsize_t chunk = 0;        // elements per chunk along dim 0 (0: contiguous, unless filters need chunks)
-  bool fletcher32 = false;  // checksum every chunk
-  int deflate = 0;          // gzip level 0..9
-};
-
 // Element types we store. Reads convert from the stored numeric type (HDF5 does it).
 template <typename T> hid_t native_type();
 template <> inline hid_t native_type<float>() { return H5T_NATIVE_FLOAT; }
@@ -57,10 +51,63 @@ template <> inline hid_t native_type<uint16_t>() { return H5T_NATIVE_UINT16; }
 template <> inline hid_t native_type<uint32_t>() { return H5T_NATIVE_UINT32; }
 template <> inline hid_t native_type<uint64_t>() { return H5T_NATIVE_UINT64; }
 
+struct WriteOptions {
+  hsize_t chunk = 0;        // elements per chunk along dim 0 (0: contiguous, unless filters need chunks)
+  bool fletcher32 = false;  // checksum every chunk
+  int deflate = 0;          // gzip level 0..9
+  std::vector<hsize_t> chunk_shape;  // the full chunk shape (one entry per dim); overrides `chunk`
+};
+
+// How a File opened with Mode::create lays out what it creates. The defaults are HDF5's.
+struct CreateOptions {
+  // Oldest file format HDF5 may use. H5F_LIBVER_V110 (readable by HDF5 >= 1.10) gives
+  // superblock v3, v2 object headers and fixed-array chunk indexes, all with metadata
+  // checksums; V18 still indexes chunks with v1 B-trees, which carry none.
+  H5F_libver_t low = H5F_LIBVER_EARLIEST;
+  // false: no timestamps in object headers, so the same content gives the same bytes.
+  bool track_times = true;
+  // true: group links stay in the (checksummed) object header at any count instead of moving
+  // to dense storage (fractal heap + B-tree) past 8 links. Flipped bytes in dense link
+  // storage crashed HDF5 1.10.8 in our experiments; in the object header they are detected.
+  bool compact_links = false;
+};
+
+// A flattened (row-major) element range [start, start+count) of an N-D dataspace, selected as
+// the union of at most 2*rank-1 hyperslab boxes. Throws unless the range is inside `dims`.
+void select_flat(hid_t space, const std::vector<hsize_t>& dims, hsize_t start, hsize_t count);
+
+// An open dataset. Keeping it open between partial writes keeps its chunk cache, so pieces
+// that split a chunk are assembled in memory and each chunk is filtered (checksummed) once.
+class Dataset {
+ public:
+  Dataset(Handle id, std::string where);
+  hid_t id() const { return id_.get(); }
+  const std::string& where() const { return where_; }  // "file:/path", for messages
+  const std::vector<hsize_t>& dims() const { return dims_; }
+  hsize_t numel() const;
+  // Elements [start, start+count) of the row-major flattening (hyperslab I/O).
+  template <typename T>
+  void write_flat(hsize_t start, hsize_t count, const T* data) { write_flat_raw(start, count, native_type<T>(), data); }
+  template <typename T>
+  void read_flat(hsize_t start, hsize_t count, T* out) const { read_flat_raw(start, count, native_type<T>(), out); }
+  void write_flat_raw(hsize_t start, hsize_t count, hid_t mem_type, const void* data);
+  void read_flat_raw(hsize_t start, hsize_t count, hid_t mem_type, void* out) const;
+  // Explicit close that reports errors (flushing the chunk cache writes the last chunks).
+  void close();
+
+ private:
+  Handle id_;
+  std::string where_;
+  std::vector<hsize_t> dims_;
+};
+
 class File {
  public:
   enum class Mode { read, read_write, create };  // create truncates
   File(const std::string& path, Mode mode);
+  // Mode::create with a chosen layout (`create` applies to the file and to every object made
+  // through this File).
+  File(const std::string& path, Mode mode, const CreateOptions& create);
   const std::string& path() const { return path_; }
   hid_t id() const { return file_.get(); }
   void flush();
@@ -69,6 +116,9 @@ class File {
   // Does the object at `path` ("/a/b/c") exist? Every parent link is checked, so nested
   // paths with missing parents answer false instead of failing.
   bool exists(const std::string& path) const;
+  // Like exists(), but a lookup that fails (e.g. a parent's object header fails its checksum)
+  // throws instead of answering false, so optional content cannot silently vanish.
+  bool exists_checked(const std::string& path) const;
   // Names of the members of a group, in name order.
   std::vector<std::string> list(const std::string& group) const;
   std::vector<hsize_t> dims(const std::string& dataset) const;
@@ -104,10 +154,17 @@ class File {
                 const std::vector<hsize_t>& dims, const WriteOptions& opt = {}) {
     write_raw(dataset, stored_type, native_type<T>(), data, dims, opt);
   }
-  // Fixed-length ASCII strings of `len` bytes (null padded) when len > 0, else variable-length UTF-8.
+  // Fixed-length strings of `len` bytes (null padded; tagged ASCII, or UTF-8 when a byte is >= 0x80)
+  // when len > 0, else variable-length UTF-8.
+  // `opt` may chunk and checksum them; note that the characters of variable-length strings
+  // live in the global heap, which no checksum covers: use fixed-length strings for that.
   void write_strings(const std::string& dataset, const std::vector<std::string>& values,
-                     const std::vector<hsize_t>& dims, size_t fixed_len = 0);
-  void create_group(const std::string& group);
+                     const std::vector<hsize_t>& dims, size_t fixed_len = 0, const WriteOptions& opt = {});
+  void create_group(const std::string& group);  // and its missing parents
+  // Creates a dataset without writing it; fill it through the returned Dataset.
+  Dataset create_dataset(const std::string& dataset, hid_t file_type, const std::vector<hsize_t>& dims,
+                         const WriteOptions& opt = {});
+  Dataset open_dataset(const std::string& dataset) const;
 
   // Attributes on the object at `obj` ("/" for the root).
   bool has_attr(const std::string& obj, const std::string& name) const;
@@ -118,6 +175,11 @@ class File {
   void set_attr(const std::string& obj, const std::string& name, int64_t value);
   void set_attr(const std::string& obj, const std::string& name, double value);
   void set_attr(const std::string& obj, const std::string& name, const std::string& value);
+  // A fixed-length string attribute: stored inside the object header, so the header's
+  // metadata checksum covers it (a variable-length string's bytes go to the global heap).
+  void set_attr_fixed(const std::string& obj, const std::string& name, const std::string& value);
+  void set_attr_u64(const std::string& obj, const std::string& name, uint64_t value);
+  uint64_t attr_u64(const std::string& obj, const std::string& name) const;
 
   // Reads a dataset and fails unless every chunk's checksum (if any) verifies: HDF5 checks
   // fletcher32 on read, so reading is the verification.
@@ -130,8 +192,11 @@ class File {
   Handle open_object(const std::string& obj) const;
   std::string where(const std::string& obj) const { return path_ + ":" + obj; }
 
+  Handle make_dcpl(const std::vector<hsize_t>& dims, const WriteOptions& opt) const;
+
   std::string path_;
   Handle file_;
+  CreateOptions create_;
 };
 
 // Turn off HDF5's automatic error-stack printing (idempotent). Called by File.

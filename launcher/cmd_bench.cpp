@@ -21,7 +21,8 @@ double median(std::vector<double> v) {
 void add_bench(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks; each prints one JSON line");
   bench->require_subcommand(1);
-  auto* cmd = bench->add_subcommand("step", "Time full training steps (forward, backward, AdamW) of a config");
+  auto* cmd = bench->add_subcommand(
+      "step", "Time full training steps (forward, backward, AdamW; under mpirun also the gradient reduction) of a config");
   struct Args {
     std::string config;
     std::vector<std::string> overrides;
@@ -42,38 +43,50 @@ void add_bench(CLI::App& app) {
     std::vector<std::string> ov = args->overrides;
     ov.push_back("train.steps=" + std::to_string(args->steps + args->warmup));
     Config cfg = load_checked_config(args->config, ov, args->threads);
-    auto backend = make_cpu_backend(cfg.train.threads);
-    Trainer trainer(cfg, *backend);
-    for (int64_t i = 0; i < args->warmup; ++i) trainer.step();
-    std::vector<double> ms;
-    double loss = 0;
-    for (int64_t i = 0; i < args->steps; ++i) {
-      StepStats s = trainer.step();
-      ms.push_back(s.ms);
-      loss = s.loss;
-    }
-    const double med = median(ms);
-    const int64_t tokens = cfg.train.batch_size * cfg.model.block_size;
-    nlohmann::json j{{"bench", "step"},
-                     {"config", cfg.source},
-                     {"attention", to_string(cfg.model.attention)},
-                     {"mask", to_string(cfg.model.mask)},
-                     {"batch_size", cfg.train.batch_size},
-                     {"block_size", cfg.model.block_size},
-                     {"n_embd", cfg.model.n_embd},
-                     {"n_head", cfg.model.n_head},
-                     {"n_layer", cfg.model.n_layer},
-                     {"params", trainer.model().num_params()},
-                     {"backend", backend->name()},
-                     {"threads", backend->threads()},
-                     {"steps", args->steps},
-                     {"warmup", args->warmup},
-                     {"ms_per_step", med},
-                     {"ms_min", *std::min_element(ms.begin(), ms.end())},
-                     {"ms_max", *std::max_element(ms.begin(), ms.end())},
-                     {"tokens_per_s", static_cast<double>(tokens) / (med / 1000.0)},
-                     {"last_loss", loss}};
-    std::printf("%s\n", j.dump().c_str());
+    with_communicator(cfg, [&](Communicator& comm) {
+      auto backend = make_cpu_backend(threads_per_rank(cfg));
+      Trainer trainer(cfg, *backend, comm);
+      for (int64_t i = 0; i < args->warmup; ++i) trainer.step();
+      std::vector<double> ms, data, compute, net;
+      double loss = 0;
+      for (int64_t i = 0; i < args->steps; ++i) {
+        StepStats s = trainer.step();
+        ms.push_back(s.ms);
+        data.push_back(s.data_ms);
+        compute.push_back(s.compute_ms);
+        net.push_back(s.comm_ms);
+        loss = s.loss;
+      }
+      if (comm.rank() != 0) return;
+      const double med = median(ms);
+      const int64_t tokens = cfg.train.batch_size * cfg.model.block_size;
+      nlohmann::json j{{"bench", "step"},
+                       {"config", cfg.source},
+                       {"attention", to_string(cfg.model.attention)},
+                       {"mask", to_string(cfg.model.mask)},
+                       {"dropout", cfg.model.dropout},
+                       {"batch_size", cfg.train.batch_size},
+                       {"block_size", cfg.model.block_size},
+                       {"n_embd", cfg.model.n_embd},
+                       {"n_head", cfg.model.n_head},
+                       {"n_layer", cfg.model.n_layer},
+                       {"params", trainer.model().num_params()},
+                       {"backend", backend->name()},
+                       {"threads", backend->threads()},
+                       {"world_size", comm.size()},
+                       {"zero", cfg.dist.zero},
+                       {"steps", args->steps},
+                       {"warmup", args->warmup},
+                       {"ms_per_step", med},
+                       {"ms_min", *std::min_element(ms.begin(), ms.end())},
+                       {"ms_max", *std::max_element(ms.begin(), ms.end())},
+                       {"data_ms", median(data)},
+                       {"compute_ms", median(compute)},
+                       {"comm_ms", median(net)},
+                       {"tokens_per_s", static_cast<double>(tokens) / (med / 1000.0)},
+                       {"last_loss", loss}};
+      std::printf("%s\n", j.dump().c_str());
+    });
   });
 }
 

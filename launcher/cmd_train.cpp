@@ -1,15 +1,20 @@
-// qisa train CONFIG [a.b=value ...]
+// qisa train CONFIG [a.b=value ...]   (also under mpirun / srun: data-parallel)
 #include <cstdio>
 
 #include "kernels/backend.h"
 #include "launcher/commands.h"
 #include "launcher/run_setup.h"
+#include "trainer/signals.h"
 #include "trainer/trainer.h"
 
 namespace qisa::cli {
 
 void add_train(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train a model from a YAML config; writes LOG_DIR/{config.yaml,metrics.jsonl,final.h5}");
+  auto* cmd = app.add_subcommand(
+      "train",
+      "Train a model from a YAML config; writes LOG_DIR/{config.yaml,metrics.jsonl,final.h5} and checkpoints. Under "
+      "mpirun/srun every rank trains its share of each global batch. SIGTERM/SIGUSR1/SIGINT: finish the step, "
+      "checkpoint, exit 0 (a second signal exits at once); train.resume=auto continues from the newest checkpoint.");
   struct Args {
     std::string config;
     std::vector<std::string> overrides;
@@ -20,22 +25,30 @@ void add_train(CLI::App& app) {
   auto args = std::make_shared<Args>();
   cmd->add_option("config", args->config, "YAML config (see configs/)")->required()->check(CLI::ExistingFile);
   cmd->add_option("overrides", args->overrides, "key overrides, e.g. train.steps=100 model.mask=causal");
-  cmd->add_option("--threads", args->threads, "CPU threads (same as train.threads=N; default: OMP_NUM_THREADS or all cores)")
+  cmd->add_option("--threads", args->threads,
+                  "CPU threads per rank (same as train.threads=N; default: the cores this rank may use)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_flag("--overwrite", args->overwrite, "replace a run already in log.dir");
+  cmd->add_flag("--overwrite", args->overwrite, "replace a run already in log.dir (its metrics and checkpoints)");
   cmd->add_flag("--quiet", args->quiet, "no per-step progress lines (metrics.jsonl is still written)");
   cmd->callback([args] {
     Config cfg = load_checked_config(args->config, args->overrides, args->threads);
-    auto backend = make_cpu_backend(cfg.train.threads);
-    RunOptions opt;
-    opt.overwrite = args->overwrite;
-    opt.quiet = args->quiet;
-    RunSummary s = run_training(cfg, *backend, opt);
-    std::printf("%s\n", s.eval.to_json().c_str());
-    std::printf("trained %lld steps in %.1f s (final loss %.4f)\n", static_cast<long long>(s.last.step), s.seconds,
-                s.last.loss);
-    std::printf("config:  %s\nmetrics: %s\nmodel:   %s\n", s.config_path.c_str(), s.metrics_path.c_str(),
-                s.model_path.c_str());
+    with_communicator(cfg, [&](Communicator& comm) {
+      auto backend = make_cpu_backend(threads_per_rank(cfg));
+      RunOptions opt;
+      opt.overwrite = args->overwrite;
+      opt.quiet = args->quiet;
+      RunSummary s = run_training(cfg, *backend, comm, opt);
+      if (comm.rank() != 0) return;
+      if (s.stopped_by) {
+        std::printf("checkpoint: %s\nmetrics:    %s\n", s.last_checkpoint.c_str(), s.metrics_path.c_str());
+        return;
+      }
+      std::printf("%s\n", s.eval.to_json().c_str());
+      std::printf("trained to step %lld in %.1f s (final loss %.4f)\n", static_cast<long long>(s.last.step), s.seconds,
+                  s.last.loss);
+      std::printf("config:     %s\nmetrics:    %s\nmodel:      %s\ncheckpoint: %s\n", s.config_path.c_str(),
+                  s.metrics_path.c_str(), s.model_path.c_str(), s.last_checkpoint.c_str());
+    });
   });
 }
 

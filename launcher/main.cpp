@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   qisa::cli::add_probe_leak(app);
   qisa::cli::add_bench(app);
   qisa::cli::add_info(app);
+  qisa::cli::add_inspect(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,13 @@
 #include "launcher/run_setup.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
 #include "io/corpus.h"
+#include "kernels/error.h"
 
 namespace qisa::cli {
 
@@ -10,6 +17,36 @@ Config load_checked_config(const std::string& path, std::vector<std::string> ove
   const CorpusInfo info = read_corpus_info(cfg.data.corpus);
   check_against_corpus(cfg, info);
   return cfg;
+}
+
+int threads_per_rank(const Config& cfg) {
+  if (cfg.train.threads > 0) return cfg.train.threads;
+  const int allowed = omp_get_num_procs();  // the cores in this process's affinity mask
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (allowed < cores) return std::max(1, allowed);  // bound by the launcher: use what we got
+  const int local = std::max(1, detect_world().local_size);
+  return std::max(1, cores / local);
+}
+
+void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body) {
+  std::unique_ptr<Communicator> comm = make_communicator(cfg.dist.comm);
+  if (comm->size() == 1) {
+    body(*comm);
+    return;
+  }
+  if (comm->rank() != 0) std::fflush(stdout);
+  try {
+    body(*comm);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "qisa: error (rank %d of %d): %s [%s]\n", comm->rank(), comm->size(), e.message().c_str(),
+                 e.where().c_str());
+    std::fflush(stderr);
+    comm->abort(1);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qisa: error (rank %d of %d): %s\n", comm->rank(), comm->size(), e.what());
+    std::fflush(stderr);
+    comm->abort(1);
+  }
 }
 
 }  // namespace qisa::cli

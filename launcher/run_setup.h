@@ -1,14 +1,29 @@
-// Shared by the commands that train: config + overrides -> a config checked against its corpus.
+// Shared by the commands that train: config + overrides -> a config checked against its
+// corpus; the communicator; the CPU thread count per rank.
 #pragma once
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "io/config.h"
+#include "kernels/backend.h"
+#include "trainer/comm/communicator.h"
 
 namespace qisa::cli {
 
 // Loads CONFIG with the overrides, applies --threads (when > 0) as train.threads, reads the
 // corpus metadata and checks the config against it.
 Config load_checked_config(const std::string& path, std::vector<std::string> overrides, int threads);
+
+// Threads for this rank: train.threads when set; else the cores this process may run on,
+// shared by the ranks of this node when the launcher did not bind them (so that ranks do
+// not oversubscribe the cores, which makes OpenMP's spinning threads crawl).
+int threads_per_rank(const Config& cfg);
+
+// Runs `body` with the communicator of dist.comm. Under more than one rank an error on any
+// rank prints one line (with the rank) and aborts the whole job, so that no rank waits
+// forever in a collective.
+void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body);
 
 }  // namespace qisa::cli

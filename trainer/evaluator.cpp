@@ -55,28 +55,43 @@ std::string EvalResult::to_json() const {
   return j.dump();
 }
 
-EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
-                    const std::vector<std::string>& vocab) {
+int64_t eval_windows(int64_t split_tokens, int T, int64_t wanted) {
+  const int64_t available = (split_tokens - 1) / T;
+  QISA_CHECK(available >= 1,
+             "the split has " + std::to_string(split_tokens) + " tokens, fewer than one window of block_size+1 = " +
+                 std::to_string(T + 1),
+             "use a larger validation split (qisa prepare --val-fraction)");
+  return std::min(wanted, available);
+}
+
+EvalResult EvalSums::finish() const {
+  EvalResult r;
+  r.windows = static_cast<int64_t>(windows);
+  r.tokens = static_cast<int64_t>(tokens);
+  r.ce = tokens > 0 ? ce / tokens : 0.0;
+  r.ppl = std::exp(r.ce);
+  r.cer = windows > 0 ? cer / windows : 0.0;
+  r.wer = wer_windows > 0 ? wer / wer_windows : 0.0;
+  return r;
+}
+
+EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t first, int64_t count,
+                        const std::vector<std::string>& vocab) {
   const int T = model.config().block_size;
   const int64_t V = model.config().vocab_size;
   QISA_CHECK(static_cast<int64_t>(vocab.size()) == V,
              "the vocabulary has " + std::to_string(vocab.size()) + " entries, the model " + std::to_string(V),
              "evaluate on the corpus the model was trained on");
-  const int64_t available = (static_cast<int64_t>(split.size()) - 1) / T;
-  QISA_CHECK(available >= 1,
-             "the split has " + std::to_string(split.size()) + " tokens, fewer than one window of block_size+1 = " +
-                 std::to_string(T + 1),
-             "use a larger validation split (qisa prepare --val-fraction)");
-  windows = std::min(windows, available);
+  QISA_CHECK(first >= 0 && count >= 0 && (count == 0 || (first + count) * T + 1 <= static_cast<int64_t>(split.size())),
+             "eval windows [" + std::to_string(first) + ", " + std::to_string(first + count) + ") do not fit in " +
+                 std::to_string(split.size()) + " tokens",
+             "this is a bug in the caller");
   const std::vector<std::u32string> cps = vocab_code_points(vocab);
-
-  EvalResult r;
-  double ce_sum = 0, cer_sum = 0, wer_sum = 0;
-  int64_t wer_windows = 0;
+  EvalSums r;
   const int64_t batch = model.max_batch();
   std::vector<int32_t> x, y, pred(static_cast<size_t>(T));
-  for (int64_t w0 = 0; w0 < windows; w0 += batch) {
-    const int64_t B = std::min(batch, windows - w0);
+  for (int64_t w0 = first; w0 < first + count; w0 += batch) {
+    const int64_t B = std::min(batch, first + count - w0);
     x.resize(static_cast<size_t>(B * T));
     y.resize(static_cast<size_t>(B * T));
     for (int64_t b = 0; b < B; ++b)
@@ -88,7 +103,7 @@ EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windo
     model.forward(x.data(), y.data(), B, T, StepContext{});
     const std::vector<float> losses = model.row_losses_host();
     const std::vector<float> logits = model.logits_host();
-    for (float l : losses) ce_sum += l;
+    for (float l : losses) r.ce += l;
     for (int64_t b = 0; b < B; ++b) {
       for (int t = 0; t < T; ++t) {
         const float* row = logits.data() + (b * T + t) * V;
@@ -96,21 +111,23 @@ EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windo
       }
       const std::u32string got = decode_ids(cps, pred.data(), T);
       const std::u32string want = decode_ids(cps, y.data() + b * T, T);
-      cer_sum += static_cast<double>(edit_distance(got, want)) / static_cast<double>(std::max<size_t>(want.size(), 1));
+      r.cer += static_cast<double>(edit_distance(got, want)) / static_cast<double>(std::max<size_t>(want.size(), 1));
       const auto want_words = split_words(want);
       if (!want_words.empty()) {
-        wer_sum += static_cast<double>(edit_distance(split_words(got), want_words)) / static_cast<double>(want_words.size());
-        ++wer_windows;
+        r.wer += static_cast<double>(edit_distance(split_words(got), want_words)) / static_cast<double>(want_words.size());
+        r.wer_windows += 1;
       }
     }
   }
-  r.windows = windows;
-  r.tokens = windows * T;
-  r.ce = ce_sum / static_cast<double>(r.tokens);
-  r.ppl = std::exp(r.ce);
-  r.cer = cer_sum / static_cast<double>(windows);
-  r.wer = wer_windows ? wer_sum / static_cast<double>(wer_windows) : 0.0;
+  r.windows = static_cast<double>(count);
+  r.tokens = static_cast<double>(count * T);
   return r;
+}
+
+EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
+                    const std::vector<std::string>& vocab) {
+  const int T = model.config().block_size;
+  return evaluate_range(model, split, 0, eval_windows(static_cast<int64_t>(split.size()), T, windows), vocab).finish();
 }
 
 }  // namespace qisa

@@ -21,8 +21,24 @@ struct EvalResult {
   std::string to_json() const;  // one line
 };
 
-// `vocab` decodes ids to text (index = id). Fewer windows than asked are used when the split
-// is short; at least one must fit.
+// Sums over windows, so that ranks can each score a share of the windows and add up.
+struct EvalSums {
+  double ce = 0, cer = 0, wer = 0;  // sums of row losses, per-window CER, per-window WER
+  double wer_windows = 0;           // windows with >= 1 target word
+  double windows = 0, tokens = 0;
+  EvalResult finish() const;
+};
+
+// Windows a split of n tokens holds for block size T: min(wanted, (n - 1) / T); throws when
+// not even one fits.
+int64_t eval_windows(int64_t split_tokens, int T, int64_t wanted);
+
+// Scores windows [first, first + count) of `split` (window w = tokens [w*T, w*T + T]).
+// `vocab` decodes ids to text (index = id).
+EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t first, int64_t count,
+                        const std::vector<std::string>& vocab);
+
+// The first min(windows, available) windows of the split, on one process.
 EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
                     const std::vector<std::string>& vocab);
 

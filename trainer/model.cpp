@@ -53,7 +53,7 @@ struct GPT::Acts {
 
 std::string GPT::pauli_name(int layer) { return block_param(layer, "attn.v.pauli"); }
 
-GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch)
+GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align)
     : cfg_(cfg), be_(backend), table_(cfg), max_batch_(max_batch) {
   QISA_CHECK(max_batch >= 1, "model max_batch is " + std::to_string(max_batch), "use at least one sequence");
   QISA_CHECK(cfg.n_embd % cfg.n_head == 0,
@@ -63,8 +63,10 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch)
   const int64_t N = max_batch * T;
   const bool is_csa = cfg.attention == AttentionKind::csa;
 
-  params_ = Buffer<float>(be_, table_.total());
-  grads_ = Buffer<float>(be_, table_.total());
+  QISA_CHECK(flat_align >= 1, "flat_align is " + std::to_string(flat_align), "this is a bug in the caller");
+  const int64_t flat = (table_.total() + flat_align - 1) / flat_align * flat_align;
+  params_ = Buffer<float>(be_, flat);
+  grads_ = Buffer<float>(be_, flat);
   be_.zero(params_.get(), params_.bytes());
   be_.zero(grads_.get(), grads_.bytes());
 
@@ -213,13 +215,13 @@ void GPT::init(uint64_t seed) {
 
 std::vector<float> GPT::params_host() const {
   std::vector<float> h(static_cast<size_t>(table_.total()));
-  be_.download(h.data(), params_.get(), params_.bytes());
+  be_.download(h.data(), params_.get(), h.size() * sizeof(float));
   return h;
 }
 
 std::vector<float> GPT::grads_host() const {
   std::vector<float> h(static_cast<size_t>(table_.total()));
-  be_.download(h.data(), grads_.get(), grads_.bytes());
+  be_.download(h.data(), grads_.get(), h.size() * sizeof(float));
   return h;
 }
 
@@ -228,7 +230,7 @@ void GPT::set_params_host(const std::vector<float>& flat) {
              "parameter vector has " + std::to_string(flat.size()) + " floats, the model has " +
                  std::to_string(table_.total()),
              "the parameters come from a different model configuration");
-  be_.upload(params_.get(), flat.data(), params_.bytes());
+  be_.upload(params_.get(), flat.data(), flat.size() * sizeof(float));
 }
 
 void GPT::zero_grads() { be_.zero(grads_.get(), grads_.bytes()); }
@@ -375,7 +377,7 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
 
 // ------------------------------------------------------------------ backward
 
-void GPT::backward(float loss_scale) {
+void GPT::backward(float loss_scale, const std::function<void(int64_t)>& on_ready) {
   QISA_CHECK(have_targets_, "backward() without a forward pass with targets", "this is a bug in the caller");
   const int64_t B = last_B_;
   const int T = last_T_;
@@ -397,6 +399,8 @@ void GPT::backward(float loss_scale) {
   be_.layernorm_backward(a.dx.get(), G + table_.offset("ln_f.weight"), G + table_.offset("ln_f.bias"), a.dln.get(),
                          a.x_final.get(), P + table_.offset("ln_f.weight"), a.lnf_mean.get(), a.lnf_rstd.get(), N, C);
   have_targets_ = false;  // the logits are gone
+  // ln_f and head are the last entries of the table: final now.
+  if (on_ready) on_ready(table_.offset("ln_f.weight"));
 
   // a.dx holds dL/d(block output); each block turns it into dL/d(block input) in place.
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
@@ -423,9 +427,11 @@ void GPT::backward(float loss_scale) {
     attention_backward(l, B, T);  // dheads -> dln (d of ln1 output) and attention parameter grads
     be_.layernorm_backward(a.dx.get(), G + L.ln1_w, G + L.ln1_b, a.dln.get(), b.x_in.get(), P + L.ln1_w,
                            b.ln1_mean.get(), b.ln1_rstd.get(), N, C);
+    if (on_ready) on_ready(L.ln1_w);  // block l starts with ln1.weight
   }
   be_.embedding_backward(G + table_.offset("tok_emb.weight"), G + table_.offset("pos_emb.weight"), a.dx.get(), a.idx.get(),
                          B, T, C);
+  if (on_ready) on_ready(0);
 }
 
 void GPT::attention_backward(int l, int64_t B, int T) {

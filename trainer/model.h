@@ -3,6 +3,7 @@
 // backward schedule. It never looks at the device type.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,8 +25,10 @@ struct StepContext {
 
 class GPT {
  public:
-  // max_batch: the most sequences one forward will see (the micro-batch).
-  GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch);
+  // max_batch: the most sequences one forward will see (the micro-batch). The flat params and
+  // grads buffers are padded with zeros to a multiple of flat_align floats (ZeRO shards them
+  // into equal parts).
+  GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align = 1);
   ~GPT();
   GPT(const GPT&) = delete;
   GPT& operator=(const GPT&) = delete;
@@ -39,6 +42,7 @@ class GPT {
   float* params() { return params_.get(); }
   float* grads() { return grads_.get(); }
   int64_t num_params() const { return table_.total(); }
+  int64_t flat_size() const { return static_cast<int64_t>(params_.size()); }  // num_params + padding
   // PyTorch-like init from `seed` (SPEC/issue: Linear U(+-1/sqrt(in)), Embedding N(0,1),
   // LayerNorm 1/0, QISA L_h like Linear(C,C), QISA-A angles U(-pi,pi)) and Pauli strings.
   void init(uint64_t seed);
@@ -57,7 +61,10 @@ class GPT {
   double forward(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx);
   // After forward with targets: grads += d(loss_scale * sum of row losses)/d(params).
   // The loss of an optimizer step over R rows is the mean, so loss_scale = 1/R.
-  void backward(float loss_scale);
+  // on_ready(offset), when given, is called as backward proceeds: the gradients of the flat
+  // range [offset, flat_size()) are final (blocks finish from the last one down; the
+  // embeddings at offset 0 finish last), so a caller can start reducing them early.
+  void backward(float loss_scale, const std::function<void(int64_t)>& on_ready = {});
 
   // Results of the last forward, on the host.
   std::vector<float> logits_host() const;             // [B, T, V]

@@ -21,10 +21,12 @@ AdamW::AdamW(Backend& be, int64_t n) : be_(be), n_(n), m_(be, static_cast<size_t
   be_.zero(v_.get(), v_.bytes());
 }
 
-double AdamW::step(float* params, const float* grads, int64_t t, double lr, const TrainConfig& cfg) {
-  const double norm = std::sqrt(be_.sum_squares(grads, n_));
-  float grad_scale = 1.0f;
-  if (cfg.grad_clip > 0.0 && norm > cfg.grad_clip) grad_scale = static_cast<float>(cfg.grad_clip / (norm + 1e-6));
+float clip_scale(double global_norm, double clip) {
+  if (clip > 0.0 && global_norm > clip) return static_cast<float>(clip / (global_norm + 1e-6));
+  return 1.0f;
+}
+
+void AdamW::update(float* params, const float* grads, int64_t t, double lr, const TrainConfig& cfg, float grad_scale) {
   AdamWHyper h{static_cast<float>(lr),
                static_cast<float>(cfg.beta1),
                static_cast<float>(cfg.beta2),
@@ -33,7 +35,6 @@ double AdamW::step(float* params, const float* grads, int64_t t, double lr, cons
                t,
                grad_scale};
   be_.adamw_update(params, grads, m_.get(), v_.get(), n_, h);
-  return norm;
 }
 
 }  // namespace qisa

@@ -1,188 +1,199 @@
 #include "trainer/trainer.h"
 
-#include <unistd.h>
-
+#include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
-#include <nlohmann/json.hpp>
+#include <csignal>
 
-#include "io/atomic_file.h"
 #include "io/corpus.h"
-#include "io/metrics_log.h"
+#include "io/fault.h"
 #include "kernels/error.h"
-#include "trainer/model_io.h"
+#include "trainer/signals.h"
 
 namespace qisa {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
 // Dropout draws use their own key so they never share a Philox stream with init or sampling.
 uint64_t dropout_key(uint64_t seed) { return seed ^ 0x9E3779B97F4A7C15ull; }
 
-int64_t micro_batch_of(const TrainConfig& t) { return t.micro_batch_size > 0 ? t.micro_batch_size : t.batch_size; }
+// The val tokens that eval.windows windows need (offsets 0, T, 2T, ...), read once.
+std::vector<int32_t> read_eval_tokens(const Config& cfg) {
+  CorpusReader val(cfg.data.corpus, "val", cfg.data.chunk_cache_mb);
+  const int64_t want = cfg.eval.windows * cfg.model.block_size + 1;
+  std::vector<int32_t> out(static_cast<size_t>(std::min(want, val.size())));
+  val.read_range(0, static_cast<int64_t>(out.size()), out.data());
+  return out;
+}
+
+int64_t local_batch_of(const Config& cfg, int world) {
+  QISA_CHECK(cfg.train.batch_size % world == 0,
+             cfg.source + ": train.batch_size = " + std::to_string(cfg.train.batch_size) +
+                 " is not divisible by the number of ranks (" + std::to_string(world) + ")",
+             "train.batch_size is the global batch: choose a multiple of the world size");
+  return cfg.train.batch_size / world;
+}
+
+int64_t micro_batch_of(const Config& cfg, int64_t local_batch, int world) {
+  const int64_t m = cfg.train.micro_batch_size > 0 ? std::min(cfg.train.micro_batch_size, local_batch) : local_batch;
+  QISA_CHECK(local_batch % m == 0,
+             cfg.source + ": train.micro_batch_size = " + std::to_string(cfg.train.micro_batch_size) +
+                 " does not divide the per-rank batch " + std::to_string(local_batch) + " (train.batch_size " +
+                 std::to_string(cfg.train.batch_size) + " / " + std::to_string(world) + " ranks)",
+             "choose a micro-batch size that divides batch_size / ranks");
+  return m;
+}
 }  // namespace
 
-Trainer::Trainer(const Config& cfg, Backend& backend)
+Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
     : cfg_(cfg),
       be_(backend),
-      train_(read_split(cfg.data.corpus, "train")),
-      val_(read_split(cfg.data.corpus, "val")),
+      comm_(comm),
+      rank_(comm.rank()),
+      world_(comm.size()),
+      train_(cfg.data.corpus, "train", cfg.data.chunk_cache_mb),
+      val_(read_eval_tokens(cfg)),
       vocab_(read_vocab(cfg.data.corpus)),
-      micro_(micro_batch_of(cfg.train)),
-      sampler_(cfg.train.seed, static_cast<int64_t>(train_.size()), cfg.model.block_size) {
-  QISA_CHECK(cfg.train.batch_size % micro_ == 0,
-             cfg.source + ": train.micro_batch_size = " + std::to_string(micro_) + " does not divide train.batch_size = " +
-                 std::to_string(cfg.train.batch_size),
-             "choose a micro-batch size that divides the batch size");
+      local_batch_(local_batch_of(cfg, comm.size())),
+      micro_(micro_batch_of(cfg, local_batch_, comm.size())),
+      sampler_(make_sampler(cfg.data.sampler, cfg.train.seed, train_.size(), cfg.model.block_size)) {
   QISA_CHECK(cfg.model.vocab_size > 0, "model.vocab_size is unset", "check the config against the corpus first");
-  model_ = std::make_unique<GPT>(cfg.model, be_, micro_);
+  const bool zero1 = cfg.dist.zero == 1;
+  model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1);
   model_->init(cfg.train.seed);
-  opt_ = std::make_unique<AdamW>(be_, model_->num_params());
+  shard_size_ = zero1 ? model_->flat_size() / world_ : model_->flat_size();
+  shard_begin_ = zero1 ? rank_ * shard_size_ : 0;
+  opt_ = std::make_unique<AdamW>(be_, shard_size_);
+  if (zero1) {
+    shard_grads_ = Buffer<float>(be_, static_cast<size_t>(shard_size_));
+    shard_params_ = Buffer<float>(be_, static_cast<size_t>(shard_size_));
+  }
+  bucket_ = std::max<int64_t>(1, static_cast<int64_t>(cfg.dist.bucket_mb * 1024.0 * 1024.0 / sizeof(float)));
+}
+
+// Bucket k covers [k*bucket_, (k+1)*bucket_) of the flat gradients. Buckets are launched from
+// the last one down as backward finishes them (the blocks at the end of the table finish
+// first), so reducing them overlaps the rest of backward.
+void Trainer::launch_ready_buckets(int64_t ready_from) {
+  const auto t0 = Clock::now();
+  const int64_t flat = model_->flat_size();
+  while (next_bucket_ >= 0 && next_bucket_ * bucket_ >= ready_from) {
+    const int64_t begin = next_bucket_ * bucket_;
+    const int64_t n = std::min(bucket_, flat - begin);
+    in_flight_.push_back(comm_.iallreduce_sum(model_->grads() + begin, static_cast<size_t>(n)));
+    --next_bucket_;
+  }
+  for (auto& r : in_flight_) r->test();  // lets MPI progress the earlier buckets
+  hook_comm_ms_ += ms_since(t0);
 }
 
 StepStats Trainer::step() {
-  const auto t0 = Clock::now();
+  const auto t_step = Clock::now();
   const int64_t t = step_ + 1;
   const int T = cfg_.model.block_size;
   const int64_t B = cfg_.train.batch_size;
+  const RankSlice slice = rank_slice(step_, B, rank_, world_);
+  const bool overlap = world_ > 1 && cfg_.dist.zero == 0;
+  StepStats s;
+  s.step = t;
   model_->zero_grads();
+  hook_comm_ms_ = 0;
+  next_bucket_ = (model_->flat_size() + bucket_ - 1) / bucket_ - 1;
   double loss_sum = 0;
   offsets_.resize(static_cast<size_t>(micro_));
-  for (int64_t m0 = 0; m0 < B; m0 += micro_) {
-    for (int64_t i = 0; i < micro_; ++i) offsets_[i] = sampler_.offset((t - 1) * B + m0 + i);
-    gather_windows(train_, offsets_, T, x_, y_);
+  windows_.resize(static_cast<size_t>(micro_ * (T + 1)));
+  for (int64_t m0 = 0; m0 < slice.count; m0 += micro_) {
+    fault_point("train.step", rank_, t);
+    auto t0 = Clock::now();
+    for (int64_t i = 0; i < micro_; ++i) offsets_[i] = sampler_->offset(slice.first + m0 + i);
+    train_.read_windows(offsets_.data(), offsets_.size(), T + 1, windows_.data());
+    split_windows(windows_, T, x_, y_);
+    s.data_ms += ms_since(t0);
+    t0 = Clock::now();
     StepContext ctx;
     ctx.train = true;
     ctx.seed = dropout_key(cfg_.train.seed);
     ctx.step = static_cast<uint32_t>(t);
-    ctx.seq_offset = m0;
+    ctx.seq_offset = slice.first - step_ * B + m0;  // index in the global batch: dropout bits
     loss_sum += model_->forward(x_.data(), y_.data(), micro_, T, ctx) * static_cast<double>(micro_);
-    model_->backward(1.0f / static_cast<float>(B * T));
+    const bool last = m0 + micro_ >= slice.count;
+    if (overlap && last)
+      model_->backward(1.0f / static_cast<float>(B * T), [this](int64_t from) { launch_ready_buckets(from); });
+    else
+      model_->backward(1.0f / static_cast<float>(B * T));
+    s.compute_ms += ms_since(t0);
   }
-  StepStats s;
-  s.step = t;
-  s.loss = loss_sum / static_cast<double>(B);
-  s.lr = learning_rate(cfg_.train, t);
-  s.grad_norm = opt_->step(model_->params(), model_->grads(), t, s.lr, cfg_.train);
+  s.compute_ms -= hook_comm_ms_;
+  s.comm_ms += hook_comm_ms_;
+
+  reduce_gradients(s);
+  // One small all-reduce carries the loss and any pending stop signal: every rank agrees to
+  // stop after the same step.
+  auto t0 = Clock::now();
+  double agreed[2] = {loss_sum, static_cast<double>(StopSignals::pending())};
+  if (world_ > 1) comm_.allreduce_sum(agreed, 2);
+  s.comm_ms += ms_since(t0);
+  s.loss = agreed[0] / static_cast<double>(B);
+  // The signal number this rank saw; a rank that saw none reports SIGTERM for the others.
+  s.stop_signal = agreed[1] > 0 ? (StopSignals::pending() ? StopSignals::pending() : SIGTERM) : 0;
+  optimizer_step(s, t);
   be_.synchronize();
   step_ = t;
-  s.ms = ms_since(t0);
+  s.ms = ms_since(t_step);
   s.tokens_per_s = static_cast<double>(B * T) / (s.ms / 1000.0);
   QISA_CHECK(std::isfinite(s.loss), "the training loss became " + std::to_string(s.loss) + " at step " + std::to_string(t),
              "lower train.lr or set train.grad_clip");
   return s;
 }
 
-EvalResult Trainer::evaluate() { return qisa::evaluate(*model_, val_, cfg_.eval.windows, vocab_); }
-
-// ------------------------------------------------------------------ the run
-
-namespace {
-
-std::string format_duration(double seconds) {
-  const auto s = static_cast<int64_t>(std::max(0.0, seconds) + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
-                  static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%02lld:%02lld", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
-  return buf;
+void Trainer::reduce_gradients(StepStats& s) {
+  if (world_ == 1) return;
+  const auto t0 = Clock::now();
+  if (cfg_.dist.zero == 1) {
+    comm_.reduce_scatter_sum(model_->grads(), shard_grads_.get(), static_cast<size_t>(shard_size_));
+  } else {
+    launch_ready_buckets(0);  // whatever backward did not launch yet
+    for (auto& r : in_flight_) r->wait();
+    in_flight_.clear();
+  }
+  s.comm_ms += ms_since(t0);
 }
 
-void prepare_run_dir(const std::string& dir, bool overwrite) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  QISA_CHECK(!ec && fs::is_directory(dir), "cannot create run directory log.dir = '" + dir + "': " + ec.message(),
-             "choose a writable log.dir");
-  for (const char* f : {"metrics.jsonl", "final.h5"}) {
-    QISA_CHECK(overwrite || !fs::exists(fs::path(dir) / f),
-               "run directory log.dir = '" + dir + "' already holds a run (" + f + ")",
-               "choose another log.dir (e.g. log.dir=" + dir + "-2) or pass --overwrite to replace it");
+void Trainer::optimizer_step(StepStats& s, int64_t t) {
+  const bool zero1 = cfg_.dist.zero == 1;
+  const float* grads = zero1 ? shard_grads_.get() : model_->grads();
+  auto t0 = Clock::now();
+  double sq = be_.sum_squares(grads, shard_size_);  // padding is zero, so it adds nothing
+  s.compute_ms += ms_since(t0);
+  if (zero1 && world_ > 1) {
+    t0 = Clock::now();
+    comm_.allreduce_sum(&sq, 1);
+    s.comm_ms += ms_since(t0);
+  }
+  s.grad_norm = std::sqrt(sq);
+  s.lr = learning_rate(cfg_.train, t);
+  t0 = Clock::now();
+  float* params = model_->params() + shard_begin_;
+  opt_->update(params, grads, t, s.lr, cfg_.train, clip_scale(s.grad_norm, cfg_.train.grad_clip));
+  s.compute_ms += ms_since(t0);
+  if (zero1 && world_ > 1) {
+    t0 = Clock::now();
+    be_.copy(shard_params_.get(), params, shard_params_.bytes());
+    comm_.all_gather(shard_params_.get(), model_->params(), static_cast<size_t>(shard_size_));
+    s.comm_ms += ms_since(t0);
   }
 }
 
-}  // namespace
-
-RunSummary run_training(const Config& cfg, Backend& backend, const RunOptions& opt) {
-  namespace fs = std::filesystem;
-  const auto t_start = Clock::now();
-  RunSummary sum;
-  sum.dir = cfg.log.dir;
-  prepare_run_dir(sum.dir, opt.overwrite);
-  sum.config_path = (fs::path(sum.dir) / "config.yaml").string();
-  sum.metrics_path = (fs::path(sum.dir) / "metrics.jsonl").string();
-  sum.model_path = (fs::path(sum.dir) / "final.h5").string();
-
-  const std::string yaml = cfg.to_yaml();
-  std::printf("qisa train: resolved config (from %s)\n%s\n", cfg.source.c_str(), yaml.c_str());
-  write_text_atomic(sum.config_path, yaml);
-
-  Trainer trainer(cfg, backend);
-  const int64_t steps = cfg.train.steps;
-  const int64_t tokens_per_step = cfg.train.batch_size * cfg.model.block_size;
-  std::printf("model: %s attention, %s mask, %lld parameters, vocab %lld | backend %s, %d threads | %lld steps of "
-              "%lld tokens (micro-batch %lld)\n",
-              to_string(cfg.model.attention), to_string(cfg.model.mask),
-              static_cast<long long>(trainer.model().num_params()), static_cast<long long>(cfg.model.vocab_size),
-              backend.name().c_str(), backend.threads(), static_cast<long long>(steps),
-              static_cast<long long>(tokens_per_step), static_cast<long long>(trainer.micro_batch()));
-  std::fflush(stdout);
-
-  MetricsLog metrics(sum.metrics_path, /*append=*/false);
-  const bool tty = isatty(fileno(stdout)) == 1;
-  double train_ms = 0;
-  auto log_eval = [&](int64_t step) {
-    EvalResult e = trainer.evaluate();
-    metrics.write(nlohmann::json{{"step", step}, {"eval", nlohmann::json::parse(e.to_json())}}.dump());
-    if (tty) std::printf("\r\033[K");
-    std::printf("eval step %lld: ce %.4f ppl %.3f cer %.4f wer %.4f (%lld windows)\n", static_cast<long long>(step), e.ce,
-                e.ppl, e.cer, e.wer, static_cast<long long>(e.windows));
-    std::fflush(stdout);
-    return e;
-  };
-
-  StepStats s;
-  auto last_draw = Clock::now() - std::chrono::seconds(1);
-  for (int64_t i = 0; i < steps; ++i) {
-    s = trainer.step();
-    train_ms += s.ms;
-    const bool log_now = s.step % cfg.log.every == 0 || s.step == steps || s.step == 1;
-    if (log_now) {
-      metrics.write(nlohmann::json{{"step", s.step},
-                                   {"loss", s.loss},
-                                   {"lr", s.lr},
-                                   {"grad_norm", s.grad_norm},
-                                   {"ms", s.ms},
-                                   {"tokens_per_s", s.tokens_per_s}}
-                        .dump());
-    }
-    const double eta_s = train_ms / 1000.0 / static_cast<double>(s.step) * static_cast<double>(steps - s.step);
-    if (tty && !opt.quiet && (ms_since(last_draw) > 100 || s.step == steps)) {
-      std::printf("\r\033[Kstep %lld/%lld  loss %.4f  %.1f ms/step  %.0f tok/s  ETA %s", static_cast<long long>(s.step),
-                  static_cast<long long>(steps), s.loss, s.ms, s.tokens_per_s, format_duration(eta_s).c_str());
-      std::fflush(stdout);
-      last_draw = Clock::now();
-    } else if (!tty && !opt.quiet && log_now) {
-      std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.1f ms/step  %.0f tok/s  ETA %s\n", static_cast<long long>(s.step),
-                  static_cast<long long>(steps), s.loss, s.lr, s.ms, s.tokens_per_s, format_duration(eta_s).c_str());
-      std::fflush(stdout);
-    }
-    if (cfg.eval.every > 0 && s.step % cfg.eval.every == 0 && s.step != steps) log_eval(s.step);
-  }
-  if (tty && !opt.quiet) std::printf("\n");
-  sum.eval = log_eval(s.step);
-  sum.last = s;
-
-  write_model_file(sum.model_path, snapshot_model(trainer.model(), yaml, s.step, trainer.vocab()));
-  sum.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
-  return sum;
+EvalResult Trainer::evaluate() {
+  const int T = cfg_.model.block_size;
+  const int64_t windows = eval_windows(static_cast<int64_t>(val_.size()), T, cfg_.eval.windows);
+  const int64_t first = windows * rank_ / world_, last = windows * (rank_ + 1) / world_;
+  const EvalSums mine = evaluate_range(*model_, val_, first, last - first, vocab_);
+  double sums[6] = {mine.ce, mine.cer, mine.wer, mine.wer_windows, mine.windows, mine.tokens};
+  if (world_ > 1) comm_.allreduce_sum(sums, 6);
+  return EvalSums{sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]}.finish();
 }
 
 }  // namespace qisa

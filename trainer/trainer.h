@@ -1,5 +1,9 @@
-// The step loop: sample windows, forward/backward over micro-batches into one gradient
-// buffer, clip, AdamW; metrics, periodic eval, and the final model file.
+// The data-parallel step loop. Each rank samples its slice of the global batch, reads only
+// those windows, runs forward/backward over micro-batches into one flat gradient buffer;
+// gradients are summed across ranks (all-reduce in buckets, or ZeRO-1 reduce-scatter), then
+// clip (global norm) and AdamW (replicated, or on this rank's shard followed by an
+// all-gather of the parameters). Checkpoints hold everything needed to continue exactly,
+// on any number of ranks.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -7,6 +11,8 @@
 #include <vector>
 
 #include "io/config.h"
+#include "io/corpus_reader.h"
+#include "trainer/comm/communicator.h"
 #include "trainer/evaluator.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
@@ -20,51 +26,82 @@ struct StepStats {
   double lr = 0;
   double grad_norm = 0;    // before clipping
   double ms = 0;           // wall time of the step
-  double tokens_per_s = 0;
+  double data_ms = 0;      // sampling and reading windows
+  double compute_ms = 0;   // forward, backward, optimizer
+  double comm_ms = 0;      // waiting for collectives
+  double tokens_per_s = 0; // global tokens / wall time
+  int stop_signal = 0;     // a stop signal reached some rank during this step (agreed by all)
 };
 
 class Trainer {
  public:
-  // Loads the corpus named by cfg.data.corpus (cfg must already be checked against it),
-  // builds and initialises the model from train.seed.
-  Trainer(const Config& cfg, Backend& backend);
+  // Reads the corpus metadata named by cfg.data.corpus (cfg must be checked against it),
+  // builds the model (sized for the micro-batch) and initialises it from train.seed.
+  Trainer(const Config& cfg, Backend& backend, Communicator& comm);
 
-  StepStats step();                 // one optimizer step
-  EvalResult evaluate();            // eval.windows validation windows
+  StepStats step();                 // one optimizer step (collective)
+  EvalResult evaluate();            // eval.windows validation windows, split over the ranks (collective)
+  // Collective: rank 0 writes `path` through a bounded buffer, gathering ZeRO shards.
+  void save_checkpoint(const std::string& path);
+  // Collective: every rank reads `path` (parameters, Pauli strings, its share of the AdamW
+  // state, the step). Differences of the config outside model.* are reported via `warn`.
+  void load_checkpoint(const std::string& path, const std::function<void(const std::string&)>& warn);
+
   int64_t steps_done() const { return step_; }
   const Config& config() const { return cfg_; }
   GPT& model() { return *model_; }
   const std::vector<std::string>& vocab() const { return vocab_; }
   int64_t micro_batch() const { return micro_; }
+  int64_t local_batch() const { return local_batch_; }
+  int64_t corpus_tokens_read() const { return train_.tokens_read(); }
 
  private:
+  void reduce_gradients(StepStats& s);
+  void optimizer_step(StepStats& s, int64_t t);
+  void launch_ready_buckets(int64_t ready_from);
+
   Config cfg_;
   Backend& be_;
-  std::vector<int32_t> train_, val_;
+  Communicator& comm_;
+  int rank_, world_;
+  CorpusReader train_;
+  std::vector<int32_t> val_;  // the tokens of the eval windows (all ranks; each scores its share)
   std::vector<std::string> vocab_;
-  int64_t micro_;
+  int64_t local_batch_, micro_;
+  std::unique_ptr<WindowSampler> sampler_;
   std::unique_ptr<GPT> model_;
+  // The optimizer updates [shard_begin_, shard_begin_ + shard_size_) of the flat buffer:
+  // everything with dist.zero=0, this rank's 1/world with ZeRO-1.
+  int64_t shard_begin_ = 0, shard_size_ = 0;
   std::unique_ptr<AdamW> opt_;
-  RandomWindowSampler sampler_;
+  Buffer<float> shard_grads_;   // ZeRO-1: this rank's reduced gradient shard
+  Buffer<float> shard_params_;  // ZeRO-1: all-gather send buffer
   int64_t step_ = 0;
+  // gradient buckets (dist.zero=0, world > 1): [k*bucket_, (k+1)*bucket_) of the flat buffer
+  int64_t bucket_ = 0, next_bucket_ = -1;
+  std::vector<std::unique_ptr<CommRequest>> in_flight_;
+  double hook_comm_ms_ = 0;
   std::vector<int64_t> offsets_;
-  std::vector<int32_t> x_, y_;
+  std::vector<int32_t> windows_, x_, y_;
 };
 
 struct RunOptions {
-  bool overwrite = false;  // allow a log.dir that already holds a run
+  bool overwrite = false;  // replace a run already in log.dir (its metrics and checkpoints)
   bool quiet = false;      // no per-step lines (metrics are still written)
 };
 
 struct RunSummary {
-  std::string dir, config_path, metrics_path, model_path;
+  std::string dir, config_path, metrics_path, model_path, last_checkpoint;
   EvalResult eval;
   StepStats last;
+  int64_t resumed_from = 0;  // step of the checkpoint resumed from (0: fresh)
+  int stopped_by = 0;        // the signal that stopped the run early (0: ran to train.steps)
   double seconds = 0;
 };
 
-// The whole `qisa train`: resolved config printed and saved in log.dir, metrics.jsonl,
-// periodic eval, final.h5, one summary. Progress goes to stdout.
-RunSummary run_training(const Config& cfg, Backend& backend, const RunOptions& opt);
+// The whole `qisa train` (collective): resume or start, the step loop with metrics, periodic
+// evaluation and checkpoints, graceful stop on SIGTERM/SIGUSR1/SIGINT, final.h5. Rank 0
+// prints and writes; the others are silent.
+RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm, const RunOptions& opt);
 
 }  // namespace qisa

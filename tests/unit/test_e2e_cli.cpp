@@ -104,17 +104,28 @@ TEST_F(CliEndToEnd, ReferenceMaskLeaksAndCausalCsaDoesNot) {
   EXPECT_EQ(nlohmann::json::parse(p.output)["max_abs_delta"].get<double>(), 0.0) << p.output;
 }
 
-TEST_F(CliEndToEnd, RefusesToOverwriteARunUnlessAsked) {
+TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
   const std::string dir = tmp / "run_once";
   std::string cfg_text = tiny_config(corpus(), dir);
   cfg_text.replace(cfg_text.find("steps: 300"), 10, "steps: 3");
   const std::string cfg = tmp / "once.yaml";
   test::write_file(cfg, cfg_text);
   ASSERT_EQ(run_command(test::qisa_bin() + " train --quiet " + cfg).exit_code, 0);
+  // train.resume=auto (the default) finds the final checkpoint: the run is complete already
   auto again = run_command(test::qisa_bin() + " train --quiet " + cfg);
-  EXPECT_NE(again.exit_code, 0);
-  EXPECT_NE(again.output.find("already holds a run"), std::string::npos) << again.output;
-  EXPECT_EQ(run_command(test::qisa_bin() + " train --quiet --overwrite " + cfg).exit_code, 0);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("resumed from"), std::string::npos) << again.output;
+  // a fresh start must not mix with the old run's checkpoints and metrics
+  auto never = run_command(test::qisa_bin() + " train --quiet " + cfg + " train.resume=never");
+  EXPECT_NE(never.exit_code, 0);
+  EXPECT_NE(never.output.find("holds checkpoints"), std::string::npos) << never.output;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/checkpoints")) std::filesystem::remove(e.path());
+  auto orphan = run_command(test::qisa_bin() + " train --quiet " + cfg);
+  EXPECT_NE(orphan.exit_code, 0);
+  EXPECT_NE(orphan.output.find("already holds a run"), std::string::npos) << orphan.output;
+  auto over = run_command(test::qisa_bin() + " train --quiet --overwrite " + cfg);
+  EXPECT_EQ(over.exit_code, 0) << over.output;
+  EXPECT_EQ(over.output.find("resumed from"), std::string::npos) << over.output;
 }
 
 TEST(Cli, HelpOnEverySubcommand) {

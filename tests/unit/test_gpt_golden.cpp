@@ -133,7 +133,7 @@ TEST_P(GptGolden, AdamWSemanticsOnGoldenGradients) {
   }
   be->upload(model.grads(), grads.data(), grads.size() * sizeof(float));
   AdamW opt(*be, model.num_params());
-  opt.step(model.params(), model.grads(), 1, g.adamw.lr, g.adamw);
+  opt.update(model.params(), model.grads(), 1, g.adamw.lr, g.adamw, 1.0f);
   const std::vector<float> p = model.params_host();
   for (const auto& e : model.table().entries())
     EXPECT_LE(rel_err(f, "/expected/step1/" + e.name, slice(p, e)), 1e-5) << e.name;
@@ -150,7 +150,7 @@ TEST_P(GptGolden, TwoTrainingSteps) {
     model.zero_grads();
     model.forward(g.x.data(), g.y.data(), g.B, g.T, StepContext{});
     model.backward(1.0f / static_cast<float>(g.B * g.T));
-    opt.step(model.params(), model.grads(), k, g.adamw.lr, g.adamw);
+    opt.update(model.params(), model.grads(), k, g.adamw.lr, g.adamw, 1.0f);
     const std::vector<float> p = model.params_host();
     for (const auto& e : model.table().entries()) {
       const std::vector<double> want = f.read<double>("/expected/step" + std::to_string(k) + "/" + e.name);

@@ -171,6 +171,13 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"log.every", "0", "must be >= 1"},
       {"log.dir", "\"\"", "must not be empty"},
       {"data.corpus", "\"\"", "no corpus given"},
+      {"data.sampler", "sequentail", "did you mean 'sequential'?"},
+      {"train.resume", "\"\"", "must not be empty"},
+      {"dist.comm", "nccl2", "auto | none | mpi"},
+      {"dist.zero", "2", "must be 0 or 1"},
+      {"dist.bucket_mb", "0", "must be > 0"},
+      {"checkpoint.every_steps", "-5", "must be >= 0"},
+      {"checkpoint.keep_last", "0", "must be >= 1"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.key + " = " + c.value);
@@ -278,7 +285,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 28u);
+  EXPECT_EQ(config_keys().size(), 37u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {

@@ -1,5 +1,5 @@
-// Trainer pieces on their own: sampler, Pauli drawing, parameter table, LR schedule, metrics
-// helpers, model files, and the determinism promises of a training step.
+// Trainer pieces on their own (the sampler: test_trainer_sampler.cpp): Pauli drawing, parameter
+// table, LR schedule, metrics helpers, model files, and the determinism promises of a training step.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -28,37 +28,6 @@ ModelConfig small_model(AttentionKind att, int C = 12, int H = 3, int L = 2, int
   m.n_layer = L;
   m.attention = att;
   return m;
-}
-
-TEST(Sampler, OffsetsAreInRangeAndAPureFunctionOfSeedAndIndex) {
-  RandomWindowSampler a(42, 1000, 16), b(42, 1000, 16), c(43, 1000, 16);
-  int64_t lo = 1 << 30, hi = -1, differ = 0;
-  for (int64_t g = 0; g < 20000; ++g) {
-    const int64_t o = a.offset(g);
-    lo = std::min(lo, o);
-    hi = std::max(hi, o);
-    EXPECT_EQ(o, b.offset(g));
-    differ += o != c.offset(g);
-  }
-  EXPECT_EQ(lo, 0);
-  EXPECT_EQ(hi, 1000 - 16 - 1);  // the last window ends at the last token
-  EXPECT_GT(differ, 19000);
-  // order of queries does not matter
-  EXPECT_EQ(a.offset(12345), RandomWindowSampler(42, 1000, 16).offset(12345));
-}
-
-TEST(Sampler, RejectsASplitShorterThanOneWindow) {
-  EXPECT_THROW(RandomWindowSampler(1, 16, 16), Error);
-  EXPECT_NO_THROW(RandomWindowSampler(1, 17, 16));
-}
-
-TEST(Sampler, GatherWindowsShiftsTargetsByOne) {
-  std::vector<int32_t> tokens(50);
-  for (int i = 0; i < 50; ++i) tokens[i] = i;
-  std::vector<int32_t> x, y;
-  gather_windows(tokens, {0, 10, 45}, 4, x, y);
-  EXPECT_EQ(x, (std::vector<int32_t>{0, 1, 2, 3, 10, 11, 12, 13, 45, 46, 47, 48}));
-  EXPECT_EQ(y, (std::vector<int32_t>{1, 2, 3, 4, 11, 12, 13, 14, 46, 47, 48, 49}));
 }
 
 TEST(PauliDraw, DeterministicNonIdentityAndNearTheIdentityProbability) {
@@ -240,7 +209,7 @@ StepResult one_step(AttentionKind att, int threads, int64_t micro, double dropou
   r.grads = model.grads_host();
   TrainConfig tc;
   AdamW opt(*be, model.num_params());
-  opt.step(model.params(), model.grads(), 1, 1e-3, tc);
+  opt.update(model.params(), model.grads(), 1, 1e-3, tc, 1.0f);
   r.params = model.params_host();
   return r;
 }

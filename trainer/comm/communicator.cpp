@@ -1,0 +1,79 @@
+// The none communicator (one process, no MPI at all) and make_communicator.
+#include "trainer/comm/communicator.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/error.h"
+
+namespace qisa {
+
+namespace {
+
+// Nothing to wait for: a one-process reduction is the buffer itself.
+class DoneRequest final : public CommRequest {
+ public:
+  void wait() override {}
+  bool test() override { return true; }
+};
+
+// A world of one: every collective is the identity (or a copy between buffers).
+class NoneCommunicator final : public Communicator {
+ public:
+  std::string name() const override { return "none"; }
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  int local_rank() const override { return 0; }
+
+  void allreduce_sum(float*, size_t) override {}
+  void allreduce_sum(double*, size_t) override {}
+  void allreduce_max(int64_t*, size_t) override {}
+  std::unique_ptr<CommRequest> iallreduce_sum(float*, size_t) override { return std::make_unique<DoneRequest>(); }
+  void reduce_scatter_sum(const float* send, float* recv, size_t count) override { copy(send, recv, count); }
+  void all_gather(const float* send, float* recv, size_t count) override { copy(send, recv, count); }
+  void broadcast(void*, size_t, int root) override {
+    QISA_CHECK(root == 0, "broadcast from root " + std::to_string(root) + " in a world of 1 rank",
+               "the none communicator has only rank 0");
+  }
+  // A blocking send to oneself could only deadlock; a 1-rank world has no peer to talk to.
+  void send(const void*, size_t, int dest, int) override {
+    throw Error("send to rank " + std::to_string(dest) + " in a world of 1 rank",
+                "the none communicator has no peers; loops over other ranks should be empty");
+  }
+  void recv(void*, size_t, int src, int) override {
+    throw Error("recv from rank " + std::to_string(src) + " in a world of 1 rank",
+                "the none communicator has no peers; loops over other ranks should be empty");
+  }
+  void barrier() override {}
+  [[noreturn]] void abort(int code) noexcept override {
+    std::fflush(nullptr);  // _Exit skips stdio's flush; keep what was already printed
+    std::_Exit(code);
+  }
+
+ private:
+  static void copy(const float* send, float* recv, size_t count) {
+    if (count > 0 && send != recv) std::memmove(recv, send, count * sizeof(float));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_communicator(const std::string& kind) {
+  return make_communicator(kind, CommOptions{});
+}
+
+std::unique_ptr<Communicator> make_communicator(const std::string& kind, const CommOptions& options) {
+  QISA_CHECK(kind == "auto" || kind == "none" || kind == "mpi", "unknown communicator '" + kind + "'",
+             "use auto, none or mpi");
+  const WorldInfo world = detect_world();
+  if (kind == "mpi" || (kind == "auto" && world.size > 1))
+    return detail::make_mpi_communicator(world, options);
+  QISA_CHECK(world.size == 1,
+             "communicator 'none' in a job of " + std::to_string(world.size) + " ranks (" + world.launcher +
+                 ": " + world.variables + ")",
+             "set dist.comm to auto or mpi, or start a single process without " + world.launcher);
+  return std::make_unique<NoneCommunicator>();
+}
+
+}  // namespace qisa
