@@ -22,7 +22,7 @@ void add_probe_leak(CLI::App& app) {
     int threads = 0;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_option("model", args->model, "model file written by qisa train (RUN_DIR/final.h5)")
+  cmd->add_option("model", args->model, "model file (RUN_DIR/final.h5) or checkpoint (RUN_DIR/checkpoints/ckpt_*.h5)")
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--data", args->data, "corpus to take windows from (default: random tokens)")->check(CLI::ExistingFile);

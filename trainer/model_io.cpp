@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "io/checkpoint.h"
+#include "io/hdf5.h"
 #include "kernels/error.h"
 
 namespace qisa {
@@ -66,8 +68,35 @@ void load_model_state(GPT& model, const ModelFile& file, const std::string& sour
   }
 }
 
+namespace {
+// The model part of a resumable checkpoint, as a ModelFile (parameters, Pauli strings, vocab).
+ModelFile model_from_checkpoint(const std::string& path) {
+  CheckpointReader r(path);
+  ModelFile f;
+  f.config_yaml = r.config_yaml();
+  f.step = r.state().step;
+  f.vocab = r.vocab();
+  for (const auto& t : r.tensors("params")) {
+    NamedTensor nt{t.name, t.shape, std::vector<float>(static_cast<size_t>(t.numel()))};
+    r.read_piece("params", t.name, 0, nt.data.data(), t.numel());
+    f.params.push_back(std::move(nt));
+  }
+  for (const auto& name : r.string_names()) {
+    NamedStrings s{name, {}, {}};
+    s.values = r.read_strings(name, &s.shape);
+    f.pauli.push_back(std::move(s));
+  }
+  return f;
+}
+
+bool is_checkpoint_file(const std::string& path) {
+  h5::File f(path, h5::File::Mode::read);
+  return f.has_attr("/", "kind") && f.attr_string("/", "kind") == "qisa-checkpoint";
+}
+}  // namespace
+
 LoadedModel load_model(const std::string& path, Backend& backend, int64_t max_batch) {
-  ModelFile file = read_model_file(path);
+  ModelFile file = is_checkpoint_file(path) ? model_from_checkpoint(path) : read_model_file(path);
   LoadedModel out;
   out.config = parse_config(file.config_yaml, path + ":config");
   // vocab_size is not a config key: it is the row count of the token embedding.

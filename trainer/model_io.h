@@ -22,7 +22,8 @@ struct LoadedModel {
   int64_t step = 0;
   std::unique_ptr<GPT> model;
 };
-// Read a model file and build the model on `backend`, sized for `max_batch` sequences per forward.
+// Read a model file (final.h5) or the model part of a checkpoint and build the model on
+// `backend`, sized for `max_batch` sequences per forward.
 LoadedModel load_model(const std::string& path, Backend& backend, int64_t max_batch);
 
 }  // namespace qisa

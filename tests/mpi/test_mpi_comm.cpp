@@ -149,6 +149,19 @@ TEST_P(MpiComm, AllreduceSumFloatIsAccurateAndBitIdentical) {
   }
 }
 
+TEST_P(MpiComm, AllreduceAvgIsTheSumOverTheWorldSize) {
+  const uint64_t seed = shared_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  for (size_t n : sizes()) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    std::vector<float> avg = inputs<float>(seed, rank(), n), sum = avg;
+    comm().allreduce_avg(avg.data(), n);
+    comm().allreduce_sum(sum.data(), n);
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ(avg[i], sum[i] * (1.0f / static_cast<float>(p()))) << i;
+    EXPECT_TRUE(same_on_all_ranks(avg.data(), n * sizeof(float)));
+  }
+}
+
 TEST_P(MpiComm, AllreduceSumDoubleIsAccurateAndBitIdentical) {
   const uint64_t seed = shared_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));

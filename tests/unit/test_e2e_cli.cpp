@@ -79,6 +79,12 @@ TEST_F(CliEndToEnd, TrainEvalAndProbeCausalQisa) {
   EXPECT_GE(j["cer"].get<double>(), 0.0);
   EXPECT_LE(j["cer"].get<double>(), 1.0);
 
+  // the final checkpoint holds the same model
+  auto ec = run_command(test::qisa_bin() + " eval " + dir + "/checkpoints/ckpt_00000300.h5 --data " + corpus() +
+                        " --windows 50");
+  ASSERT_EQ(ec.exit_code, 0) << ec.output;
+  EXPECT_EQ(nlohmann::json::parse(ec.output)["ce"].get<double>(), j["ce"].get<double>());
+
   auto p = run_command(test::qisa_bin() + " probe-leak " + dir + "/final.h5 --data " + corpus());
   ASSERT_EQ(p.exit_code, 0) << p.output;
   EXPECT_EQ(nlohmann::json::parse(p.output)["max_abs_delta"].get<double>(), 0.0) << p.output;

@@ -49,6 +49,13 @@ class Communicator {
   virtual void allreduce_sum(float* buf, size_t n) = 0;
   virtual void allreduce_sum(double* buf, size_t n) = 0;
   virtual void allreduce_max(int64_t* buf, size_t n) = 0;
+  // In place: buf[i] = mean over ranks of buf[i] (the sum, then divided by size(); every rank
+  // gets the same bits). Host memory here; a device communicator overrides it.
+  virtual void allreduce_avg(float* buf, size_t n) {
+    allreduce_sum(buf, n);
+    const float inv = 1.0f / static_cast<float>(size());
+    for (size_t i = 0; i < n; ++i) buf[i] *= inv;
+  }
   virtual std::unique_ptr<CommRequest> iallreduce_sum(float* buf, size_t n) = 0;
   // send holds size()*count floats; recv[i] = sum over ranks r of send_r[rank()*count + i].
   // recv may lie inside send (e.g. send + rank()*count).
