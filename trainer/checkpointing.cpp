@@ -15,16 +15,6 @@ namespace {
 constexpr int64_t kPiece = int64_t{1} << 20;  // floats per piece (4 MiB)
 constexpr int kPieceTag = 0x51;
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ",";
-    out += std::to_string(s[i]);
-  }
-  out += "]";
-  return out;
-}
-
 // Keys that may differ on resume without changing the run's meaning, so they are not reported.
 bool is_run_location_key(const std::string& key) {
   return key == "log.dir" || key == "checkpoint.dir" || key == "train.resume" || key == "train.threads";
@@ -130,8 +120,8 @@ void Trainer::load_checkpoint(const std::string& path, const std::function<void(
       QISA_CHECK(it != found.end(), "checkpoint '" + path + "' has no /" + group + "/" + e.name,
                  "the file is incomplete or was written for another model");
       QISA_CHECK(it->second == e.shape,
-                 "checkpoint '" + path + "': /" + group + "/" + e.name + " has shape " + shape_str(it->second) +
-                     ", the model needs " + shape_str(e.shape),
+                 "checkpoint '" + path + "': /" + group + "/" + e.name + " has shape " + shape_string(it->second) +
+                     ", the model needs " + shape_string(e.shape),
                  "resume with the model configuration the checkpoint was trained with");
       found.erase(it);
     }

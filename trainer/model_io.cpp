@@ -8,18 +8,6 @@
 
 namespace qisa {
 
-namespace {
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ",";
-    out += std::to_string(s[i]);
-  }
-  out += "]";
-  return out;
-}
-}  // namespace
-
 ModelFile snapshot_model(const GPT& model, const std::string& config_yaml, int64_t step,
                          const std::vector<std::string>& vocab) {
   ModelFile f;
@@ -46,8 +34,8 @@ void load_model_state(GPT& model, const ModelFile& file, const std::string& sour
     QISA_CHECK(it != by_name.end(), "'" + source + "' has no parameter '" + e.name + "'",
                "the file was written for a different model configuration");
     QISA_CHECK(it->second->shape == e.shape,
-               "'" + source + "': parameter '" + e.name + "' has shape " + shape_str(it->second->shape) +
-                   ", the model needs " + shape_str(e.shape),
+               "'" + source + "': parameter '" + e.name + "' has shape " + shape_string(it->second->shape) +
+                   ", the model needs " + shape_string(e.shape),
                "the file was written for a different model configuration");
     std::copy(it->second->data.begin(), it->second->data.end(), flat.begin() + e.offset);
     by_name.erase(it);

@@ -8,6 +8,16 @@ std::string block_param(int layer, const std::string& rest) {
   return "blocks." + std::to_string(layer) + "." + rest;
 }
 
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out += ",";
+    out += std::to_string(shape[i]);
+  }
+  out += "]";
+  return out;
+}
+
 void ParamTable::add(std::string name, std::vector<int64_t> shape) {
   int64_t n = 1;
   for (auto d : shape) n *= d;

@@ -38,5 +38,7 @@ class ParamTable {
 
 // "blocks.<l>.<rest>"
 std::string block_param(int layer, const std::string& rest);
+// "[4,16]": a shape for messages.
+std::string shape_string(const std::vector<int64_t>& shape);
 
 }  // namespace qisa

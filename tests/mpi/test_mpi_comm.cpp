@@ -19,11 +19,14 @@
 #include <vector>
 
 #include "kernels/error.h"
+#include "expect_error.h"
 #include "test_util.h"
 #include "trainer/comm/communicator.h"
 
 namespace qisa {
 namespace {
+
+using test::error_of;
 
 constexpr size_t kSplitCount = 5;  // max elements per MPI call of the split communicator
 
@@ -328,15 +331,6 @@ TEST_P(MpiComm, SendRecv) {
       EXPECT_TRUE(agree(true));
     }
   }
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
 }
 
 // Local mistakes are caught before MPI sees them; what MPI rejects comes back as a

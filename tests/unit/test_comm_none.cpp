@@ -12,11 +12,14 @@
 
 #include "kernels/error.h"
 #include "test_comm_env.h"
+#include "expect_error.h"
 #include "test_util.h"
 #include "trainer/comm/communicator.h"
 
 namespace qisa {
 namespace {
+
+using test::error_of;
 
 using test::LauncherEnv;
 
@@ -24,15 +27,6 @@ bool mpi_initialized() {
   int flag = 0;
   MPI_Initialized(&flag);  // allowed before MPI_Init
   return flag != 0;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
 }
 
 // A plain `qisa train` (no launcher) must never touch MPI: MPI_Init can be slow, print

@@ -10,21 +10,15 @@
 
 #include "kernels/error.h"
 #include "test_comm_env.h"
+#include "expect_error.h"
 #include "trainer/comm/communicator.h"
 
 namespace qisa {
 namespace {
 
-using test::LauncherEnv;
+using test::error_of;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "";
-}
+using test::LauncherEnv;
 
 TEST(CommSingleton, MpiWithoutLauncherAndMismatchedWorlds) {
   LauncherEnv env;

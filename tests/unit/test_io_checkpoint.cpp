@@ -18,28 +18,18 @@
 #include "io/checkpoint.h"
 #include "io/hdf5.h"
 #include "kernels/error.h"
+#include "expect_error.h"
 #include "test_util.h"
 
 namespace qisa {
 namespace {
 
+using test::error_of;
+using test::expect_mentions;
+
 namespace fs = std::filesystem;
 
 // ------------------------------------------------------------------ helpers
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "no qisa::Error thrown";
-  return "";
-}
-
-void expect_mentions(const std::string& msg, std::initializer_list<std::string> needles) {
-  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-}
 
 std::set<std::string> entries(const std::string& dir) {
   std::set<std::string> out;

@@ -7,10 +7,14 @@
 #include "io/config.h"
 #include "io/corpus.h"
 #include "kernels/error.h"
+#include "expect_error.h"
 #include "test_util.h"
 
 namespace qisa {
 namespace {
+
+using test::error_of;
+using test::expect_mentions;
 
 const char* kValid = R"(# a small run
 model:
@@ -25,23 +29,8 @@ train:
   steps: 100
 )";
 
-// The message (what + hint) of the qisa::Error that fn throws.
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "no qisa::Error thrown";
-  return "";
-}
-
 std::string parse_error(const std::string& yaml, std::vector<std::string> overrides = {}) {
   return error_of([&] { parse_config(yaml, "configs/x.yaml", overrides); });
-}
-
-void expect_mentions(const std::string& msg, std::initializer_list<std::string> needles) {
-  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
 }
 
 std::string base_with(const std::string& section_lines) {

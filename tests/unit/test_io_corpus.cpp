@@ -12,10 +12,13 @@
 #include "io/hdf5.h"
 #include "io/tokenizer.h"
 #include "kernels/error.h"
+#include "expect_error.h"
 #include "test_util.h"
 
 namespace qisa {
 namespace {
+
+using test::expect_mentions;
 
 namespace fs = std::filesystem;
 
@@ -39,11 +42,6 @@ std::string prepare_error(const PrepareOptions& opt) {
   }
   ADD_FAILURE() << "prepare_corpus did not fail";
   return "";
-}
-
-// Expects the message to mention every string in `needles`.
-void expect_mentions(const std::string& msg, std::initializer_list<std::string> needles) {
-  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
 }
 
 struct DatasetLayout {

@@ -11,24 +11,14 @@
 #include "io/hdf5.h"
 #include "io/tokenizer.h"
 #include "kernels/error.h"
+#include "expect_error.h"
 #include "test_util.h"
 
 namespace qisa {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "no qisa::Error";
-  return "";
-}
-
-void expect_mentions(const std::string& msg, std::initializer_list<std::string> needles) {
-  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-}
+using test::error_of;
+using test::expect_mentions;
 
 // ASCII text of n characters with some structure: a uint16 corpus.
 std::string ascii_text(size_t n, uint64_t seed) {

@@ -12,25 +12,15 @@
 #include "io/corpus.h"
 #include "io/corpus_reader.h"
 #include "kernels/error.h"
+#include "expect_error.h"
 #include "test_util.h"
 #include "trainer/sampler.h"
 
 namespace qisa {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  ADD_FAILURE() << "no qisa::Error";
-  return "";
-}
-
-void expect_mentions(const std::string& msg, std::initializer_list<std::string> needles) {
-  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-}
+using test::error_of;
+using test::expect_mentions;
 
 std::vector<int64_t> epoch_offsets(const WindowSampler& s, int64_t epoch) {
   const int64_t m = s.samples_per_epoch();
