@@ -224,7 +224,10 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
   sum.last = s;
   // The final checkpoint lets a chain of jobs see that the run is complete (a resume at
   // train.steps only evaluates and writes final.h5 again).
-  if (sum.last_checkpoint != store.path_for(trainer.steps_done())) save(trainer.steps_done());
+  if (sum.resumed_from == trainer.steps_done())
+    sum.last_checkpoint = resume_path;  // nothing trained since: the checkpoint is current
+  else
+    save(trainer.steps_done());
   if (lead)
     write_model_file(sum.model_path, snapshot_model(trainer.model(), yaml, trainer.steps_done(), trainer.vocab()));
   sum.seconds = seconds_since(t_start);
