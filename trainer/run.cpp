@@ -149,7 +149,9 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
     std::fflush(stdout);
   }
 
-  const bool tty = lead && isatty(fileno(stdout)) == 1;
+  // A live progress line only on a real terminal: under mpirun a rank's stdout is a pty that
+  // Open MPI forwards into logs, where the line redraws would be noise.
+  const bool tty = lead && isatty(fileno(stdout)) == 1 && detect_world().launcher == "none";
   auto save = [&](int64_t step) {
     const auto t0 = Clock::now();
     const std::string path = store.path_for(step);
