@@ -1,10 +1,12 @@
 // qisa eval MODEL --data CORPUS.h5 [--split val] [--windows N]
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "io/corpus.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
 #include "trainer/evaluator.h"
+#include "trainer/generate.h"
 #include "trainer/model_io.h"
 
 namespace qisa::cli {
@@ -16,6 +18,7 @@ void add_eval(CLI::App& app) {
     std::string model, data, split = "val";
     int64_t windows = 200;
     int64_t batch = 256;
+    int64_t gen_prompts = 0, gen_tokens = 32;
     int threads = 0;
   };
   auto args = std::make_shared<Args>();
@@ -26,6 +29,13 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--split", args->split, "split to evaluate: val or train")->check(CLI::IsMember({"val", "train"}));
   cmd->add_option("--windows", args->windows, "number of windows (offsets 0, T, 2T, ...)")->check(CLI::PositiveNumber);
   cmd->add_option("--batch", args->batch, "windows per forward pass (memory, not results)")->check(CLI::PositiveNumber);
+  cmd->add_option("--gen-prompts", args->gen_prompts,
+                  "also score generation: this many held-out prompts (block_size tokens at evenly spaced offsets); "
+                  "their greedy continuations vs the true text give gen_cer, which no mask can leak into")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--gen-tokens", args->gen_tokens, "tokens generated per prompt")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->callback([args] {
@@ -40,8 +50,12 @@ void add_eval(CLI::App& app) {
     QISA_CHECK(m.vocab.empty() || m.vocab == vocab,
                "corpus '" + args->data + "' has a different vocabulary from the one model '" + args->model + "' was trained on",
                "evaluate on the corpus the model was trained on");
-    const EvalResult r = evaluate(*m.model, read_split(args->data, args->split), args->windows, vocab);
-    std::printf("%s\n", r.to_json().c_str());
+    const std::vector<int32_t> split = read_split(args->data, args->split);
+    const EvalResult r = evaluate(*m.model, split, args->windows, vocab);
+    nlohmann::json j = nlohmann::json::parse(r.to_json());
+    if (args->gen_prompts > 0) j.update(nlohmann::json::parse(
+        generation_cer(*m.model, split, args->gen_prompts, args->gen_tokens, vocab).to_json()));
+    std::printf("%s\n", j.dump().c_str());
   });
 }
 

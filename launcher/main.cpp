@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   qisa::cli::add_eval(app);
   qisa::cli::add_probe_leak(app);
   qisa::cli::add_bench(app);
+  qisa::cli::add_sample(app);
   qisa::cli::add_launch(app);
   qisa::cli::add_info(app);
   qisa::cli::add_inspect(app);

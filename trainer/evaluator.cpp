@@ -1,6 +1,7 @@
 #include "trainer/evaluator.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -16,7 +17,8 @@ bool is_space(char32_t c) {
          c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-// Code points of each vocabulary entry (one for the char tokenizer).
+}  // namespace
+
 std::vector<std::u32string> vocab_code_points(const std::vector<std::string>& vocab) {
   std::vector<std::u32string> out;
   out.reserve(vocab.size());
@@ -28,12 +30,11 @@ std::vector<std::u32string> vocab_code_points(const std::vector<std::string>& vo
   return out;
 }
 
-std::u32string decode_ids(const std::vector<std::u32string>& vocab, const int32_t* ids, int n) {
+std::u32string decode_ids(const std::vector<std::u32string>& vocab, const int32_t* ids, int64_t n) {
   std::u32string s;
-  for (int i = 0; i < n; ++i) s += vocab[static_cast<size_t>(ids[i])];
+  for (int64_t i = 0; i < n; ++i) s += vocab[static_cast<size_t>(ids[i])];
   return s;
 }
-}  // namespace
 
 std::vector<std::u32string> split_words(const std::u32string& s) {
   std::vector<std::u32string> words;
@@ -51,7 +52,9 @@ std::vector<std::u32string> split_words(const std::u32string& s) {
 }
 
 std::string EvalResult::to_json() const {
-  nlohmann::json j{{"ce", ce}, {"ppl", ppl}, {"cer", cer}, {"wer", wer}, {"tokens", tokens}, {"windows", windows}};
+  nlohmann::json j{{"ce", ce},         {"ppl", ppl},         {"cer", cer},
+                   {"wer", wer},       {"tokens", tokens},   {"windows", windows},
+                   {"ms_per_batch", ms_per_batch}, {"batch", batch}};
   return j.dump();
 }
 
@@ -72,6 +75,8 @@ EvalResult EvalSums::finish() const {
   r.ppl = std::exp(r.ce);
   r.cer = windows > 0 ? cer / windows : 0.0;
   r.wer = wer_windows > 0 ? wer / wer_windows : 0.0;
+  r.ms_per_batch = batches > 0 ? forward_ms / batches : 0.0;
+  r.batch = static_cast<int64_t>(batch);
   return r;
 }
 
@@ -88,7 +93,7 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
              "this is a bug in the caller");
   const std::vector<std::u32string> cps = vocab_code_points(vocab);
   EvalSums r;
-  const int64_t batch = model.max_batch();
+  const int64_t batch = std::max<int64_t>(1, std::min(model.max_batch(), count));  // windows per forward
   std::vector<int32_t> x, y, pred(static_cast<size_t>(T));
   for (int64_t w0 = first; w0 < first + count; w0 += batch) {
     const int64_t B = std::min(batch, first + count - w0);
@@ -100,7 +105,15 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
         x[b * T + t] = split[o];
         y[b * T + t] = split[o + 1];
       }
+    const auto t0 = std::chrono::steady_clock::now();
     model.forward(x.data(), y.data(), B, T, StepContext{});
+    // The first batch warms caches and threads up, and a partial last batch is smaller: time
+    // the other full batches (the first one only when it is the only one).
+    const bool only_one = count <= batch;
+    if (B == batch && (w0 > first || only_one)) {
+      r.forward_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      r.batches += 1;
+    }
     const std::vector<float> losses = model.row_losses_host();
     const std::vector<float> logits = model.logits_host();
     for (float l : losses) r.ce += l;
@@ -121,6 +134,7 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
   }
   r.windows = static_cast<double>(count);
   r.tokens = static_cast<double>(count * T);
+  r.batch = static_cast<double>(batch);
   return r;
 }
 

@@ -18,6 +18,8 @@ struct EvalResult {
   double wer = 0;      // mean over windows (with >= 1 target word) of word edit distance / target words
   int64_t tokens = 0;  // tokens scored
   int64_t windows = 0;
+  double ms_per_batch = 0;  // mean wall time of one forward pass over a batch of windows
+  int64_t batch = 0;        // windows per forward pass
   std::string to_json() const;  // one line
 };
 
@@ -26,6 +28,8 @@ struct EvalSums {
   double ce = 0, cer = 0, wer = 0;  // sums of row losses, per-window CER, per-window WER
   double wer_windows = 0;           // windows with >= 1 target word
   double windows = 0, tokens = 0;
+  double forward_ms = 0, batches = 0;  // time in full-size forward passes, and their count
+  double batch = 0;                    // windows per full-size batch
   EvalResult finish() const;
 };
 
@@ -41,6 +45,11 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
 // The first min(windows, available) windows of the split, on one process.
 EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
                     const std::vector<std::string>& vocab);
+
+// Code points of each vocabulary entry (one each for the char tokenizer); index = token id.
+std::vector<std::u32string> vocab_code_points(const std::vector<std::string>& vocab);
+// The text of token ids as code points.
+std::u32string decode_ids(const std::vector<std::u32string>& vocab, const int32_t* ids, int64_t n);
 
 // Words of a code-point string, split on Unicode whitespace (as Python's str.split()).
 std::vector<std::u32string> split_words(const std::u32string& s);

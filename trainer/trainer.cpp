@@ -191,9 +191,9 @@ EvalResult Trainer::evaluate() {
   const int64_t windows = eval_windows(static_cast<int64_t>(val_.size()), T, cfg_.eval.windows);
   const int64_t first = windows * rank_ / world_, last = windows * (rank_ + 1) / world_;
   const EvalSums mine = evaluate_range(*model_, val_, first, last - first, vocab_);
-  double sums[6] = {mine.ce, mine.cer, mine.wer, mine.wer_windows, mine.windows, mine.tokens};
-  if (world_ > 1) comm_.allreduce_sum(sums, 6);
-  return EvalSums{sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]}.finish();
+  double sums[8] = {mine.ce, mine.cer, mine.wer, mine.wer_windows, mine.windows, mine.tokens, mine.forward_ms, mine.batches};
+  if (world_ > 1) comm_.allreduce_sum(sums, 8);
+  return EvalSums{sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], mine.batch}.finish();
 }
 
 }  // namespace qisa

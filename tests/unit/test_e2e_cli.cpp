@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -37,11 +38,13 @@ class CliEndToEnd : public ::testing::Test {
     test::write_file(cfg, config_text);
     auto r = run_command(test::qisa_bin() + " train " + cfg);
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    // the line after training that starts with {"ce"
-    auto pos = r.output.rfind("{\"ce\"");
-    EXPECT_NE(pos, std::string::npos) << r.output;
-    if (pos == std::string::npos) return {};
-    return nlohmann::json::parse(r.output.substr(pos, r.output.find('\n', pos) - pos));
+    // the last output line that is a JSON object with "ce": the final evaluation
+    std::istringstream lines(r.output);
+    nlohmann::json last;
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind("{", 0) == 0 && line.find("\"ce\"") != std::string::npos) last = nlohmann::json::parse(line);
+    EXPECT_FALSE(last.is_null()) << r.output;
+    return last;
   }
   test::TempDir tmp;
 };
@@ -88,6 +91,28 @@ TEST_F(CliEndToEnd, TrainEvalAndProbeCausalQisa) {
   auto p = run_command(test::qisa_bin() + " probe-leak " + dir + "/final.h5 --data " + corpus());
   ASSERT_EQ(p.exit_code, 0) << p.output;
   EXPECT_EQ(nlohmann::json::parse(p.output)["max_abs_delta"].get<double>(), 0.0) << p.output;
+
+  // generation: greedy continuations of held-out prompts scored against the true text
+  auto g = run_command(test::qisa_bin() + " eval " + dir + "/final.h5 --data " + corpus() +
+                       " --windows 10 --gen-prompts 12 --gen-tokens 20");
+  ASSERT_EQ(g.exit_code, 0) << g.output;
+  auto gj = nlohmann::json::parse(g.output);
+  EXPECT_EQ(gj["prompts"].get<int64_t>(), 12);
+  EXPECT_GE(gj["gen_cer"].get<double>(), 0.0);
+  EXPECT_LT(gj["gen_cer"].get<double>(), 1.0);  // a trained model continues the templated text
+  EXPECT_GT(gj["ms_per_batch"].get<double>(), 0.0);
+
+  // sampling is a pure function of the seed; the prompt is echoed
+  const std::string sample = test::qisa_bin() + " sample " + dir + "/final.h5 --prompt 'the cat' --tokens 40";
+  auto s1 = run_command(sample + " --seed 4"), s2 = run_command(sample + " --seed 4"), s3 = run_command(sample + " --seed 5");
+  ASSERT_EQ(s1.exit_code, 0) << s1.output;
+  EXPECT_EQ(s1.output, s2.output);
+  EXPECT_NE(s1.output, s3.output);
+  EXPECT_EQ(s1.output.rfind("the cat", 0), 0u) << s1.output;
+  EXPECT_EQ(s1.output.size(), std::string("the cat").size() + 40 + 1);  // one byte per char + newline
+  auto bad = run_command(test::qisa_bin() + " sample " + dir + "/final.h5 --prompt 'Zebra'");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("Z"), std::string::npos) << bad.output;
 }
 
 TEST_F(CliEndToEnd, ReferenceMaskLeaksAndCausalCsaDoesNot) {
@@ -135,7 +160,8 @@ TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
 }
 
 TEST(Cli, HelpOnEverySubcommand) {
-  for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " bench", " bench step", " info"}) {
+  for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " sample", " inspect", " launch", " bench",
+                          " bench step", " info"}) {
     auto r = run_command(test::qisa_bin() + sub + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << ": " << r.output;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << sub << ": " << r.output;

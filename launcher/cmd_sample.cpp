@@ -1,0 +1,46 @@
+// qisa sample MODEL [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
+#include <cstdio>
+
+#include "io/tokenizer.h"
+#include "kernels/error.h"
+#include "launcher/commands.h"
+#include "trainer/generate.h"
+#include "trainer/model_io.h"
+
+namespace qisa::cli {
+
+void add_sample(CLI::App& app) {
+  auto* cmd = app.add_subcommand("sample", "Generate text from a model: prints the prompt and its continuation");
+  struct Args {
+    std::string model, prompt = "\n";
+    SampleOptions opt;
+    int threads = 0;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("model", args->model, "model file (RUN_DIR/final.h5) or checkpoint")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--prompt", args->prompt, "text to continue (its characters must be in the model's vocabulary)")
+      ->capture_default_str();
+  cmd->add_option("--tokens", args->opt.tokens, "tokens to generate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--temperature", args->opt.temperature, "softmax temperature (> 0)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--top-k", args->opt.top_k, "sample among the k most likely tokens (0 = all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", args->opt.seed, "seed of the draws (same seed, same text)")->capture_default_str();
+  cmd->add_flag("--greedy", args->opt.greedy, "always take the most likely token");
+  cmd->add_option("--threads", args->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  cmd->callback([args] {
+    auto backend = make_cpu_backend(args->threads);
+    LoadedModel m = load_model(args->model, *backend, 1);
+    QISA_CHECK(!m.vocab.empty(), "'" + args->model + "' holds no vocabulary to encode the prompt with",
+               "sample from a model written by this version of qisa train");
+    const CharTokenizer tok(m.vocab);
+    QISA_CHECK(!args->prompt.empty(), "the prompt is empty", "pass --prompt with at least one character");
+    const std::vector<int32_t> prompt = tok.encode(args->prompt);
+    const std::vector<int32_t> out = generate(*m.model, prompt, args->opt);
+    std::printf("%s%s\n", args->prompt.c_str(), tok.decode(out).c_str());
+  });
+}
+
+}  // namespace qisa::cli
