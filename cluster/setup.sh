@@ -25,8 +25,9 @@ if [ -n "$missing" ]; then
 fi
 
 # shellcheck disable=SC2086
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${QISA_CMAKE_ARGS:-} >"$BUILD_DIR.configure.log" 2>&1 \
-  || { cat "$BUILD_DIR.configure.log" >&2; echo "setup: cmake configure failed (log above)" >&2; exit 1; }
-grep -E "qisa: CUDA parts" "$BUILD_DIR.configure.log" || true
+mkdir -p "$BUILD_DIR"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${QISA_CMAKE_ARGS:-} >"$BUILD_DIR/configure.log" 2>&1 \
+  || { cat "$BUILD_DIR/configure.log" >&2; echo "setup: cmake configure failed (log above)" >&2; exit 1; }
+grep -E "qisa: CUDA parts" "$BUILD_DIR/configure.log" || true
 cmake --build "$BUILD_DIR" -j "$JOBS"
 echo "setup: built $BUILD_DIR/qisa"
