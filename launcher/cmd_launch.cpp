@@ -39,7 +39,7 @@ void add_launch(CLI::App& app) {
   cmd->add_option("args", req->train_args, "-- CONFIG [key=value ...]: what qisa train gets")->required();
   cmd->footer(
       "Examples:\n"
-      "  qisa launch --procs 2 --threads 1 -- configs/paper_qisa.yaml\n"
+      "  qisa launch --procs 2 --threads 1 -- configs/paper/qisa_reference.yaml\n"
       "  qisa launch --slurm --nodes 4 --gpus-per-node 8 --dry-run -- configs/gpt2.yaml");
   cmd->callback([req, dry, slurm, mpi] {
     LaunchRequest r = *req;

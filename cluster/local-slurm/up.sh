@@ -4,7 +4,7 @@
 #   bash cluster/local-slurm/up.sh            # installs what is missing, starts, waits for `idle`
 #   bash cluster/local-slurm/up.sh --check    # exit 0 when it is up, 1 when not; changes nothing
 #   source /tmp/qisa-slurm/env.sh             # SLURM_CONF and Open MPI's root flags for clients
-#   sbatch cluster/sbatch/cpu_single_node.sbatch configs/paper_qisa.yaml
+#   sbatch cluster/sbatch/cpu_single_node.sbatch configs/paper/qisa_reference.yaml
 #   bash cluster/local-slurm/down.sh          # cancels jobs, stops what up.sh started
 #
 # Idempotent: when the daemons it started are up and the node answers, it says so and exits 0.

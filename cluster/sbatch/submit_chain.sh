@@ -4,7 +4,7 @@
 #
 #   bash cluster/sbatch/submit_chain.sh N CONFIG RUN_DIR [key=value ...]
 #   QISA_SBATCH_ARGS="--time=04:00:00 --ntasks=8" bash cluster/sbatch/submit_chain.sh 10 \
-#        configs/paper_qisa.yaml runs/long train.steps=200000
+#        configs/paper/qisa_reference.yaml runs/long train.steps=200000
 #
 # Submits N jobs of cluster/sbatch/chain.sbatch (QISA_CHAIN_SCRIPT to use another), job k+1
 # with --dependency=afterany:<job k>, all with QISA_CHAIN_REQUEUE=0. Each job trains until
