@@ -9,7 +9,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 
 PKGS="cmake ninja-build g++ pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
-      libyaml-cpp-dev libgtest-dev libopenblas-dev libcli11-dev nlohmann-json3-dev"
+      libyaml-cpp-dev libgtest-dev libopenblas-dev libcli11-dev nlohmann-json3-dev gnuplot-nox"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

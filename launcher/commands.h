@@ -14,5 +14,7 @@ void add_sample(CLI::App& app);       // cmd_sample.cpp
 void add_launch(CLI::App& app);       // cmd_launch.cpp
 void add_info(CLI::App& app);         // cmd_info.cpp
 void add_inspect(CLI::App& app);      // cmd_inspect.cpp
+void add_experiment(CLI::App& app);   // cmd_experiment.cpp
+void add_plot(CLI::App& app);         // cmd_plot.cpp
 
 }  // namespace qisa::cli

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   qisa::cli::add_launch(app);
   qisa::cli::add_info(app);
   qisa::cli::add_inspect(app);
+  qisa::cli::add_experiment(app);
+  qisa::cli::add_plot(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

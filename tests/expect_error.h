@@ -5,6 +5,7 @@
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "kernels/error.h"
 
@@ -23,6 +24,10 @@ inline std::string error_of(const std::function<void()>& fn) {
 
 // Expects the message to mention every string in `needles`.
 inline void expect_mentions(const std::string& msg, std::initializer_list<std::string> needles) {
+  for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+}
+
+inline void expect_mentions(const std::string& msg, const std::vector<std::string>& needles) {
   for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
 }
 

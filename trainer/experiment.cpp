@@ -1,0 +1,505 @@
+#include "trainer/experiment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "io/atomic_file.h"
+#include "io/corpus.h"
+#include "io/metrics_log.h"
+#include "io/plot.h"
+#include "kernels/error.h"
+#include "trainer/evaluator.h"
+#include "trainer/generate.h"
+#include "trainer/model_io.h"
+#include "trainer/probe.h"
+#include "trainer/trainer.h"
+
+namespace qisa {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string result_path(const GridCell& c) { return (fs::path(c.dir) / "result.json").string(); }
+std::string final_path(const GridCell& c) { return (fs::path(c.dir) / "final.h5").string(); }
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// NaN (not measured) is stored as null.
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double number_or_nan(const json& j) { return j.is_number() ? j.get<double>() : std::numeric_limits<double>::quiet_NaN(); }
+
+}  // namespace
+
+std::string CellResult::to_json() const {
+  json vals = json::object();
+  for (const auto& [k, v] : values) vals[k] = v;
+  return json{{"cell", cell},
+              {"group", group},
+              {"seed", seed},
+              {"values", vals},
+              {"steps", steps},
+              {"val_ce", val_ce},
+              {"val_cer", val_cer},
+              {"val_wer", val_wer},
+              {"gen_cer", number_or_null(gen_cer)},
+              {"train_ms_per_step", number_or_null(train_ms_per_step)},
+              {"infer_ms_per_batch", infer_ms_per_batch},
+              {"infer_batch", infer_batch},
+              {"leak_max_abs_delta", number_or_null(leak_max_abs_delta)},
+              {"threads", threads}}
+      .dump(2);
+}
+
+CellResult CellResult::from_json(const std::string& text, const std::string& source) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  QISA_CHECK(j.is_object(), "cell result '" + source + "' is not a JSON object", "delete it to measure the cell again");
+  CellResult r;
+  try {
+    r.cell = j.at("cell").get<std::string>();
+    r.group = j.at("group").get<std::string>();
+    r.seed = j.at("seed").get<uint64_t>();
+    for (const auto& [k, v] : j.at("values").items()) r.values.emplace_back(k, v.get<std::string>());
+    r.steps = j.at("steps").get<int64_t>();
+    r.val_ce = j.at("val_ce").get<double>();
+    r.val_cer = j.at("val_cer").get<double>();
+    r.val_wer = j.at("val_wer").get<double>();
+    r.gen_cer = number_or_nan(j.at("gen_cer"));
+    r.train_ms_per_step = number_or_nan(j.at("train_ms_per_step"));
+    r.infer_ms_per_batch = j.at("infer_ms_per_batch").get<double>();
+    r.infer_batch = j.at("infer_batch").get<int64_t>();
+    r.leak_max_abs_delta = number_or_nan(j.at("leak_max_abs_delta"));
+    r.threads = j.at("threads").get<int>();
+  } catch (const json::exception& e) {
+    throw Error("cell result '" + source + "' is incomplete: " + e.what(), "delete it to measure the cell again");
+  }
+  return r;
+}
+
+Config cell_config(const ExperimentGrid& grid, const GridCell& cell) {
+  Config cfg = load_config(grid.base, cell.overrides);
+  check_against_corpus(cfg, read_corpus_info(cfg.data.corpus));
+  return cfg;
+}
+
+const char* to_string(CellState s) {
+  switch (s) {
+    case CellState::pending: return "pending";
+    case CellState::started: return "started";
+    case CellState::trained: return "trained";
+    case CellState::finished: return "finished";
+  }
+  return "?";
+}
+
+CellState cell_state(const ExperimentGrid& grid, const GridCell& cell) {
+  const int64_t steps = load_config(grid.base, cell.overrides).train.steps;
+  std::error_code ec;
+  const bool has_final = fs::exists(final_path(cell), ec);
+  if (has_final && fs::exists(result_path(cell), ec)) {
+    try {
+      if (CellResult::from_json(read_text(result_path(cell)), result_path(cell)).steps == steps) return CellState::finished;
+    } catch (const Error&) {  // unreadable: measured again
+    }
+  }
+  if (has_final && read_model_file(final_path(cell)).step == steps) return CellState::trained;
+  if (fs::exists(fs::path(cell.dir) / "metrics.jsonl", ec) || fs::exists(fs::path(cell.dir) / "checkpoints", ec))
+    return CellState::started;
+  return CellState::pending;
+}
+
+CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend) {
+  const Config cfg = cell_config(grid, cell);
+  const GridEval& ev = grid.eval;
+  const int64_t batch = ev.batch > 0 ? ev.batch : ev.windows;
+  LoadedModel m = load_model(final_path(cell), backend, batch);
+  QISA_CHECK(m.step == cfg.train.steps,
+             "cell " + cell.name + ": '" + final_path(cell) + "' is at step " + std::to_string(m.step) + ", the cell trains " +
+                 std::to_string(cfg.train.steps) + " steps",
+             "run the cell again (it resumes from its checkpoints)");
+  const std::vector<int32_t> val = read_split(cfg.data.corpus, "val");
+  const std::vector<std::string> vocab = read_vocab(cfg.data.corpus);
+
+  CellResult r;
+  r.cell = cell.name;
+  r.group = cell.group;
+  r.seed = cell.seed;
+  r.values = cell.values;
+  r.steps = m.step;
+  r.threads = backend.threads();
+  const EvalResult e = evaluate(*m.model, val, ev.windows, vocab);
+  r.val_ce = e.ce;
+  r.val_cer = e.cer;
+  r.val_wer = e.wer;
+  r.infer_batch = e.batch;
+  std::vector<double> ms{e.ms_per_batch};
+  for (int64_t i = 1; i < ev.timing_repeats; ++i) ms.push_back(evaluate(*m.model, val, ev.windows, vocab).ms_per_batch);
+  r.infer_ms_per_batch = median(ms);
+  if (ev.gen_prompts > 0) r.gen_cer = generation_cer(*m.model, val, ev.gen_prompts, ev.gen_tokens, vocab).cer;
+  if (ev.probe_windows > 0) {
+    const int T = cfg.model.block_size;
+    std::vector<std::vector<int32_t>> windows;
+    for (int64_t w = 0; w < ev.probe_windows && (w + 1) * T <= static_cast<int64_t>(val.size()); ++w)
+      windows.emplace_back(val.begin() + w * T, val.begin() + (w + 1) * T);
+    r.leak_max_abs_delta = probe_leak(*m.model, windows).max_abs_delta;
+  }
+  r.train_ms_per_step = median(read_metrics((fs::path(cell.dir) / "metrics.jsonl").string()).step_ms);
+  write_text_atomic(result_path(cell), r.to_json() + "\n");
+  return r;
+}
+
+bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm, bool quiet) {
+  int64_t state = 0;
+  if (comm.rank() == 0) state = static_cast<int64_t>(cell_state(grid, cell));
+  comm.broadcast(&state, sizeof state, 0);
+  if (static_cast<CellState>(state) == CellState::finished) return true;
+  if (static_cast<CellState>(state) != CellState::trained) {
+    Config cfg = cell_config(grid, cell);
+    RunOptions opt;
+    opt.quiet = quiet;
+    const RunSummary s = run_training(cfg, backend, comm, opt);
+    if (s.stopped_by) return false;
+  }
+  if (comm.rank() == 0) measure_cell(grid, cell, backend);
+  comm.barrier();
+  return true;
+}
+
+// ------------------------------------------------------------------ report
+
+namespace {
+
+struct Metric {
+  const char* column;  // results.csv
+  const char* label;   // results.md
+  double CellResult::*field;
+  bool time;           // ratio stated as "x the time" (else "x lower" / "x higher")
+};
+
+const std::vector<Metric>& metrics() {
+  static const std::vector<Metric> m = {
+      {"val_ce", "val CE (nats)", &CellResult::val_ce, false},
+      {"val_cer", "val CER", &CellResult::val_cer, false},
+      {"val_wer", "val WER", &CellResult::val_wer, false},
+      {"gen_cer", "gen CER", &CellResult::gen_cer, false},
+      {"train_ms_per_step", "train ms/step", &CellResult::train_ms_per_step, true},
+      {"infer_ms_per_batch", "inference ms/batch", &CellResult::infer_ms_per_batch, true},
+      {"leak_max_abs_delta", "leak max abs delta", &CellResult::leak_max_abs_delta, false},
+  };
+  return m;
+}
+
+std::string fmt(double v, const char* f = "%.4g") {
+  if (!std::isfinite(v)) return "n/a";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string csv_number(double v) { return std::isfinite(v) ? fmt(v, "%.17g") : ""; }
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+struct Stat {
+  double mean = std::numeric_limits<double>::quiet_NaN(), sd = std::numeric_limits<double>::quiet_NaN();
+  int n = 0;
+};
+
+// Mean and sample standard deviation (n - 1) of the finite values.
+Stat stat(const std::vector<double>& v) {
+  Stat s;
+  double sum = 0;
+  for (double x : v)
+    if (std::isfinite(x)) sum += x, ++s.n;
+  if (s.n == 0) return s;
+  s.mean = sum / s.n;
+  if (s.n > 1) {
+    double ss = 0;
+    for (double x : v)
+      if (std::isfinite(x)) ss += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(ss / (s.n - 1));
+  }
+  return s;
+}
+
+std::string show(const Stat& s) {
+  if (s.n == 0) return "n/a";
+  return s.n > 1 ? fmt(s.mean) + " ± " + fmt(s.sd) : fmt(s.mean);
+}
+
+// "12.8x lower" / "1.3x higher" (quality), "2.6x" (time): of the means, as the paper puts it.
+std::string ratio(double value, double base, bool time) {
+  if (!std::isfinite(value) || !std::isfinite(base) || value <= 0 || base <= 0) return "n/a";
+  if (time) return fmt(value / base, "%.2f") + "x";
+  if (value <= base) return fmt(base / value, "%.3g") + "x lower";
+  return fmt(value / base, "%.3g") + "x higher";
+}
+
+std::map<std::string, std::vector<const CellResult*>> by_group(const std::vector<CellResult>& results) {
+  std::map<std::string, std::vector<const CellResult*>> g;
+  for (const auto& r : results) g[r.group].push_back(&r);
+  return g;
+}
+
+Stat group_stat(const std::vector<const CellResult*>& rows, double CellResult::*field) {
+  std::vector<double> v;
+  for (const CellResult* r : rows) v.push_back(r->*field);
+  return stat(v);
+}
+
+std::string values_of(const ExperimentGrid& grid, const std::string& group) {
+  for (const GridCell& c : grid.cells())
+    if (c.group == group) {
+      std::string s;
+      for (const auto& [k, v] : c.values) s += (s.empty() ? "" : ", ") + k + "=" + v;
+      return s.empty() ? "(base config)" : s;
+    }
+  return group;
+}
+
+}  // namespace
+
+std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellResult>& results,
+                             const std::vector<std::string>& missing) {
+  const auto groups = by_group(results);
+  std::string md = "# Results of " + grid.source + "\n\n";
+  md += "Base config `" + grid.base + "`; seeds";
+  for (uint64_t s : grid.seeds) md += " " + std::to_string(s);
+  md += "; " + std::to_string(results.size()) + " of " + std::to_string(results.size() + missing.size()) + " cells finished";
+  if (!missing.empty()) {
+    md += " (missing:";
+    for (const auto& m : missing) md += " " + m;
+    md += ")";
+  }
+  md += ".\n\n";
+  md += "Each cell is measured on its final model: teacher-forced val CE / CER / WER over " +
+        std::to_string(grid.eval.windows) + " validation windows; gen CER of greedy " +
+        std::to_string(grid.eval.gen_tokens) + "-token continuations of " + std::to_string(grid.eval.gen_prompts) +
+        " held-out prompts (no mask can leak into it); train ms/step is the median over the logged steps; inference "
+        "ms/batch is the median of " + std::to_string(grid.eval.timing_repeats) +
+        " forward passes over a batch of windows; leak is `qisa probe-leak` on " + std::to_string(grid.eval.probe_windows) +
+        " validation windows (0 for a causal model). Values are mean ± sample std over seeds.\n\n";
+
+  md += "| combination | seeds | steps";
+  for (const auto& m : metrics()) md += std::string(" | ") + m.label;
+  md += " |\n|---|---|---";
+  for (size_t i = 0; i < metrics().size(); ++i) md += "|---";
+  md += "|\n";
+  for (const std::string& g : grid.groups()) {
+    auto it = groups.find(g);
+    if (it == groups.end()) continue;
+    std::string steps;
+    for (const CellResult* r : it->second)
+      if (steps.find(std::to_string(r->steps)) == std::string::npos) steps += (steps.empty() ? "" : "/") + std::to_string(r->steps);
+    md += "| " + g + " | " + std::to_string(it->second.size()) + " | " + steps;
+    for (const auto& m : metrics()) md += " | " + show(group_stat(it->second, m.field));
+    md += " |\n";
+  }
+
+  const std::string base = grid.baseline_group();
+  md += "\n## Against the baseline\n\n";
+  auto bit = groups.find(base);
+  if (base.empty() || bit == groups.end()) {
+    md += base.empty() ? "The grid has no baseline combination (baseline: in the grid file), so no ratios.\n"
+                       : "The baseline " + base + " has no finished cell yet, so no ratios.\n";
+    return md;
+  }
+  md += "Baseline: " + base + " (" + values_of(grid, base) +
+        "). Ratios of the means over seeds, stated as the paper states them (\"13x lower cross-entropy, ... at 2.6x the "
+        "inference time\").\n\n| combination";
+  for (const auto& m : metrics())
+    if (std::string(m.column) != "leak_max_abs_delta") md += std::string(" | ") + m.label;
+  md += " |\n|---";
+  for (size_t i = 0; i + 1 < metrics().size(); ++i) md += "|---";
+  md += "|\n";
+  for (const std::string& g : grid.groups()) {
+    auto it = groups.find(g);
+    if (it == groups.end() || g == base) continue;
+    md += "| " + g;
+    for (const auto& m : metrics())
+      if (std::string(m.column) != "leak_max_abs_delta")
+        md += " | " + ratio(group_stat(it->second, m.field).mean, group_stat(bit->second, m.field).mean, m.time);
+    md += " |\n";
+  }
+  return md;
+}
+
+ExperimentReport write_report(const ExperimentGrid& grid) {
+  ExperimentReport rep;
+  for (const GridCell& c : grid.cells()) {
+    if (cell_state(grid, c) != CellState::finished) {
+      rep.missing.push_back(c.name);
+      continue;
+    }
+    rep.results.push_back(CellResult::from_json(read_text(result_path(c)), result_path(c)));
+  }
+  std::error_code ec;
+  fs::create_directories(grid.out, ec);
+  QISA_CHECK(fs::is_directory(grid.out), "cannot create the experiment folder out = '" + grid.out + "': " + ec.message(),
+             "choose a writable out: in the grid file");
+
+  std::string csv = "cell,group,seed";
+  for (const auto& [k, v] : grid.grid) csv += "," + csv_field(k);
+  csv += ",steps";
+  for (const auto& m : metrics()) csv += std::string(",") + m.column;
+  csv += ",infer_batch,threads\n";
+  for (const CellResult& r : rep.results) {
+    csv += csv_field(r.cell) + "," + csv_field(r.group) + "," + std::to_string(r.seed);
+    for (const auto& [k, vs] : grid.grid) {
+      std::string v;
+      for (const auto& [rk, rv] : r.values)
+        if (rk == k) v = rv;
+      csv += "," + csv_field(v);
+    }
+    csv += "," + std::to_string(r.steps);
+    for (const auto& m : metrics()) csv += "," + csv_number(r.*(m.field));
+    csv += "," + std::to_string(r.infer_batch) + "," + std::to_string(r.threads) + "\n";
+  }
+  rep.csv_path = (fs::path(grid.out) / "results.csv").string();
+  rep.md_path = (fs::path(grid.out) / "results.md").string();
+  write_text_atomic(rep.csv_path, csv);
+  rep.markdown = results_markdown(grid, rep.results, rep.missing);
+  write_text_atomic(rep.md_path, rep.markdown);
+  return rep;
+}
+
+std::vector<std::string> plot_experiment(const ExperimentGrid& grid, const ExperimentReport& report) {
+  std::vector<std::string> written;
+  // Curves: per combination, the mean over its seeds at the steps every seed logged.
+  LinePanel loss{"training loss (mean over seeds)", "step", "cross-entropy (nats)", true, {}};
+  LinePanel val{"validation CE (mean over seeds)", "step", "cross-entropy (nats)", true, {}};
+  for (const std::string& g : grid.groups()) {
+    std::map<int64_t, std::vector<double>> l, e;
+    int runs = 0;
+    for (const GridCell& c : grid.cells()) {
+      const std::string path = (fs::path(c.dir) / "metrics.jsonl").string();
+      if (c.group != g || !fs::exists(path)) continue;
+      const RunMetrics m = read_metrics(path);
+      for (size_t i = 0; i < m.loss.size(); ++i) l[m.loss_step[i]].push_back(m.loss[i]);
+      for (size_t i = 0; i < m.eval_ce.size(); ++i) e[m.eval_step[i]].push_back(m.eval_ce[i]);
+      ++runs;
+    }
+    if (runs == 0) continue;
+    Series sl{g, {}, {}, false}, se{g, {}, {}, true};
+    for (const auto& [step, v] : l)
+      if (static_cast<int>(v.size()) == runs) sl.x.push_back(static_cast<double>(step)), sl.y.push_back(stat(v).mean);
+    for (const auto& [step, v] : e)
+      if (static_cast<int>(v.size()) == runs) se.x.push_back(static_cast<double>(step)), se.y.push_back(stat(v).mean);
+    loss.series.push_back(std::move(sl));
+    val.series.push_back(std::move(se));
+  }
+  if (!loss.series.empty()) {
+    const std::string png = (fs::path(grid.out) / "curves.png").string();
+    plot_lines({loss, val}, png);
+    written.push_back(png);
+  }
+  if (!report.results.empty()) {
+    const std::string png = (fs::path(grid.out) / "results.png").string();
+    plot_bars(results_bar_panels(report.results, grid.groups()), png);
+    written.push_back(png);
+  }
+  return written;
+}
+
+std::vector<BarPanel> results_bar_panels(const std::vector<CellResult>& results, std::vector<std::string> order) {
+  const auto groups = by_group(results);
+  for (const CellResult& r : results)
+    if (std::find(order.begin(), order.end(), r.group) == order.end()) order.push_back(r.group);
+  BarPanel quality{"quality (mean ± std over seeds; lower is better)", "", {"val CE", "val CER", "val WER", "gen CER"}, {}, {}, {}};
+  BarPanel time{"time (mean ± std over seeds)", "milliseconds", {"train ms/step", "inference ms/batch"}, {}, {}, {}};
+  const std::vector<double CellResult::*> qf = {&CellResult::val_ce, &CellResult::val_cer, &CellResult::val_wer,
+                                                &CellResult::gen_cer};
+  const std::vector<double CellResult::*> tf = {&CellResult::train_ms_per_step, &CellResult::infer_ms_per_batch};
+  for (const std::string& g : order) {
+    auto it = groups.find(g);
+    if (it == groups.end()) continue;
+    for (auto [panel, fields] : {std::pair{&quality, &qf}, std::pair{&time, &tf}}) {
+      panel->bars.push_back(g);
+      panel->mean.emplace_back();
+      panel->err.emplace_back();
+      for (auto f : *fields) {
+        const Stat s = group_stat(it->second, f);
+        panel->mean.back().push_back(s.mean);
+        panel->err.back().push_back(std::isfinite(s.sd) ? s.sd : 0.0);
+      }
+    }
+  }
+  return {quality, time};
+}
+
+std::vector<CellResult> read_results_csv(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  QISA_CHECK(in, "cannot read results table '" + path + "'", "pass OUT/results.csv of qisa experiment");
+  auto split = [](const std::string& line) {  // RFC 4180 fields on one line
+    std::vector<std::string> f{""};
+    bool quoted = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+      const char c = line[i];
+      if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') f.back() += '"', ++i;
+      else if (c == '"') quoted = !quoted;
+      else if (c == ',' && !quoted) f.emplace_back();
+      else if (c != '\r') f.back() += c;
+    }
+    return f;
+  };
+  std::string line;
+  QISA_CHECK(static_cast<bool>(std::getline(in, line)), "results table '" + path + "' is empty", "run qisa experiment --report");
+  const std::vector<std::string> head = split(line);
+  auto col = [&](const std::string& name) {
+    auto it = std::find(head.begin(), head.end(), name);
+    QISA_CHECK(it != head.end(), "results table '" + path + "' has no column '" + name + "'",
+               "pass a results.csv written by qisa experiment");
+    return static_cast<size_t>(it - head.begin());
+  };
+  const size_t c_cell = col("cell"), c_group = col("group"), c_seed = col("seed"), c_steps = col("steps");
+  std::vector<std::pair<double CellResult::*, size_t>> cols;
+  for (const auto& m : metrics()) cols.emplace_back(m.field, col(m.column));
+  std::vector<CellResult> out;
+  for (int64_t lineno = 2; std::getline(in, line); ++lineno) {
+    if (line.empty()) continue;
+    const std::vector<std::string> f = split(line);
+    QISA_CHECK(f.size() == head.size(), "results table '" + path + "' line " + std::to_string(lineno) + " has " +
+                                            std::to_string(f.size()) + " fields, the header " + std::to_string(head.size()),
+               "the file is damaged: run qisa experiment --report again");
+    CellResult r;
+    r.cell = f[c_cell];
+    r.group = f[c_group];
+    try {
+      r.seed = std::stoull(f[c_seed]);
+      r.steps = std::stoll(f[c_steps]);
+      for (const auto& [field, i] : cols)
+        r.*field = f[i].empty() ? std::numeric_limits<double>::quiet_NaN() : std::stod(f[i]);
+    } catch (const std::exception&) {
+      throw Error("results table '" + path + "' line " + std::to_string(lineno) + " has a field that is not a number",
+                  "the file is damaged: run qisa experiment --report again");
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace qisa
