@@ -39,7 +39,7 @@ struct GridEval {
   int64_t gen_prompts = 100;    // held-out prompts for the generation CER (0 = skip)
   int64_t gen_tokens = 32;      // greedy tokens per prompt
   int64_t probe_windows = 8;    // validation windows for the leak probe (0 = skip)
-  int64_t timing_repeats = 5;   // forward passes timed; the median is reported
+  int64_t timing_repeats = 5;   // forward passes timed after a warm-up pass; the median is reported
 };
 
 struct ExperimentGrid {

@@ -1,4 +1,4 @@
-// qisa experiment GRID.yaml [--cell K] [--list] [--report] [--slurm [--dry-run] [--sbatch-arg A]...]
+// qisa experiment GRID.yaml [--cell K] [--list] [--remeasure] [--report] [--slurm [--dry-run] [--sbatch-arg A]...]
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,7 +23,7 @@ struct Args {
   std::vector<std::string> set;
   std::vector<std::string> sbatch_args;
   int threads = 0;
-  bool list = false, report = false, slurm = false, dry_run = false, quiet = true;
+  bool list = false, report = false, slurm = false, dry_run = false, quiet = true, remeasure = false;
 };
 
 std::string sh_quote(const std::string& s) {
@@ -130,13 +130,13 @@ void run_cells(const ExperimentGrid& grid, const Args& a) {
       const CellState before = lead ? cell_state(grid, cell) : CellState::pending;
       if (lead) {
         std::printf("[%d/%zu] %s: %s%s\n", c.index + 1, all.size(), c.name.c_str(), to_string(before),
-                    before == CellState::finished ? ", skipped"
+                    before == CellState::finished ? (a.remeasure ? ", measuring again" : ", skipped")
                     : before == CellState::trained ? ", measuring"
                     : before == CellState::started ? ", resuming"
                                                    : ", training");
         std::fflush(stdout);
       }
-      if (!run_cell(grid, cell, *backend, comm, a.quiet)) {
+      if (!run_cell(grid, cell, *backend, comm, a.quiet, a.remeasure)) {
         if (lead) std::printf("stopped during %s; run the same command again to continue\n", c.name.c_str());
         return;
       }
@@ -165,6 +165,8 @@ void add_experiment(CLI::App& app) {
   cmd->add_option("--threads", a->threads, "CPU threads per rank (default: the cores this rank may use)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--list", a->list, "list the cells and their state (pending, started, trained, finished)");
+  cmd->add_flag("--remeasure", a->remeasure,
+                "measure finished cells again (their models are kept), e.g. for timings on a quiet machine");
   cmd->add_flag("--report", a->report, "only tabulate the finished cells (results.csv, results.md) and plot them");
   cmd->add_flag("--slurm", a->slurm, "submit the cells as a Slurm array job and the report as a job after it");
   cmd->add_flag("--dry-run", a->dry_run, "with --slurm: print the job scripts and sbatch commands, submit nothing");

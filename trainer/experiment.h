@@ -29,7 +29,7 @@ struct CellResult {
   double val_ce = 0, val_cer = 0, val_wer = 0;  // teacher-forced, eval.windows validation windows
   double gen_cer = std::numeric_limits<double>::quiet_NaN();  // greedy continuations (NaN: not measured)
   double train_ms_per_step = 0;     // median over the logged steps of metrics.jsonl
-  double infer_ms_per_batch = 0;    // median of eval.timing_repeats forward passes
+  double infer_ms_per_batch = 0;    // median of eval.timing_repeats forward passes after a warm-up pass
   int64_t infer_batch = 0;          // windows per timed forward pass
   double leak_max_abs_delta = std::numeric_limits<double>::quiet_NaN();  // qisa probe-leak (NaN: not measured)
   int threads = 0;                  // CPU threads of the measurements
@@ -52,9 +52,11 @@ CellState cell_state(const ExperimentGrid& grid, const GridCell& cell);
 // OUT/<cell>/result.json atomically.
 CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend);
 
-// Trains the cell when needed (collective; resumes), then rank 0 measures it. Returns false
-// when a stop signal ended the training early (the cell is left resumable).
-bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm, bool quiet);
+// Trains the cell when needed (collective; resumes), then rank 0 measures it; a finished cell
+// is skipped, or only measured again with `remeasure` (e.g. timings on a quiet machine).
+// Returns false when a stop signal ended the training early (the cell is left resumable).
+bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm, bool quiet,
+              bool remeasure = false);
 
 struct ExperimentReport {
   std::vector<CellResult> results;    // finished cells, in grid order

@@ -145,6 +145,15 @@ TEST_F(Experiment, ResultsMatchPerRunEvalAndFinishedCellsAreSkipped) {
   EXPECT_EQ(fs::last_write_time(out + "/qisa_reference_seed4/final.h5"), before);
   EXPECT_EQ(fs::last_write_time(out + "/qisa_reference_seed4/result.json"), before_result);
 
+  // --remeasure measures finished cells again without training: the same quality numbers.
+  auto re = experiment(g, "--remeasure --cell 3");
+  ASSERT_EQ(re.exit_code, 0) << re.output;
+  EXPECT_NE(re.output.find("qisa_reference_seed4: finished, measuring again"), std::string::npos) << re.output;
+  EXPECT_EQ(fs::last_write_time(out + "/qisa_reference_seed4/final.h5"), before);
+  EXPECT_NE(fs::last_write_time(out + "/qisa_reference_seed4/result.json"), before_result);
+  EXPECT_EQ(CellResult::from_json(test::read_file(out + "/qisa_reference_seed4/result.json"), "r").val_ce,
+            std::stod(rows[3].at("val_ce")));
+
   // A lost result.json is measured again from final.h5, without training.
   fs::remove(out + "/csa_causal_seed3/result.json");
   auto measure = experiment(g, "--cell csa_causal_seed3");
