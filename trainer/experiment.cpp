@@ -257,8 +257,10 @@ std::string show(const Stat& s) {
 std::string ratio(double value, double base, bool time) {
   if (!std::isfinite(value) || !std::isfinite(base) || value <= 0 || base <= 0) return "n/a";
   if (time) return fmt(value / base, "%.2f") + "x";
-  if (value <= base) return fmt(base / value, "%.3g") + "x lower";
-  return fmt(value / base, "%.3g") + "x higher";
+  const double r = value <= base ? base / value : value / base;
+  const std::string x = fmt(r, r >= 10 ? "%.1f" : "%.2f") + "x";
+  if (x == "1.00x") return "1.00x (level)";
+  return x + (value <= base ? " lower" : " higher");
 }
 
 std::map<std::string, std::vector<const CellResult*>> by_group(const std::vector<CellResult>& results) {
