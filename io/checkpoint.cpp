@@ -12,6 +12,7 @@
 #include "io/atomic_file.h"
 #include "io/fault.h"
 #include "io/hdf5.h"
+#include "io/vocabulary_file.h"
 #include "kernels/error.h"
 
 namespace qisa {
@@ -249,6 +250,15 @@ void CheckpointWriter::set_vocab(const std::vector<std::string>& vocab) {
   });
 }
 
+void CheckpointWriter::set_vocabulary(const Vocabulary& v) {
+  if (v.tokenizer != "gpt2") return set_vocab(v.tokens);
+  impl_->guarded([&] {
+    QISA_CHECK(!impl_->file.exists("/tokenizer"), "checkpoint " + q(path()) + ": the vocabulary is already written",
+               "call set_vocabulary once");
+    write_bpe_tables(impl_->file, v);
+  });
+}
+
 void CheckpointWriter::write_strings(const std::string& name, const std::vector<int64_t>& shape,
                                      const std::vector<std::string>& values) {
   impl_->guarded([&] {
@@ -404,6 +414,8 @@ std::vector<std::string> CheckpointReader::vocab() const {
   return impl_->file.read_strings("/tokenizer/vocab");
 }
 
+Vocabulary CheckpointReader::vocabulary() const { return read_stored_vocabulary(impl_->file); }
+
 std::vector<TensorSpec> CheckpointReader::tensors(const std::string& group) const {
   check_tensor_group(group);
   const h5::File& f = impl_->file;
@@ -473,8 +485,8 @@ void CheckpointReader::verify() const {
       current = "/pauli/" + name;
       f.read_strings(current);
     }
-    current = "/tokenizer/vocab";
-    vocab();
+    current = "/tokenizer";
+    vocabulary();
   } catch (const Error& e) {
     fail(e.what());
   }
@@ -564,7 +576,7 @@ CheckpointSummary inspect_checkpoint(const std::string& path) {
     }
     s.optim_tensors = static_cast<int64_t>(r.tensors("optim/m").size() + r.tensors("optim/v").size());
     s.string_datasets = static_cast<int64_t>(r.string_names().size());
-    s.vocab_size = static_cast<int64_t>(r.vocab().size());
+    s.vocab_size = static_cast<int64_t>(r.vocabulary().size());
   } catch (const Error& e) {
     s.checksum_error = one_line(e.message());  // damaged metadata; verify() names the place
   }

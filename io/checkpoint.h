@@ -3,8 +3,10 @@
 //                                                    whatever the ZeRO sharding; chunked (64 Ki
 //                                                    elements per chunk), fletcher32
 //   /pauli/<name>                                    [H, D] fixed-length strings, chunked, fletcher32
-//   /tokenizer/vocab                                 when known: fixed-length strings (UTF-8), chunked,
-//                                                    fletcher32
+//   /tokenizer/vocab                                 char tokenizer, when known: fixed-length strings
+//                                                    (UTF-8), chunked, fletcher32
+//   /tokenizer/encoder, /tokenizer/merges            gpt2 tokenizer: uint8, chunked, fletcher32
+//                                                    (io/vocabulary_file.h)
 //   /state attributes   step, epoch, samples_seen, tokens_seen, seed (uint64), world_size,
 //                       format_version, code_version, (RNG: counter-based, so step and seed are all)
 //   root attributes     kind = "qisa-checkpoint" (written last), format_version, config (resolved YAML)
@@ -22,6 +24,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "io/vocabulary.h"
 
 namespace qisa {
 
@@ -53,7 +57,8 @@ class CheckpointWriter {
 
   void set_config(const std::string& yaml);
   void set_state(const TrainState& s);
-  void set_vocab(const std::vector<std::string>& vocab);
+  void set_vocab(const std::vector<std::string>& vocab);  // char tokens
+  void set_vocabulary(const Vocabulary& v);               // any tokenizer (empty: not stored)
   void write_strings(const std::string& name, const std::vector<int64_t>& shape,
                      const std::vector<std::string>& values);  // /pauli/<name>
   // group: "params", "optim/m" or "optim/v". Creates the dataset; write_piece fills it.
@@ -83,7 +88,8 @@ class CheckpointReader {
   std::string config_yaml() const;
   std::string code_version() const;  // the qisa version that wrote it
   TrainState state() const;
-  std::vector<std::string> vocab() const;  // empty when absent
+  std::vector<std::string> vocab() const;  // char tokens; empty when absent
+  Vocabulary vocabulary() const;           // any tokenizer; empty when absent
   std::vector<TensorSpec> tensors(const std::string& group) const;  // name order
   std::vector<std::string> string_names() const;                   // /pauli members
   std::vector<std::string> read_strings(const std::string& name, std::vector<int64_t>* shape = nullptr) const;
@@ -127,7 +133,7 @@ struct CheckpointSummary {
   int64_t tensors = 0;          // datasets in /params
   int64_t optim_tensors = 0;    // datasets in /optim/m and /optim/v
   int64_t string_datasets = 0;  // datasets in /pauli
-  int64_t vocab_size = 0;       // entries of /tokenizer/vocab (0: not stored)
+  int64_t vocab_size = 0;       // tokens of the stored vocabulary (0: none stored)
   bool checksums_ok = false;    // verify() passed
   std::string checksum_error;   // why not, one line
 };

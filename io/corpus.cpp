@@ -9,10 +9,14 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "io/atomic_file.h"
+#include "io/bpe.h"
+#include "io/gpt2_files.h"
 #include "io/hdf5.h"
 #include "io/tokenizer.h"
+#include "io/vocabulary_file.h"
 #include "kernels/error.h"
 
 namespace qisa {
@@ -21,7 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kSupportedTokenizers = "char";
+constexpr const char* kSupportedTokenizers = "char, gpt2";
 constexpr hsize_t kChunkTokens = hsize_t{1} << 16;  // 64 Ki tokens: small enough for window reads
 constexpr char32_t kCodePointLimit = 0x110000;
 
@@ -48,32 +52,35 @@ std::string cannot(const PrepareOptions& opt) { return "cannot prepare corpus " 
 void check_options(const PrepareOptions& opt) {
   QISA_CHECK(!opt.out.empty(), "qisa prepare: no output path given", "pass the corpus path with --out, e.g. data/corpus.h5");
   QISA_CHECK(!opt.inputs.empty(), cannot(opt) + "no input files given", "pass one or more text files with --input");
-  QISA_CHECK(opt.tokenizer == "char",
+  QISA_CHECK(opt.tokenizer == "char" || opt.tokenizer == "gpt2",
              cannot(opt) + "tokenizer " + q(opt.tokenizer) + " is not supported (supported: " + kSupportedTokenizers + ")",
-             "use --tokenizer char");
+             "use --tokenizer char (one token per character) or --tokenizer gpt2 (GPT-2's BPE)");
+  QISA_CHECK(opt.doc_separator.empty() || opt.tokenizer == "gpt2",
+             cannot(opt) + "--doc-separator needs --tokenizer gpt2 (the char tokenizer has no end-of-text token)",
+             "drop --doc-separator, or use --tokenizer gpt2");
   QISA_CHECK(opt.val_fraction >= 0.0 && opt.val_fraction < 1.0,  // also rejects NaN
              cannot(opt) + "--val-fraction " + g(opt.val_fraction) + " is outside [0, 1)",
              "use e.g. 0.1 (the last 10% of the tokens), or 0 for no validation split");
 }
 
 // Fail before reading anything when the corpus could not be written anyway.
-void check_output(const PrepareOptions& opt) {
-  const fs::path out(opt.out);
+void check_output_path(const std::string& out_path, const std::vector<std::string>& inputs) {
+  const fs::path out(out_path);
   std::error_code ec;
-  QISA_CHECK(!fs::is_directory(out, ec), "cannot write corpus " + q(opt.out) + ": it is a directory",
+  QISA_CHECK(!fs::is_directory(out, ec), "cannot write corpus " + q(out_path) + ": it is a directory",
              "pass a file name, e.g. --out " + (out / "corpus.h5").string());
   const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   QISA_CHECK(fs::exists(dir, ec),
-             "cannot write corpus " + q(opt.out) + ": directory " + q(dir.string()) + " does not exist",
+             "cannot write corpus " + q(out_path) + ": directory " + q(dir.string()) + " does not exist",
              "create it first (mkdir -p " + dir.string() + ")");
   QISA_CHECK(fs::is_directory(dir, ec),
-             "cannot write corpus " + q(opt.out) + ": " + q(dir.string()) + " is not a directory",
+             "cannot write corpus " + q(out_path) + ": " + q(dir.string()) + " is not a directory",
              "choose an output path inside a directory");
   QISA_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0,
-             "cannot write corpus " + q(opt.out) + ": directory " + q(dir.string()) + " is not writable",
+             "cannot write corpus " + q(out_path) + ": directory " + q(dir.string()) + " is not writable",
              "choose an output directory you can write to");
-  for (const auto& in : opt.inputs)
-    QISA_CHECK(!fs::equivalent(out, in, ec), cannot(opt) + "it is also an input",
+  for (const auto& in : inputs)
+    QISA_CHECK(!fs::equivalent(out, in, ec), "cannot prepare corpus " + q(out_path) + ": it is also an input",
                "write the corpus to a new .h5 file; the input text would be replaced");
 }
 
@@ -135,10 +142,11 @@ int64_t train_count(const PrepareOptions& opt, int64_t n) {
   return n_train;
 }
 
-// ------------------------------------------------------------------ prepare: output
+// ------------------------------------------------------------------ prepare: tokens
 
+// T: uint16_t when the vocabulary fits, to halve the memory of large corpora.
 template <typename T>
-std::vector<T> encode_all(const std::vector<InputText>& texts, const CharTokenizer& tok, int64_t n) {
+std::vector<T> encode_char(const std::vector<InputText>& texts, const CharTokenizer& tok, int64_t n) {
   std::vector<T> ids;
   ids.reserve(static_cast<size_t>(n));
   for (const auto& t : texts) {
@@ -151,26 +159,44 @@ std::vector<T> encode_all(const std::vector<InputText>& texts, const CharTokeniz
   return ids;
 }
 
-template <typename T>
-void write_corpus(const PrepareOptions& opt, const CharTokenizer& tok, const std::vector<T>& ids, int64_t n_train) {
-  const hid_t stored = sizeof(T) == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
-  const auto n_val = static_cast<hsize_t>(ids.size()) - static_cast<hsize_t>(n_train);
-  AtomicFile out(opt.out);  // removes the temporary unless commit() is reached
-  {
-    h5::File f(out.tmp_path(), h5::File::Mode::create);
-    f.set_attr("/", "format_version", kCorpusFormatVersion);
-    f.set_attr("/", "vocab_size", tok.size());
-    f.set_attr("/", "tokenizer", opt.tokenizer);
-    f.set_attr("/", "val_fraction", opt.val_fraction);
-    h5::WriteOptions w;
-    w.chunk = kChunkTokens;
-    w.fletcher32 = true;
-    f.write_as<T>("/train/tokens", stored, ids.data(), {static_cast<hsize_t>(n_train)}, w);
-    f.write_as<T>("/val/tokens", stored, ids.data() + n_train, {n_val}, w);  // empty: contiguous
-    f.write_strings("/tokenizer/vocab", tok.vocab(), {static_cast<hsize_t>(tok.size())});
-    f.close();
+void check_utf8(const InputText& in) {
+  for (size_t pos = 0; pos < in.bytes.size();) {
+    char32_t cp;
+    const size_t len = decode_utf8_at(in.bytes, pos, &cp);
+    QISA_CHECK(len > 0, "input " + q(in.path) + " is not valid UTF-8: " + position(in.bytes, pos),
+               "convert it to UTF-8, e.g. iconv -f latin1 -t utf-8 " + in.path + " > " + in.path + ".utf8");
+    pos += len;
   }
-  out.commit();
+}
+
+// Each input is a document, or each part of one between separators (empty parts skipped);
+// <|endoftext|> goes between documents, as GPT-2's training data has it.
+std::vector<int32_t> encode_gpt2(const std::vector<InputText>& texts, const Vocabulary& vocab,
+                                 const std::string& separator, int64_t* documents) {
+  Gpt2Bpe bpe(vocab.tokens, vocab.merges, "the GPT-2 vocabulary");
+  std::vector<int32_t> ids;
+  size_t bytes = 0;
+  for (const auto& t : texts) bytes += t.bytes.size();
+  ids.reserve(bytes / 3);  // English runs at ~3.3 bytes per token
+  *documents = 0;
+  auto add = [&](std::string_view doc) {
+    if (doc.empty()) return;
+    if ((*documents)++ > 0) ids.push_back(bpe.end_of_text());
+    bpe.encode(doc, &ids);
+  };
+  for (const auto& t : texts) {
+    check_utf8(t);
+    const std::string_view text(t.bytes);
+    if (separator.empty()) {
+      add(text);
+      continue;
+    }
+    size_t start = 0;
+    for (size_t at; (at = text.find(separator, start)) != std::string_view::npos; start = at + separator.size())
+      add(text.substr(start, at - start));
+    add(text.substr(start));
+  }
+  return ids;
 }
 
 // ------------------------------------------------------------------ reading
@@ -223,17 +249,22 @@ CorpusInfo read_info(const h5::File& f) {
   info.tokenizer = f.attr_string("/", "tokenizer");
   QISA_CHECK(info.vocab_size >= 1, "corpus " + q(path) + " has vocab_size " + std::to_string(info.vocab_size),
              rerun_hint(path));
-  QISA_CHECK(info.tokenizer == "char",
+  QISA_CHECK(info.tokenizer == "char" || info.tokenizer == "gpt2",
              "corpus " + q(path) + " uses tokenizer " + q(info.tokenizer) + ", which this qisa does not support (supported: " +
                  kSupportedTokenizers + ")",
              rerun_hint(path));
-  QISA_CHECK(f.exists("/tokenizer/vocab"), "corpus " + q(path) + " has no dataset /tokenizer/vocab",
-             rerun_hint(path));
-  const auto vdims = f.dims("/tokenizer/vocab");
-  QISA_CHECK(vdims.size() == 1 && static_cast<int64_t>(vdims[0]) == info.vocab_size,
-             "corpus " + q(path) + ": /tokenizer/vocab does not have vocab_size = " + std::to_string(info.vocab_size) +
-                 " entries",
-             rerun_hint(path));
+  if (info.tokenizer == "char") {
+    QISA_CHECK(f.exists("/tokenizer/vocab"), "corpus " + q(path) + " has no dataset /tokenizer/vocab",
+               rerun_hint(path));
+    const auto vdims = f.dims("/tokenizer/vocab");
+    QISA_CHECK(vdims.size() == 1 && static_cast<int64_t>(vdims[0]) == info.vocab_size,
+               "corpus " + q(path) + ": /tokenizer/vocab does not have vocab_size = " + std::to_string(info.vocab_size) +
+                   " entries",
+               rerun_hint(path));
+  } else {
+    for (const char* ds : {"/tokenizer/encoder", "/tokenizer/merges"})
+      QISA_CHECK(f.exists(ds), "corpus " + q(path) + " uses tokenizer 'gpt2' but has no dataset " + ds, rerun_hint(path));
+  }
   info.train_tokens = split_length(f, "train");
   info.val_tokens = split_length(f, "val");
   QISA_CHECK(info.train_tokens >= 1, "corpus " + q(path) + " has an empty train split", rerun_hint(path));
@@ -261,39 +292,139 @@ std::vector<int32_t> read_split(const std::string& path, const std::string& spli
   return ids;
 }
 
-std::vector<std::string> read_vocab(const std::string& path) {
+Vocabulary read_vocabulary(const std::string& path) {
   const h5::File f = open_corpus(path);
-  read_info(f);
-  std::vector<std::string> vocab = f.read_strings("/tokenizer/vocab");
+  const CorpusInfo info = read_info(f);
+  Vocabulary v = read_stored_vocabulary(f);
+  QISA_CHECK(v.tokenizer == info.tokenizer && v.size() == info.vocab_size,
+             "corpus " + q(path) + " has tokenizer " + q(info.tokenizer) + " and vocab_size " +
+                 std::to_string(info.vocab_size) + " but stores a " + q(v.tokenizer) + " vocabulary of " +
+                 std::to_string(v.size()) + " tokens",
+             rerun_hint(path));
   try {
-    CharTokenizer check(vocab);  // one character per entry, sorted by code point
+    make_codec(v, "corpus " + q(path));  // char: one character per entry, sorted by code point
   } catch (const Error& e) {
-    throw Error("corpus " + q(path) + ": " + e.what(), rerun_hint(path));
+    throw Error(e.what(), rerun_hint(path));
   }
-  return vocab;
+  return v;
+}
+
+std::vector<std::string> read_vocab(const std::string& path) { return read_vocabulary(path).tokens; }
+
+void check_corpus_output(const std::string& out, const std::vector<std::string>& inputs) {
+  QISA_CHECK(!out.empty(), "qisa prepare: no output path given", "pass the corpus path with --out, e.g. data/corpus.h5");
+  check_output_path(out, inputs);
 }
 
 PrepareResult prepare_corpus(const PrepareOptions& opt) {
   check_options(opt);
-  check_output(opt);
+  check_corpus_output(opt.out, opt.inputs);
+  // The GPT-2 files first: a missing vocabulary should not wait for gigabytes of input.
+  Vocabulary vocab;
+  if (opt.tokenizer == "gpt2") vocab = load_gpt2_vocabulary(opt.gpt2_dir);
   std::vector<InputText> texts;
   PrepareResult r;
   for (const auto& path : opt.inputs) {
     texts.push_back({path, read_input(path)});
     r.bytes_read += static_cast<int64_t>(texts.back().bytes.size());
   }
-  std::vector<bool> seen(kCodePointLimit, false);
-  int64_t n = 0;
-  for (const auto& t : texts) n += scan_input(t, seen);
-  const CharTokenizer tok = tokenizer_from(seen);
-  r.vocab_size = tok.size();
+  std::vector<uint16_t> ids16;
+  std::vector<int32_t> ids32;
+  if (opt.tokenizer == "char") {
+    std::vector<bool> seen(kCodePointLimit, false);
+    int64_t n = 0;
+    for (const auto& t : texts) n += scan_input(t, seen);
+    const CharTokenizer tok = tokenizer_from(seen);
+    vocab = char_vocabulary(tok.vocab());
+    if (tok.size() <= 65536)
+      ids16 = encode_char<uint16_t>(texts, tok, n);
+    else
+      ids32 = encode_char<int32_t>(texts, tok, n);
+  } else {
+    ids32 = encode_gpt2(texts, vocab, opt.doc_separator, &r.documents);
+  }
+  r.vocab_size = vocab.size();
+  const auto n = static_cast<int64_t>(ids16.size() + ids32.size());
   r.train_tokens = train_count(opt, n);
   r.val_tokens = n - r.train_tokens;
-  if (tok.size() <= 65536)
-    write_corpus(opt, tok, encode_all<uint16_t>(texts, tok, n), r.train_tokens);
-  else
-    write_corpus(opt, tok, encode_all<uint32_t>(texts, tok, n), r.train_tokens);
+  CorpusWriter w(opt.out, vocab, r.train_tokens, r.val_tokens);
+  w.set_attr("val_fraction", opt.val_fraction);
+  w.set_attr("source", std::string("text"));
+  w.append(ids16.data(), ids16.size());
+  w.append(ids32.data(), ids32.size());
+  w.commit();
   return r;
+}
+
+// ------------------------------------------------------------------ CorpusWriter
+
+struct CorpusWriter::Impl {
+  AtomicFile atomic;  // removes the temporary unless commit() is reached
+  h5::File file;
+  std::optional<h5::Dataset> train, val;
+  int64_t n_train, n_val, written = 0;
+  Impl(const std::string& out, int64_t t, int64_t v)
+      : atomic(out), file(atomic.tmp_path(), h5::File::Mode::create), n_train(t), n_val(v) {}
+
+  void append(hid_t mem_type, size_t elem_bytes, const void* data, size_t n) {
+    QISA_CHECK(static_cast<int64_t>(n) <= n_train + n_val - written,
+               "corpus " + q(atomic.final_path()) + ": " + std::to_string(written + static_cast<int64_t>(n)) +
+                   " tokens appended to splits of " + std::to_string(n_train) + " + " + std::to_string(n_val),
+               "this is a bug in the caller");
+    const auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const bool to_train = written < n_train;
+      const int64_t room = to_train ? n_train - written : n_train + n_val - written;
+      const auto k = std::min<size_t>(n, static_cast<size_t>(room));
+      const int64_t at = to_train ? written : written - n_train;
+      (to_train ? *train : *val).write_flat_raw(static_cast<hsize_t>(at), k, mem_type, p);
+      written += static_cast<int64_t>(k);
+      p += k * elem_bytes;
+      n -= k;
+    }
+  }
+};
+
+CorpusWriter::CorpusWriter(const std::string& out, const Vocabulary& vocab, int64_t train_tokens, int64_t val_tokens)
+    : impl_(std::make_unique<Impl>(out, train_tokens, val_tokens)) {
+  QISA_CHECK(train_tokens >= 1 && val_tokens >= 0 && !vocab.empty(),
+             "corpus " + q(out) + ": cannot write " + std::to_string(train_tokens) + " train and " +
+                 std::to_string(val_tokens) + " val tokens over " + std::to_string(vocab.size()) + " token ids",
+             "this is a bug in the caller");
+  h5::File& f = impl_->file;
+  f.set_attr("/", "format_version", kCorpusFormatVersion);
+  f.set_attr("/", "vocab_size", vocab.size());
+  f.set_attr("/", "tokenizer", vocab.tokenizer);
+  const hid_t stored = vocab.size() <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
+  h5::WriteOptions w;
+  w.chunk = kChunkTokens;
+  w.fletcher32 = true;
+  impl_->train.emplace(f.create_dataset("/train/tokens", stored, {static_cast<hsize_t>(train_tokens)}, w));
+  impl_->val.emplace(f.create_dataset("/val/tokens", stored, {static_cast<hsize_t>(val_tokens)}, w));  // empty: contiguous
+  if (vocab.tokenizer == "gpt2")
+    write_bpe_tables(f, vocab);
+  else
+    f.write_strings("/tokenizer/vocab", vocab.tokens, {static_cast<hsize_t>(vocab.size())});
+}
+
+CorpusWriter::~CorpusWriter() = default;
+
+void CorpusWriter::set_attr(const std::string& name, double value) { impl_->file.set_attr("/", name, value); }
+void CorpusWriter::set_attr(const std::string& name, const std::string& value) { impl_->file.set_attr("/", name, value); }
+
+void CorpusWriter::append(const int32_t* ids, size_t n) { impl_->append(H5T_NATIVE_INT32, sizeof *ids, ids, n); }
+void CorpusWriter::append(const uint16_t* ids, size_t n) { impl_->append(H5T_NATIVE_UINT16, sizeof *ids, ids, n); }
+
+void CorpusWriter::commit() {
+  Impl& m = *impl_;
+  QISA_CHECK(m.written == m.n_train + m.n_val,
+             "corpus " + q(m.atomic.final_path()) + ": " + std::to_string(m.written) + " of " +
+                 std::to_string(m.n_train + m.n_val) + " tokens written",
+             "this is a bug in the caller");
+  m.train->close();
+  m.val->close();
+  m.file.close();
+  m.atomic.commit();
 }
 
 }  // namespace qisa

@@ -4,6 +4,7 @@
 
 #include "io/atomic_file.h"
 #include "io/hdf5.h"
+#include "io/vocabulary_file.h"
 #include "kernels/error.h"
 
 namespace qisa {
@@ -36,8 +37,10 @@ void write_model_file(const std::string& path, const ModelFile& m) {
       for (const auto& v : s.values) len = std::max(len, v.size());
       f.write_strings("/pauli/" + s.name, s.values, to_dims(s.shape), len);
     }
-    if (!m.vocab.empty())
-      f.write_strings("/tokenizer/vocab", m.vocab, {static_cast<hsize_t>(m.vocab.size())});
+    if (m.vocab.tokenizer == "gpt2")
+      write_bpe_tables(f, m.vocab);
+    else if (!m.vocab.empty())
+      f.write_strings("/tokenizer/vocab", m.vocab.tokens, {static_cast<hsize_t>(m.vocab.size())});
     f.close();
   }
   out.commit();
@@ -74,7 +77,7 @@ ModelFile read_model_file(const std::string& path) {
       m.pauli.push_back(std::move(s));
     }
   }
-  if (f.exists("/tokenizer/vocab")) m.vocab = f.read_strings("/tokenizer/vocab");
+  m.vocab = read_stored_vocabulary(f);
   return m;
 }
 

@@ -2,7 +2,8 @@
 // it was trained.
 //   /params/<canonical name>   float32 in SPEC §3 shapes, fletcher32
 //   /pauli/<name>              fixed-length ASCII strings [H, D] (qisa, qisa_a)
-//   /tokenizer/vocab           the corpus vocabulary (UTF-8 strings), when known
+//   /tokenizer/...             the corpus's tokenizer, when known (io/vocabulary_file.h: char
+//                              /tokenizer/vocab strings; gpt2 /tokenizer/encoder and /merges)
 //   root attributes            kind = "qisa-model", format_version, code_version,
 //                              config (the resolved YAML), step
 // Written atomically (temp file, fsync, rename, fsync dir).
@@ -10,6 +11,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "io/vocabulary.h"
 
 namespace qisa {
 
@@ -32,7 +35,7 @@ struct ModelFile {
   int64_t step = 0;
   std::vector<NamedTensor> params;
   std::vector<NamedStrings> pauli;
-  std::vector<std::string> vocab;   // empty: not stored
+  Vocabulary vocab;                 // empty: not stored
 };
 
 void write_model_file(const std::string& path, const ModelFile& m);

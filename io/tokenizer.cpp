@@ -41,6 +41,41 @@ size_t decode_utf8_at(std::string_view text, size_t pos, char32_t* cp) {
   return len;
 }
 
+std::string replace_invalid_utf8(std::string_view bytes) {
+  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  out.reserve(bytes.size());
+  const size_t n = bytes.size();
+  for (size_t pos = 0; pos < n;) {
+    const auto b0 = static_cast<unsigned char>(bytes[pos]);
+    if (b0 < 0x80) {
+      out += static_cast<char>(b0);
+      ++pos;
+      continue;
+    }
+    // The WHATWG state machine: the lead byte fixes the length and the range of the first
+    // continuation byte (which excludes overlong forms, surrogates and > U+10FFFF); the
+    // subsequence ends at the first byte out of range, which is then read again as a lead.
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b0 >= 0xC2 && b0 <= 0xDF) need = 1;
+    else if (b0 >= 0xE0 && b0 <= 0xEF) { need = 2; if (b0 == 0xE0) lo = 0xA0; if (b0 == 0xED) hi = 0x9F; }
+    else if (b0 >= 0xF0 && b0 <= 0xF4) { need = 3; if (b0 == 0xF0) lo = 0x90; if (b0 == 0xF4) hi = 0x8F; }
+    else { out += kReplacement; ++pos; continue; }
+    size_t k = 1;
+    for (; k <= need && pos + k < n; ++k) {
+      const auto b = static_cast<unsigned char>(bytes[pos + k]);
+      if (b < lo || b > hi) break;
+      lo = 0x80;
+      hi = 0xBF;
+    }
+    if (k == need + 1) out.append(bytes.substr(pos, k));
+    else out += kReplacement;
+    pos += k;
+  }
+  return out;
+}
+
 std::optional<std::vector<char32_t>> decode_utf8(std::string_view text, size_t* bad_offset) {
   std::vector<char32_t> out;
   out.reserve(text.size());

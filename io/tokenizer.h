@@ -18,6 +18,11 @@ std::string encode_utf8(char32_t cp);
 // callers stream over large texts without materialising a code-point vector.
 size_t decode_utf8_at(std::string_view text, size_t pos, char32_t* cp);
 
+// Bytes -> valid UTF-8, each maximal ill-formed subsequence replaced by one U+FFFD: the
+// WHATWG decoder's rule (TextDecoder, which the npm GPT-2 decoder uses), also Python's
+// bytes.decode(errors="replace"). Valid input comes back unchanged.
+std::string replace_invalid_utf8(std::string_view bytes);
+
 class CharTokenizer {
  public:
   // Vocabulary from the distinct code points of `text` (must be valid UTF-8), sorted.

@@ -39,6 +39,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_bench_tokenizer(*bench);
   cmd->callback([args] {
     std::vector<std::string> ov = args->overrides;
     ov.push_back("train.steps=" + std::to_string(args->steps + args->warmup));

@@ -46,7 +46,7 @@ void add_eval(CLI::App& app) {
                "corpus '" + args->data + "' has vocab_size " + std::to_string(info.vocab_size) + ", model '" + args->model +
                    "' has " + std::to_string(m.config.model.vocab_size),
                "evaluate on the corpus the model was trained on");
-    const std::vector<std::string> vocab = read_vocab(args->data);
+    const Vocabulary vocab = read_vocabulary(args->data);
     QISA_CHECK(m.vocab.empty() || m.vocab == vocab,
                "corpus '" + args->data + "' has a different vocabulary from the one model '" + args->model + "' was trained on",
                "evaluate on the corpus the model was trained on");

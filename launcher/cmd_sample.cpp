@@ -1,7 +1,7 @@
 // qisa sample MODEL [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
 #include <cstdio>
 
-#include "io/tokenizer.h"
+#include "io/vocabulary.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
 #include "trainer/generate.h"
@@ -18,7 +18,9 @@ void add_sample(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("model", args->model, "model file (RUN_DIR/final.h5) or checkpoint")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--prompt", args->prompt, "text to continue (its characters must be in the model's vocabulary)")
+  cmd->add_option("--prompt", args->prompt,
+                  "text to continue, encoded with the model's tokenizer (char: its characters must be in the "
+                  "vocabulary; gpt2: any UTF-8 text)")
       ->capture_default_str();
   cmd->add_option("--tokens", args->opt.tokens, "tokens to generate")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--temperature", args->opt.temperature, "softmax temperature (> 0)")
@@ -35,11 +37,15 @@ void add_sample(CLI::App& app) {
     LoadedModel m = load_model(args->model, *backend, 1);
     QISA_CHECK(!m.vocab.empty(), "'" + args->model + "' holds no vocabulary to encode the prompt with",
                "sample from a model written by this version of qisa train");
-    const CharTokenizer tok(m.vocab);
+    QISA_CHECK(m.vocab.size() == m.config.model.vocab_size,
+               "'" + args->model + "' has a vocabulary of " + std::to_string(m.vocab.size()) + " tokens but the model " +
+                   std::to_string(m.config.model.vocab_size),
+               "the file is corrupt: train the model again");
+    const std::unique_ptr<TextCodec> tok = make_codec(m.vocab, "'" + args->model + "'");
     QISA_CHECK(!args->prompt.empty(), "the prompt is empty", "pass --prompt with at least one character");
-    const std::vector<int32_t> prompt = tok.encode(args->prompt);
+    const std::vector<int32_t> prompt = tok->encode(args->prompt);
     const std::vector<int32_t> out = generate(*m.model, prompt, args->opt);
-    std::printf("%s%s\n", args->prompt.c_str(), tok.decode(out).c_str());
+    std::printf("%s%s\n", args->prompt.c_str(), tok->decode(out.data(), out.size()).c_str());
   });
 }
 

@@ -10,6 +10,7 @@ void add_train(CLI::App& app);        // cmd_train.cpp
 void add_eval(CLI::App& app);         // cmd_eval.cpp
 void add_probe_leak(CLI::App& app);   // cmd_probe_leak.cpp
 void add_bench(CLI::App& app);        // cmd_bench.cpp
+void add_bench_tokenizer(CLI::App& bench);  // cmd_bench_tokenizer.cpp (under qisa bench)
 void add_sample(CLI::App& app);       // cmd_sample.cpp
 void add_launch(CLI::App& app);       // cmd_launch.cpp
 void add_info(CLI::App& app);         // cmd_info.cpp

@@ -39,7 +39,7 @@ void Trainer::save_checkpoint(const std::string& path) {
     st.seed = cfg_.train.seed;
     st.world_size = world_;
     w->set_state(st);
-    w->set_vocab(vocab_);
+    w->set_vocabulary(vocab_);
     const ModelConfig& m = cfg_.model;
     if (m.attention != AttentionKind::csa)
       for (int l = 0; l < m.n_layer; ++l)
@@ -101,7 +101,7 @@ void Trainer::load_checkpoint(const std::string& path, const std::function<void(
                "resume with the model configuration the checkpoint was trained with, or start a new run (train.resume=never)");
     if (warn) warn("resuming with " + key + " = " + now + " (the checkpoint was written with " + then + ")");
   }
-  const std::vector<std::string> saved_vocab = r.vocab();
+  const Vocabulary saved_vocab = r.vocabulary();
   QISA_CHECK(saved_vocab.empty() || saved_vocab == vocab_,
              "checkpoint '" + path + "' was trained on a corpus with another vocabulary than '" + cfg_.data.corpus + "'",
              "resume on the corpus the checkpoint was trained on");

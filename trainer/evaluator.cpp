@@ -19,21 +19,10 @@ bool is_space(char32_t c) {
 
 }  // namespace
 
-std::vector<std::u32string> vocab_code_points(const std::vector<std::string>& vocab) {
-  std::vector<std::u32string> out;
-  out.reserve(vocab.size());
-  for (const auto& s : vocab) {
-    auto cps = decode_utf8(s);
-    QISA_CHECK(cps.has_value(), "vocabulary entry is not valid UTF-8", "the corpus file is damaged; re-run qisa prepare");
-    out.emplace_back(cps->begin(), cps->end());
-  }
-  return out;
-}
-
-std::u32string decode_ids(const std::vector<std::u32string>& vocab, const int32_t* ids, int64_t n) {
-  std::u32string s;
-  for (int64_t i = 0; i < n; ++i) s += vocab[static_cast<size_t>(ids[i])];
-  return s;
+std::u32string decode_ids(const TextCodec& codec, const int32_t* ids, int64_t n) {
+  const auto cps = decode_utf8(codec.decode(ids, static_cast<size_t>(n)));  // always valid UTF-8
+  QISA_CHECK(cps.has_value(), "decoded text is not valid UTF-8", "this is a bug in the tokenizer");
+  return std::u32string(cps->begin(), cps->end());
 }
 
 std::vector<std::u32string> split_words(const std::u32string& s) {
@@ -81,7 +70,7 @@ EvalResult EvalSums::finish() const {
 }
 
 EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t first, int64_t count,
-                        const std::vector<std::string>& vocab) {
+                        const Vocabulary& vocab) {
   const int T = model.config().block_size;
   const int64_t V = model.config().vocab_size;
   QISA_CHECK(static_cast<int64_t>(vocab.size()) == V,
@@ -91,7 +80,7 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
              "eval windows [" + std::to_string(first) + ", " + std::to_string(first + count) + ") do not fit in " +
                  std::to_string(split.size()) + " tokens",
              "this is a bug in the caller");
-  const std::vector<std::u32string> cps = vocab_code_points(vocab);
+  const std::unique_ptr<TextCodec> codec = make_codec(vocab, "the evaluation corpus");
   EvalSums r;
   const int64_t batch = std::max<int64_t>(1, std::min(model.max_batch(), count));  // windows per forward
   std::vector<int32_t> x, y, pred(static_cast<size_t>(T));
@@ -122,8 +111,8 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
         const float* row = logits.data() + (b * T + t) * V;
         pred[t] = static_cast<int32_t>(std::max_element(row, row + V) - row);
       }
-      const std::u32string got = decode_ids(cps, pred.data(), T);
-      const std::u32string want = decode_ids(cps, y.data() + b * T, T);
+      const std::u32string got = decode_ids(*codec, pred.data(), T);
+      const std::u32string want = decode_ids(*codec, y.data() + b * T, T);
       r.cer += static_cast<double>(edit_distance(got, want)) / static_cast<double>(std::max<size_t>(want.size(), 1));
       const auto want_words = split_words(want);
       if (!want_words.empty()) {
@@ -138,8 +127,7 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
   return r;
 }
 
-EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
-                    const std::vector<std::string>& vocab) {
+EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows, const Vocabulary& vocab) {
   const int T = model.config().block_size;
   return evaluate_range(model, split, 0, eval_windows(static_cast<int64_t>(split.size()), T, windows), vocab).finish();
 }

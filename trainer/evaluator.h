@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "io/edit_distance.h"
+#include "io/vocabulary.h"
 #include "trainer/model.h"
 
 namespace qisa {
@@ -38,18 +39,16 @@ struct EvalSums {
 int64_t eval_windows(int64_t split_tokens, int T, int64_t wanted);
 
 // Scores windows [first, first + count) of `split` (window w = tokens [w*T, w*T + T]).
-// `vocab` decodes ids to text (index = id).
+// `vocab` decodes ids to text for CER and WER.
 EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t first, int64_t count,
-                        const std::vector<std::string>& vocab);
+                        const Vocabulary& vocab);
 
 // The first min(windows, available) windows of the split, on one process.
-EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows,
-                    const std::vector<std::string>& vocab);
+EvalResult evaluate(GPT& model, const std::vector<int32_t>& split, int64_t windows, const Vocabulary& vocab);
 
-// Code points of each vocabulary entry (one each for the char tokenizer); index = token id.
-std::vector<std::u32string> vocab_code_points(const std::vector<std::string>& vocab);
-// The text of token ids as code points.
-std::u32string decode_ids(const std::vector<std::u32string>& vocab, const int32_t* ids, int64_t n);
+// The text of token ids as code points, what CER and WER compare: char ids are characters;
+// gpt2 ids are bytes, read as UTF-8 (a character cut at either end of the ids is U+FFFD).
+std::u32string decode_ids(const TextCodec& codec, const int32_t* ids, int64_t n);
 
 // Words of a code-point string, split on Unicode whitespace (as Python's str.split()).
 std::vector<std::u32string> split_words(const std::u32string& s);

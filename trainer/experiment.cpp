@@ -137,7 +137,7 @@ CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backen
                  std::to_string(cfg.train.steps) + " steps",
              "run the cell again (it resumes from its checkpoints)");
   const std::vector<int32_t> val = read_split(cfg.data.corpus, "val");
-  const std::vector<std::string> vocab = read_vocab(cfg.data.corpus);
+  const Vocabulary vocab = read_vocabulary(cfg.data.corpus);
 
   CellResult r;
   r.cell = cell.name;

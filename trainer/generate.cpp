@@ -80,7 +80,7 @@ std::string GenerationScore::to_json() const {
 }
 
 GenerationScore generation_cer(GPT& model, const std::vector<int32_t>& split, int64_t prompts, int64_t tokens,
-                               const std::vector<std::string>& vocab) {
+                               const Vocabulary& vocab) {
   const int T = model.config().block_size;
   const int64_t n = static_cast<int64_t>(split.size());
   QISA_CHECK(prompts >= 1 && tokens >= 1, "generation CER needs at least one prompt and one token",
@@ -89,7 +89,7 @@ GenerationScore generation_cer(GPT& model, const std::vector<int32_t>& split, in
              "the split has " + std::to_string(n) + " tokens, fewer than a prompt of block_size " + std::to_string(T) +
                  " plus " + std::to_string(tokens) + " continuation tokens",
              "use fewer --gen-tokens or a larger split");
-  const std::vector<std::u32string> cps = vocab_code_points(vocab);
+  const std::unique_ptr<TextCodec> codec = make_codec(vocab, "the evaluation corpus");
   SampleOptions opt;
   opt.greedy = true;
   GenerationScore r;
@@ -108,8 +108,8 @@ GenerationScore generation_cer(GPT& model, const std::vector<int32_t>& split, in
     }
     continue_batch(model, seqs, tokens, opt, p0);
     for (int64_t b = 0; b < B; ++b) {
-      const std::u32string got = decode_ids(cps, seqs[b].data() + T, tokens);
-      const std::u32string want = decode_ids(cps, split.data() + offs[b] + T, tokens);
+      const std::u32string got = decode_ids(*codec, seqs[b].data() + T, tokens);
+      const std::u32string want = decode_ids(*codec, split.data() + offs[b] + T, tokens);
       sum += static_cast<double>(edit_distance(got, want)) / static_cast<double>(std::max<size_t>(want.size(), 1));
     }
   }

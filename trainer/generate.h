@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "io/vocabulary.h"
 #include "trainer/model.h"
 
 namespace qisa {
@@ -31,6 +32,6 @@ struct GenerationScore {
 // Held-out prompts of block_size tokens at `prompts` evenly spaced offsets of the split; the
 // greedy continuation of `tokens` tokens is compared with the text that follows in the split.
 GenerationScore generation_cer(GPT& model, const std::vector<int32_t>& split, int64_t prompts, int64_t tokens,
-                               const std::vector<std::string>& vocab);
+                               const Vocabulary& vocab);
 
 }  // namespace qisa

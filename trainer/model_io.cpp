@@ -8,8 +8,7 @@
 
 namespace qisa {
 
-ModelFile snapshot_model(const GPT& model, const std::string& config_yaml, int64_t step,
-                         const std::vector<std::string>& vocab) {
+ModelFile snapshot_model(const GPT& model, const std::string& config_yaml, int64_t step, const Vocabulary& vocab) {
   ModelFile f;
   f.config_yaml = config_yaml;
   f.step = step;
@@ -63,7 +62,7 @@ ModelFile model_from_checkpoint(const std::string& path) {
   ModelFile f;
   f.config_yaml = r.config_yaml();
   f.step = r.state().step;
-  f.vocab = r.vocab();
+  f.vocab = r.vocabulary();
   for (const auto& t : r.tensors("params")) {
     NamedTensor nt{t.name, t.shape, std::vector<float>(static_cast<size_t>(t.numel()))};
     r.read_piece("params", t.name, 0, nt.data.data(), t.numel());

@@ -11,14 +11,13 @@
 
 namespace qisa {
 
-ModelFile snapshot_model(const GPT& model, const std::string& config_yaml, int64_t step,
-                         const std::vector<std::string>& vocab);
+ModelFile snapshot_model(const GPT& model, const std::string& config_yaml, int64_t step, const Vocabulary& vocab);
 // Loads parameters and Pauli strings; `source` names the file in errors.
 void load_model_state(GPT& model, const ModelFile& file, const std::string& source);
 
 struct LoadedModel {
   Config config;                      // from the file's config attribute
-  std::vector<std::string> vocab;     // from the file (may be empty)
+  Vocabulary vocab;                   // from the file (may be empty)
   int64_t step = 0;
   std::unique_ptr<GPT> model;
 };

@@ -55,7 +55,7 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
       world_(comm.size()),
       train_(cfg.data.corpus, "train", cfg.data.chunk_cache_mb),
       val_(read_eval_tokens(cfg)),
-      vocab_(read_vocab(cfg.data.corpus)),
+      vocab_(read_vocabulary(cfg.data.corpus)),
       local_batch_(local_batch_of(cfg, comm.size())),
       micro_(micro_batch_of(cfg, local_batch_, comm.size())),
       sampler_(make_sampler(cfg.data.sampler, cfg.train.seed, train_.size(), cfg.model.block_size)) {

@@ -50,7 +50,7 @@ class Trainer {
   int64_t steps_done() const { return step_; }
   const Config& config() const { return cfg_; }
   GPT& model() { return *model_; }
-  const std::vector<std::string>& vocab() const { return vocab_; }
+  const Vocabulary& vocab() const { return vocab_; }
   int64_t micro_batch() const { return micro_; }
   int64_t local_batch() const { return local_batch_; }
   int64_t corpus_tokens_read() const { return train_.tokens_read(); }
@@ -66,7 +66,7 @@ class Trainer {
   int rank_, world_;
   CorpusReader train_;
   std::vector<int32_t> val_;  // the tokens of the eval windows (all ranks; each scores its share)
-  std::vector<std::string> vocab_;
+  Vocabulary vocab_;
   int64_t local_batch_, micro_;
   std::unique_ptr<WindowSampler> sampler_;
   std::unique_ptr<GPT> model_;

@@ -15,8 +15,10 @@
 #include <set>
 #include <thread>
 
+#include "io/bpe.h"
 #include "io/checkpoint.h"
 #include "io/hdf5.h"
+#include "io/tokenizer.h"
 #include "kernels/error.h"
 #include "expect_error.h"
 #include "test_util.h"
@@ -721,6 +723,40 @@ TEST(Checkpoint, InspectCommandLine) {
   r = test::run_command(test::qisa_bin() + " inspect --help");
   EXPECT_EQ(r.exit_code, 0);
   expect_mentions(r.output, {"--json", "checkpoint"});
+}
+
+// A gpt2 vocabulary goes into checksummed byte tables (/tokenizer/encoder, /tokenizer/merges):
+// it reads back equal, and a flipped byte in it fails verify like any other dataset.
+TEST(Checkpoint, Gpt2VocabularyRoundTripsAndIsChecksummed) {
+  test::TempDir dir;
+  Vocabulary v;
+  v.tokenizer = "gpt2";
+  for (int b = 0; b < 256; ++b) v.tokens.push_back(encode_utf8(gpt2_byte_char(static_cast<uint8_t>(b))));
+  v.tokens.push_back("Ġt");
+  v.merges = {"Ġ t"};
+  for (const std::string ds : {"/tokenizer/encoder", "/tokenizer/merges"}) {
+    const std::string path = dir / "c.h5";
+    {
+      CheckpointWriter w(path);
+      w.set_config("model: {}\n");
+      w.set_state(TrainState{1, 0, 1, 16, 7, 1});
+      w.set_vocabulary(v);
+      w.begin_tensor("params", TensorSpec{"w", {2}});
+      const float x[2] = {1.0f, 2.0f};
+      w.write_piece(0, x, 2);
+      w.commit();
+    }
+    {
+      CheckpointReader r(path);
+      EXPECT_EQ(r.vocabulary(), v);
+      EXPECT_TRUE(r.vocab().empty());  // no char strings
+      EXPECT_NO_THROW(r.verify());
+    }
+    EXPECT_EQ(inspect_checkpoint(path).vocab_size, 257);
+    flip_byte(path, chunk_location(path, ds).addr + 1);
+    CheckpointReader r(path);
+    expect_mentions(error_of([&] { r.verify(); }), {path, "/tokenizer"});
+  }
 }
 
 }  // namespace

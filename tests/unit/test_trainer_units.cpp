@@ -6,7 +6,9 @@
 #include <array>
 #include <set>
 
+#include "io/bpe.h"
 #include "io/model_file.h"
+#include "io/tokenizer.h"
 #include "kernels/error.h"
 #include "test_util.h"
 #include "trainer/evaluator.h"
@@ -101,6 +103,23 @@ TEST(EvalMetrics, EditDistanceAndWords) {
   EXPECT_EQ(edit_distance(split_words(U"to be or not"), split_words(U"to be nor not to")), 2);
 }
 
+// What CER and WER compare: char ids are characters; gpt2 ids are bytes read as UTF-8, so a
+// character cut at the edge of a window counts as one U+FFFD.
+TEST(EvalMetrics, DecodeIdsToCodePoints) {
+  const auto chars = make_codec(char_vocabulary({" ", "a", "é"}));
+  const std::vector<int32_t> c = {1, 0, 2};
+  EXPECT_EQ(decode_ids(*chars, c.data(), 3), U"a é");
+  Vocabulary bpe;
+  bpe.tokenizer = "gpt2";
+  for (int b = 0; b < 256; ++b) bpe.tokens.push_back(encode_utf8(gpt2_byte_char(static_cast<uint8_t>(b))));
+  const auto gpt2 = make_codec(bpe);
+  const std::vector<int32_t> g = gpt2->encode("h\u00e9 \u65e5");  // every byte its own token
+  ASSERT_EQ(g.size(), 7u);
+  EXPECT_EQ(decode_ids(*gpt2, g.data(), 7), U"h\u00e9 \u65e5");
+  EXPECT_EQ(decode_ids(*gpt2, g.data(), 2), U"h\uFFFD");      // é cut after its first byte
+  EXPECT_EQ(decode_ids(*gpt2, g.data() + 2, 5), U"\uFFFD \u65e5");
+}
+
 TEST(ModelFile, RoundTripKeepsEveryParameterAndPauliString) {
   test::TempDir tmp;
   auto be = make_cpu_backend(1);
@@ -108,10 +127,10 @@ TEST(ModelFile, RoundTripKeepsEveryParameterAndPauliString) {
     GPT model(small_model(att), *be, 2);
     model.init(99);
     const std::string path = tmp / "m.h5";
-    write_model_file(path, snapshot_model(model, "model: {}\n", 5, {"a", "b"}));
+    write_model_file(path, snapshot_model(model, "model: {}\n", 5, char_vocabulary({"a", "b"})));
     ModelFile f = read_model_file(path);
     EXPECT_EQ(f.step, 5);
-    EXPECT_EQ(f.vocab, (std::vector<std::string>{"a", "b"}));
+    EXPECT_EQ(f.vocab, char_vocabulary({"a", "b"}));
     GPT other(small_model(att), *be, 2);
     load_model_state(other, f, path);
     EXPECT_EQ(other.params_host(), model.params_host());
