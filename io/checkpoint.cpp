@@ -153,6 +153,11 @@ int64_t TensorSpec::numel() const {
 
 struct CheckpointWriter::Impl {
   explicit Impl(const std::string& final_path) : atomic(final_path), file(atomic.tmp_path(), h5::File::Mode::create, layout()) {}
+  // Unfinished (a write failed, or the caller gave up): nothing more reaches the disk; the
+  // AtomicFile then removes the temporary.
+  ~Impl() {
+    if (!committed) file.discard();
+  }
 
   // Runs a mutation; if it throws, the writer is poisoned so that commit() cannot publish a
   // checkpoint with a half-done step in it.
@@ -190,6 +195,7 @@ struct CheckpointWriter::Impl {
   int64_t tensor_numel = 0;
   std::map<int64_t, int64_t> written;  // merged [begin, end) ranges of the tensor
   bool have_config = false, have_state = false, committed = false, broken = false;
+  int64_t step = -1;  // from set_state: lets fault points name the checkpoint's step
 };
 
 namespace {
@@ -232,9 +238,11 @@ void CheckpointWriter::set_state(const TrainState& s) {
     f.set_attr("/state", "tokens_seen", s.tokens_seen);
     f.set_attr_u64("/state", "seed", s.seed);
     f.set_attr("/state", "world_size", s.world_size);
+    f.set_attr("/state", "skipped_nonfinite", s.skipped_nonfinite);
     f.set_attr("/state", "format_version", kCheckpointFormatVersion);
     f.set_attr_fixed("/state", "code_version", QISA_VERSION);
     impl_->have_state = true;
+    impl_->step = s.step;
   });
 }
 
@@ -293,7 +301,7 @@ void CheckpointWriter::begin_tensor(const std::string& group, const TensorSpec& 
 
 void CheckpointWriter::write_piece(int64_t offset, const float* data, int64_t count) {
   impl_->guarded([&] {
-    fault_point("checkpoint.piece");
+    fault_point("checkpoint.piece", -1, impl_->step);
     Impl& m = *impl_;
     QISA_CHECK(m.tensor, "checkpoint " + q(path()) + ": write_piece before begin_tensor", "this is a bug in the caller");
     QISA_CHECK(offset >= 0 && count >= 0 && offset <= m.tensor_numel && count <= m.tensor_numel - offset,
@@ -336,7 +344,7 @@ void CheckpointWriter::commit() {
     m.file.set_attr_fixed("/", "kind", kKind);
     m.file.set_attr("/", "format_version", kCheckpointFormatVersion);
     m.file.close();
-    fault_point("checkpoint.commit");
+    fault_point("checkpoint.commit", -1, m.step);
     m.atomic.commit();
     m.committed = true;
   });
@@ -406,6 +414,8 @@ TrainState CheckpointReader::state() const {
   s.tokens_seen = f.attr_int("/state", "tokens_seen");
   s.seed = f.attr_u64("/state", "seed");
   s.world_size = f.attr_int("/state", "world_size");
+  // absent in checkpoints written before on_nonfinite existed: nothing was skipped then
+  s.skipped_nonfinite = f.has_attr("/state", "skipped_nonfinite") ? f.attr_int("/state", "skipped_nonfinite") : 0;
   return s;
 }
 

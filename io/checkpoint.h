@@ -8,7 +8,8 @@
 //   /tokenizer/encoder, /tokenizer/merges            gpt2 tokenizer: uint8, chunked, fletcher32
 //                                                    (io/vocabulary_file.h)
 //   /state attributes   step, epoch, samples_seen, tokens_seen, seed (uint64), world_size,
-//                       format_version, code_version, (RNG: counter-based, so step and seed are all)
+//                       skipped_nonfinite (absent in older files: 0), format_version, code_version
+//                       (RNG: counter-based, so step and seed are all)
 //   root attributes     kind = "qisa-checkpoint" (written last), format_version, config (resolved YAML)
 // Metadata checksums come from the HDF5 1.10 file format (superblock v3, object header v2,
 // fixed-array chunk indexes: all checksummed; readers need HDF5 >= 1.10). String attributes are
@@ -38,6 +39,8 @@ struct TrainState {
   int64_t tokens_seen = 0;
   uint64_t seed = 0;         // train.seed: with step, determines every random draw to come
   int64_t world_size = 1;    // at save (informational: resume works on any world size)
+  int64_t skipped_nonfinite = 0;  // steps whose update was skipped (train.on_nonfinite: skip); AdamW
+                                  // has taken step - skipped_nonfinite updates
 };
 
 struct TensorSpec {

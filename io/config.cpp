@@ -251,6 +251,9 @@ const std::vector<Field>& fields() {
       field<&Config::train, &TrainConfig::eps>("train.eps", "AdamW (> 0)"),
       field<&Config::train, &TrainConfig::weight_decay>("train.weight_decay", "AdamW decoupled decay (>= 0)"),
       field<&Config::train, &TrainConfig::grad_clip>("train.grad_clip", "global-norm clip; 0 = off"),
+      choice_field<&Config::train, &TrainConfig::on_nonfinite>(
+          "train.on_nonfinite", "NaN/Inf loss or gradient: stop (checkpoint, exit 1) | skip (drop the update)",
+          {"stop", "skip"}),
       field<&Config::train, &TrainConfig::seed>("train.seed", "init, Pauli strings, sampling, dropout"),
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
@@ -266,6 +269,8 @@ const std::vector<Field>& fields() {
       field<&Config::checkpoint, &CheckpointConfig::every_steps>("checkpoint.every_steps",
                                                                  "0 = only at the end and on SIGTERM/SIGUSR1"),
       field<&Config::checkpoint, &CheckpointConfig::keep_last>("checkpoint.keep_last", "checkpoints kept (>= 1)"),
+      choice_field<&Config::checkpoint, &CheckpointConfig::on_error>(
+          "checkpoint.on_error", "a failed write (disk full): stop (exit 1) | warn (train on)", {"stop", "warn"}),
   };
   return table;
 }

@@ -51,6 +51,9 @@ struct TrainConfig {
   double min_lr = 0.0;             // floor of the cosine schedule
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
   double grad_clip = 0.0;          // global-norm clip; 0 = off
+  // A step whose loss or gradient norm (after the all-reduce: every rank agrees) is NaN or Inf:
+  // stop (checkpoint the state before it, exit 1) | skip (no update, counted, training goes on)
+  std::string on_nonfinite = "stop";
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH
@@ -80,6 +83,9 @@ struct CheckpointConfig {
   std::string dir;                 // "" = <log.dir>/checkpoints
   int64_t every_steps = 500;       // 0 = only at the end and on SIGTERM/SIGUSR1
   int64_t keep_last = 3;           // checkpoints kept (>= 1)
+  // A checkpoint that cannot be written (disk full, ...): stop (exit 1) | warn (train on). Either
+  // way its temporary file is removed and the previous checkpoint stays the newest.
+  std::string on_error = "stop";
   bool operator==(const CheckpointConfig&) const = default;
 };
 

@@ -144,6 +144,16 @@ int64_t train_count(const PrepareOptions& opt, int64_t n) {
 
 // ------------------------------------------------------------------ prepare: tokens
 
+// Each split's largest token id (-1 when empty), stored so that a run checks the ids against
+// vocab_size at start without reading the split.
+constexpr const char* kMaxIdAttr = "max_id";
+constexpr int64_t kScanPiece = int64_t{1} << 20;  // tokens per read when a split must be scanned
+
+template <typename T>
+int64_t max_id(const T* begin, const T* end) {
+  return begin == end ? -1 : static_cast<int64_t>(*std::max_element(begin, end));
+}
+
 // T: uint16_t when the vocabulary fits, to halve the memory of large corpora.
 template <typename T>
 std::vector<T> encode_char(const std::vector<InputText>& texts, const CharTokenizer& tok, int64_t n) {
@@ -228,7 +238,47 @@ h5::File open_corpus(const std::string& path) {
   QISA_CHECK(!fs::is_directory(path, ec) && H5Fis_hdf5(path.c_str()) > 0,
              q(path) + " is not an HDF5 file, so not a qisa corpus",
              "pass the .h5 written by qisa prepare (qisa prepare --input TEXT... --out CORPUS.h5), not the text");
-  return h5::File(path, h5::File::Mode::read);
+  try {
+    return h5::File(path, h5::File::Mode::read);
+  } catch (const Error& e) {  // the signature is there, the rest is not: cut short or damaged
+    throw Error("corpus " + q(path) + " cannot be opened (" + e.what() + ")",
+                "the file is truncated (an interrupted copy?) or damaged: copy it again, or " + rerun_hint(path));
+  }
+}
+
+// The first id >= vocab_size in /<split>/tokens, read in pieces; -1 when there is none.
+int64_t first_bad_id(const h5::File& f, const std::string& ds, int64_t n, int64_t vocab, int64_t* at) {
+  std::vector<uint32_t> buf;
+  for (int64_t a = 0; a < n; a += kScanPiece) {
+    const int64_t c = std::min(kScanPiece, n - a);
+    buf.resize(static_cast<size_t>(c));
+    f.read_slice<uint32_t>(ds, static_cast<hsize_t>(a), static_cast<hsize_t>(c), buf.data());
+    const auto bad = std::find_if(buf.begin(), buf.end(), [&](uint32_t id) { return id >= vocab; });
+    if (bad != buf.end()) {
+      *at = a + (bad - buf.begin());
+      return *bad;
+    }
+  }
+  return -1;
+}
+
+void check_split_ids(const h5::File& f, const CorpusInfo& info, const std::string& split) {
+  const std::string ds = "/" + split + "/tokens";
+  const std::string hint = "the file is corrupt or was written by another tool: " + rerun_hint(f.path());
+  if (f.has_attr(ds, kMaxIdAttr)) {
+    const int64_t hi = f.attr_int(ds, kMaxIdAttr);
+    QISA_CHECK(hi < info.vocab_size,
+               "corpus " + q(f.path()) + ": " + ds + " holds token ids up to " + std::to_string(hi) +
+                   " (attribute max_id), but vocab_size is " + std::to_string(info.vocab_size),
+               hint);
+    return;
+  }
+  int64_t at = 0;
+  const int64_t bad = first_bad_id(f, ds, split == "train" ? info.train_tokens : info.val_tokens, info.vocab_size, &at);
+  QISA_CHECK(bad < 0,
+             "corpus " + q(f.path()) + ": " + ds + " holds token id " + std::to_string(bad) + " at position " +
+                 std::to_string(at) + ", but vocab_size is " + std::to_string(info.vocab_size),
+             hint);
 }
 
 CorpusInfo read_info(const h5::File& f) {
@@ -274,6 +324,12 @@ CorpusInfo read_info(const h5::File& f) {
 }  // namespace
 
 CorpusInfo read_corpus_info(const std::string& path) { return read_info(open_corpus(path)); }
+
+void check_token_ids(const std::string& path) {
+  const h5::File f = open_corpus(path);
+  const CorpusInfo info = read_info(f);
+  for (const char* split : {"train", "val"}) check_split_ids(f, info, split);
+}
 
 std::vector<int32_t> read_split(const std::string& path, const std::string& split) {
   QISA_CHECK(split == "train" || split == "val", "read_split: unknown split " + q(split) + " of corpus " + q(path),
@@ -363,6 +419,7 @@ struct CorpusWriter::Impl {
   h5::File file;
   std::optional<h5::Dataset> train, val;
   int64_t n_train, n_val, written = 0;
+  int64_t max_train = -1, max_val = -1;  // stored as each split's max_id
   Impl(const std::string& out, int64_t t, int64_t v)
       : atomic(out), file(atomic.tmp_path(), h5::File::Mode::create), n_train(t), n_val(v) {}
 
@@ -378,6 +435,11 @@ struct CorpusWriter::Impl {
       const auto k = std::min<size_t>(n, static_cast<size_t>(room));
       const int64_t at = to_train ? written : written - n_train;
       (to_train ? *train : *val).write_flat_raw(static_cast<hsize_t>(at), k, mem_type, p);
+      const int64_t m = mem_type == H5T_NATIVE_UINT16
+                            ? max_id(reinterpret_cast<const uint16_t*>(p), reinterpret_cast<const uint16_t*>(p) + k)
+                            : max_id(reinterpret_cast<const int32_t*>(p), reinterpret_cast<const int32_t*>(p) + k);
+      int64_t& split_max = to_train ? max_train : max_val;
+      split_max = std::max(split_max, m);
       written += static_cast<int64_t>(k);
       p += k * elem_bytes;
       n -= k;
@@ -423,6 +485,8 @@ void CorpusWriter::commit() {
              "this is a bug in the caller");
   m.train->close();
   m.val->close();
+  m.file.set_attr("/train/tokens", kMaxIdAttr, m.max_train);
+  m.file.set_attr("/val/tokens", kMaxIdAttr, m.max_val);
   m.file.close();
   m.atomic.commit();
 }

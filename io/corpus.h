@@ -3,6 +3,8 @@
 //                                uint32), chunked (64 Ki tokens), fletcher32; an EMPTY val split
 //                                (--val-fraction 0) is a contiguous 0-length dataset (HDF5 cannot
 //                                chunk a fixed 0-length extent)
+//                                attribute max_id (int64): the split's largest id, -1 when empty
+//                                (absent in corpora prepared before it existed)
 //   root attributes              vocab_size (int64), tokenizer ("char" or "gpt2"), format_version
 //                                (int64); for the record also val_fraction (double) when the split
 //                                is by fraction, and source ("text", "llmc", "raw-u16")
@@ -37,6 +39,11 @@ struct CorpusInfo {
 
 // Reads and checks the metadata (format version, attributes, datasets present).
 CorpusInfo read_corpus_info(const std::string& path);
+// Every token id of both splits < vocab_size, checked cheaply: qisa prepare stores each split's
+// largest id (attribute max_id), which is compared; a split without it (prepared before the
+// attribute existed, or written by another tool) is read once in pieces of 1 Mi tokens. Throws
+// naming the file, the dataset and the id. (CorpusReader checks every window it reads too.)
+void check_token_ids(const std::string& path);
 // The whole split ("train" or "val") as token ids. Checks every id < vocab_size.
 std::vector<int32_t> read_split(const std::string& path, const std::string& split);
 // The corpus's tokenizer, checked (char: one character per entry, sorted; gpt2: a consistent

@@ -1,5 +1,8 @@
 #include "io/hdf5.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <mutex>
@@ -8,11 +11,42 @@ namespace qisa::h5 {
 
 namespace {
 
+// The underlying reason for the HDF5 failure just reported, when the error stack names one:
+// the operating system's, as HDF5's file driver records it ("..., errno = 28, error message =
+// 'No space left on device', ..."), or a file shorter than its superblock says ("truncated
+// file: eof = 100, ..., stored_eof = 200"); else "". Must run before the next HDF5 call,
+// which clears the stack.
+std::string system_cause() {
+  std::string cause;
+  auto visit = [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+    auto& c = *static_cast<std::string*>(out);
+    if (!c.empty() || !e->desc) return 0;
+    const std::string desc = e->desc, key = "error message = '";
+    if (desc.rfind("truncated file", 0) == 0) {
+      c = desc;
+      return 0;
+    }
+    const auto b = desc.find(key);
+    if (b == std::string::npos) return 0;
+    const auto end = desc.find('\'', b + key.size());
+    if (end != std::string::npos) c = desc.substr(b + key.size(), end - b - key.size());
+    return 0;
+  };
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &cause);
+  return cause;
+}
+
+// `what`, with the system's reason appended when HDF5 recorded one (e.g. a full disk).
+std::string with_cause(const std::string& what) {
+  const std::string cause = system_cause();
+  return cause.empty() ? what : what + ": " + cause;
+}
+
 void check(herr_t rc, const std::string& what, const std::string& hint = "") {
-  if (rc < 0) throw Error(what, hint);
+  if (rc < 0) throw Error(with_cause(what), hint);
 }
 hid_t check_id(hid_t id, const std::string& what, const std::string& hint = "") {
-  if (id < 0) throw Error(what, hint);
+  if (id < 0) throw Error(with_cause(what), hint);
   return id;
 }
 
@@ -51,7 +85,7 @@ File::File(const std::string& path, Mode mode, const CreateOptions& create) : pa
   switch (mode) {
     case Mode::read:
       id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-      if (id < 0) throw Error("cannot open HDF5 file '" + path + "' for reading", kFileHint);
+      if (id < 0) throw Error(with_cause("cannot open HDF5 file '" + path + "' for reading"), kFileHint);
       break;
     case Mode::read_write:
       id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
@@ -66,12 +100,17 @@ File::File(const std::string& path, Mode mode, const CreateOptions& create) : pa
               "this HDF5 library does not know the requested file format version");
       id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
       if (id < 0)
-        throw Error("cannot create HDF5 file '" + path + "'",
+        throw Error(with_cause("cannot create HDF5 file '" + path + "'"),
                     "check that the directory exists and is writable, and that the disk is not full");
       break;
     }
   }
   file_ = Handle(id, H5Fclose);
+}
+
+File::~File() {
+  if (file_ && H5Fclose(file_.get()) < 0) discard();
+  file_.release();
 }
 
 void File::flush() {
@@ -81,8 +120,34 @@ void File::flush() {
 
 void File::close() {
   if (!file_) return;
-  herr_t rc = H5Fclose(file_.release());  // closed here, not in the destructor, to report errors
-  check(rc, "closing HDF5 file '" + path_ + "' failed", "the disk may be full or the file system read-only");
+  // Closed here, not in the destructor, to report errors. A failed close keeps the id, so
+  // that discard() can still release the file.
+  check(H5Fclose(file_.get()), "closing HDF5 file '" + path_ + "' failed",
+        "the disk may be full or the file system read-only");
+  file_.release();
+}
+
+// HDF5 1.10 keeps a file whose flush fails (a full disk) in its table of open files and
+// crashes in its exit handler closing it again (seen: SIGSEGV in H5F__close_cb). So the file's
+// descriptor is first pointed at an anonymous in-memory file, where the remaining writes
+// succeed and vanish; then every object of the file still open is closed, and the file.
+void File::discard() noexcept {
+  if (!file_) return;
+  Handle fapl(H5Fget_access_plist(file_.get()), H5Pclose);
+  void* vfd = nullptr;
+  if (fapl && H5Pget_driver(fapl.get()) == H5FD_SEC2 && H5Fget_vfd_handle(file_.get(), fapl.get(), &vfd) >= 0 && vfd) {
+    const int sink = ::memfd_create("qisa-discarded-hdf5", 0);
+    if (sink >= 0) {
+      ::dup2(sink, *static_cast<int*>(vfd));  // the real file's description is closed here
+      ::close(sink);
+    }
+  }
+  const unsigned kinds = H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_DATATYPE | H5F_OBJ_ATTR | H5F_OBJ_LOCAL;
+  const ssize_t n = H5Fget_obj_count(file_.get(), kinds);
+  std::vector<hid_t> open(static_cast<size_t>(std::max<ssize_t>(n, 0)));
+  if (n > 0 && H5Fget_obj_ids(file_.get(), kinds, open.size(), open.data()) >= 0)
+    for (hid_t id : open) H5Iget_type(id) == H5I_ATTR ? H5Aclose(id) : H5Oclose(id);
+  H5Fclose(file_.release());
 }
 
 bool File::exists(const std::string& path) const {
@@ -564,7 +629,8 @@ void Dataset::read_flat_raw(hsize_t start, hsize_t count, hid_t mem_type, void* 
 
 void Dataset::close() {
   if (!id_) return;
-  check(H5Dclose(id_.release()), "closing '" + where_ + "' failed", "the disk may be full");
+  check(H5Dclose(id_.get()), "closing '" + where_ + "' failed", "the disk may be full");
+  id_.release();  // a failed close keeps the id: File::discard() or the destructor releases it
 }
 
 }  // namespace qisa::h5

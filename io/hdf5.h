@@ -108,10 +108,18 @@ class File {
   // Mode::create with a chosen layout (`create` applies to the file and to every object made
   // through this File).
   File(const std::string& path, Mode mode, const CreateOptions& create);
+  // Closes the file; when that fails (a flush on a full disk), discards it (see discard()).
+  ~File();
+  File(File&&) noexcept = default;
+  File& operator=(File&&) noexcept = default;
   const std::string& path() const { return path_; }
   hid_t id() const { return file_.get(); }
   void flush();
   void close();  // explicit close that reports errors (the destructor swallows them)
+  // Abandons a file being written whose writes fail (a full disk): closes it and everything of
+  // it still open without writing anything more to the disk, so that no descriptor is held and
+  // HDF5 has nothing left to close at exit. The caller then removes the file.
+  void discard() noexcept;
 
   // Does the object at `path` ("/a/b/c") exist? Every parent link is checked, so nested
   // paths with missing parents answer false instead of failing.

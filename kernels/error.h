@@ -4,6 +4,7 @@
 #include <source_location>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace qisa {
 
@@ -19,6 +20,16 @@ class Error : public std::runtime_error {
  private:
   std::string hint_;
   std::string where_;
+};
+
+// An Error that every rank of a job raises together, after agreeing on it through a
+// collective (a non-finite step, a checkpoint that could not be written): no peer is left
+// waiting, so the job ends without MPI_Abort; rank 0 prints it and every rank exits 1.
+class CollectiveError : public Error {
+ public:
+  explicit CollectiveError(const std::string& what, std::string hint = {},
+                           std::source_location loc = std::source_location::current())
+      : Error(what, std::move(hint), loc) {}
 };
 
 // QISA_CHECK(cond, what, hint): throw qisa::Error when cond is false. `what` and `hint`

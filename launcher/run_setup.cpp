@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <thread>
 
@@ -14,7 +15,13 @@ namespace qisa::cli {
 Config load_checked_config(const std::string& path, std::vector<std::string> overrides, int threads) {
   if (threads > 0) overrides.push_back("train.threads=" + std::to_string(threads));
   Config cfg = load_config(path, overrides);
-  const CorpusInfo info = read_corpus_info(cfg.data.corpus);
+  CorpusInfo info;
+  try {  // before anything is written: a bad corpus ends the run at start, naming the config key
+    info = read_corpus_info(cfg.data.corpus);
+    check_token_ids(cfg.data.corpus);
+  } catch (const Error& e) {
+    throw Error(cfg.source + ": data.corpus = '" + cfg.data.corpus + "': " + e.what(), e.hint());
+  }
   check_against_corpus(cfg, info);
   return cfg;
 }
@@ -37,6 +44,13 @@ void with_communicator(const Config& cfg, const std::function<void(Communicator&
   if (comm->rank() != 0) std::fflush(stdout);
   try {
     body(*comm);
+  } catch (const CollectiveError& e) {
+    // Every rank is here, having agreed: finish MPI normally and exit 1 everywhere.
+    if (comm->rank() == 0) std::fprintf(stderr, "qisa: error: %s [%s]\n", e.message().c_str(), e.where().c_str());
+    std::fflush(stdout);
+    std::fflush(stderr);
+    comm.reset();
+    std::exit(1);
   } catch (const Error& e) {
     std::fprintf(stderr, "qisa: error (rank %d of %d): %s [%s]\n", comm->rank(), comm->size(), e.message().c_str(),
                  e.where().c_str());

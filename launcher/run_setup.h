@@ -13,7 +13,8 @@
 namespace qisa::cli {
 
 // Loads CONFIG with the overrides, applies --threads (when > 0) as train.threads, reads the
-// corpus metadata and checks the config against it.
+// corpus metadata, checks its token ids against vocab_size (check_token_ids) and the config
+// against it. A corpus error names the config file and data.corpus.
 Config load_checked_config(const std::string& path, std::vector<std::string> overrides, int threads);
 
 // Threads for this rank: train.threads when set; else the cores this process may run on,
@@ -23,7 +24,8 @@ int threads_per_rank(const Config& cfg);
 
 // Runs `body` with the communicator of dist.comm. Under more than one rank an error on any
 // rank prints one line (with the rank) and aborts the whole job, so that no rank waits
-// forever in a collective.
+// forever in a collective. A CollectiveError (raised by every rank together) instead ends
+// every rank with exit status 1 after a normal MPI_Finalize, printed once by rank 0.
 void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body);
 
 }  // namespace qisa::cli

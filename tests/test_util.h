@@ -63,9 +63,14 @@ class TempDir {
 
 }  // namespace qisa::test
 
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -98,6 +103,39 @@ inline std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// A tmpfs of `size` (e.g. "256k") mounted on `dir` in a mount namespace of this process's own,
+// so that a test can fill a disk for real; the mount goes away with the process (and the
+// namespace). Needs CAP_SYS_ADMIN (root in most containers and CI runners) and a process with
+// one thread; returns why not when it cannot, for GTEST_SKIP.
+inline std::string mount_private_tmpfs(const std::string& dir, const std::string& size) {
+  if (::unshare(CLONE_NEWNS) != 0) return std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    return std::string("making / private: ") + std::strerror(errno);
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, ("size=" + size).c_str()) != 0)
+    return "mounting a tmpfs on " + dir + ": " + std::strerror(errno);
+  return "";
+}
+
+// Bytes free on the file system holding `path` (for an unprivileged user).
+inline uint64_t free_bytes(const std::string& path) {
+  struct statvfs v {};
+  if (::statvfs(path.c_str(), &v) != 0) return 0;
+  return static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+}
+
+// Fills the file system holding `dir` with one file; returns its path.
+inline std::string fill_disk(const std::string& dir) {
+  const std::string path = dir + "/filler";
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) return path;
+  std::setvbuf(f, nullptr, _IONBF, 0);
+  const std::string block(4096, 'x');
+  while (std::fwrite(block.data(), 1, block.size(), f) == block.size()) {
+  }
+  std::fclose(f);
+  return path;
 }
 
 // A small English-like text with structure a tiny model can learn (deterministic).

@@ -25,10 +25,21 @@ bool is_model_identity_key(const std::string& key) {
 }
 }  // namespace
 
-void Trainer::save_checkpoint(const std::string& path) {
+std::string Trainer::save_checkpoint(const std::string& path) {
   const int64_t B = cfg_.train.batch_size;
+  // Rank 0's first write error (a full disk, ...). After it rank 0 writes nothing more but goes
+  // on receiving the pieces, so that the other ranks finish the gather as usual.
+  std::string failure;
+  auto attempt = [&](const auto& write) {
+    if (rank_ != 0 || !failure.empty()) return;
+    try {
+      write();
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+  };
   std::unique_ptr<CheckpointWriter> w;
-  if (rank_ == 0) {
+  attempt([&] {
     w = std::make_unique<CheckpointWriter>(path);
     w->set_config(cfg_.to_yaml());
     TrainState st;
@@ -38,16 +49,17 @@ void Trainer::save_checkpoint(const std::string& path) {
     st.tokens_seen = st.samples_seen * cfg_.model.block_size;
     st.seed = cfg_.train.seed;
     st.world_size = world_;
+    st.skipped_nonfinite = skipped_;
     w->set_state(st);
     w->set_vocabulary(vocab_);
     const ModelConfig& m = cfg_.model;
     if (m.attention != AttentionKind::csa)
       for (int l = 0; l < m.n_layer; ++l)
         w->write_strings(GPT::pauli_name(l), {m.n_head, m.head_dim()}, model_->pauli()[l]);
-  }
+  });
   std::vector<float> buf(static_cast<size_t>(kPiece));
   const auto& entries = model_->table().entries();
-  if (rank_ == 0) {  // parameters are the same on every rank
+  attempt([&] {  // parameters are the same on every rank
     for (const auto& e : entries) {
       w->begin_tensor("params", TensorSpec{e.name, e.shape});
       for (int64_t a = 0; a < e.numel; a += kPiece) {
@@ -56,15 +68,18 @@ void Trainer::save_checkpoint(const std::string& path) {
         w->write_piece(a, buf.data(), n);
       }
     }
-  }
-  fault_point("checkpoint.write", rank_, step_);
+  });
+  if (rank_ == 0)
+    attempt([&] { fault_point("checkpoint.write", rank_, step_); });
+  else
+    fault_point("checkpoint.write", rank_, step_);
   // AdamW moments: element i of the flat buffer lives on rank i / shard_size_ (ZeRO-1) or on
   // every rank; rank 0 receives each piece from its owner.
   const bool zero1 = cfg_.dist.zero == 1;
   for (const char* group : {"optim/m", "optim/v"}) {
     const float* local = std::string(group) == "optim/m" ? opt_->m() : opt_->v();
     for (const auto& e : entries) {
-      if (rank_ == 0) w->begin_tensor(group, TensorSpec{e.name, e.shape});
+      attempt([&] { w->begin_tensor(group, TensorSpec{e.name, e.shape}); });
       for (int64_t a = 0; a < e.numel;) {
         const int64_t global = e.offset + a;
         const int owner = zero1 ? static_cast<int>(global / shard_size_) : 0;
@@ -77,13 +92,16 @@ void Trainer::save_checkpoint(const std::string& path) {
         }
         if (rank_ == 0) {
           if (owner != 0) comm_.recv(buf.data(), bytes, owner, kPieceTag);
-          w->write_piece(a, buf.data(), n);
+          attempt([&] { w->write_piece(a, buf.data(), n); });
         }
         a += n;
       }
     }
   }
-  if (rank_ == 0) w->commit();
+  attempt([&] { w->commit(); });
+  w.reset();  // an uncommitted writer removes its temporary file here
+  broadcast_string(comm_, failure);
+  return failure;
 }
 
 void Trainer::load_checkpoint(const std::string& path, const std::function<void(const std::string&)>& warn) {
@@ -155,6 +173,7 @@ void Trainer::load_checkpoint(const std::string& path, const std::function<void(
     }
   }
   step_ = st.step;
+  skipped_ = st.skipped_nonfinite;
 }
 
 }  // namespace qisa

@@ -37,14 +37,6 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-void broadcast_string(Communicator& comm, std::string& s) {
-  if (comm.size() == 1) return;
-  int64_t n = static_cast<int64_t>(s.size());
-  comm.broadcast(&n, sizeof n, 0);
-  s.resize(static_cast<size_t>(n));
-  if (n > 0) comm.broadcast(s.data(), static_cast<size_t>(n), 0);
-}
-
 // Keep the metrics lines of steps <= `step` (a crash may have logged steps after the
 // checkpoint that the resumed run will log again); a torn last line is dropped too.
 void truncate_metrics(const std::string& path, int64_t step) {
@@ -57,6 +49,20 @@ void truncate_metrics(const std::string& path, int64_t step) {
       kept += line + "\n";
   }
   write_text_atomic(path, kept);
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// log.dir holds this very run (the same resolved config), stopped before its first
+// checkpoint and unfinished: rerunning the command starts it again rather than refusing.
+bool same_run_without_checkpoint(const Config& cfg, const std::string& model_path) {
+  const std::string config_path = (fs::path(cfg.log.dir) / "config.yaml").string();
+  return !fs::exists(model_path) && fs::exists(config_path) && file_text(config_path) == cfg.to_yaml();
 }
 
 // Rank 0 decides where the run starts: the checkpoint to resume from ("" = fresh start).
@@ -86,6 +92,11 @@ std::string choose_start(const Config& cfg, const CheckpointStore& store, const 
   } else {
     CheckpointReader(mode).verify();
     path = mode;
+  }
+  if (path.empty() && fs::exists(metrics_path) && same_run_without_checkpoint(cfg, model_path)) {
+    std::printf("note: log.dir = '%s' holds this run, stopped before its first checkpoint: starting it again\n",
+                cfg.log.dir.c_str());
+    fs::remove(metrics_path, ec);
   }
   if (path.empty())
     for (const std::string& f : {metrics_path, model_path})
@@ -124,6 +135,7 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
       if (lead) std::printf("warning: %s\n", w.c_str());
     });
     sum.resumed_from = trainer.steps_done();
+    sum.last_checkpoint = resume_path;
     if (lead) truncate_metrics(sum.metrics_path, sum.resumed_from);
   }
   std::unique_ptr<MetricsLog> metrics;
@@ -152,11 +164,28 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
   // A live progress line only on a real terminal: under mpirun a rank's stdout is a pty that
   // Open MPI forwards into logs, where the line redraws would be noise.
   const bool tty = lead && isatty(fileno(stdout)) == 1 && detect_world().launcher == "none";
+  // A checkpoint that could not be written follows checkpoint.on_error on every rank alike
+  // (save_checkpoint returns rank 0's verdict to all): stop throws, warn returns false.
   auto save = [&](int64_t step) {
     const auto t0 = Clock::now();
     const std::string path = store.path_for(step);
-    trainer.save_checkpoint(path);
+    const std::string error = trainer.save_checkpoint(path);
     const double ms = seconds_since(t0) * 1000.0;
+    if (!error.empty()) {
+      log(json{{"step", step}, {"checkpoint_failed", path}, {"error", error}});
+      const std::string what = "cannot write checkpoint '" + path + "' at step " + std::to_string(step) + ": " + error +
+                               " (its temporary file was removed; the newest checkpoint is " +
+                               (sum.last_checkpoint.empty() ? std::string("none") : "'" + sum.last_checkpoint + "'") + ")";
+      if (cfg.checkpoint.on_error == "stop")
+        throw CollectiveError(what, "free disk space and rerun the same command: train.resume=auto continues from the "
+                                    "newest checkpoint; or set checkpoint.on_error=warn to train on without this one");
+      if (lead) {
+        if (tty) std::printf("\r\033[K");
+        std::printf("warning: %s; training continues (checkpoint.on_error = warn)\n", what.c_str());
+        std::fflush(stdout);
+      }
+      return false;
+    }
     if (lead) {
       store.prune();
       log(json{{"step", step}, {"checkpoint", path}, {"write_ms", ms}});
@@ -165,6 +194,20 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
       std::fflush(stdout);
     }
     sum.last_checkpoint = path;
+    return true;
+  };
+  // train.on_nonfinite = stop: the step was not taken, so the trainer holds the state before it.
+  auto stop_nonfinite = [&](const StepStats& bad) {
+    const int64_t good = trainer.steps_done();
+    const bool have = sum.last_checkpoint == store.path_for(good) || save(good);
+    log(json{{"step", bad.step}, {"nonfinite", bad.nonfinite}, {"stopped", true}});
+    throw CollectiveError(
+        "step " + std::to_string(bad.step) + ": " + bad.nonfinite + " after the gradient all-reduce; " +
+            (have ? "the state before it (step " + std::to_string(good) + ") is checkpointed in '" + sum.last_checkpoint + "'"
+                  : "the newest checkpoint is '" + sum.last_checkpoint + "'") +
+            "; stopped (train.on_nonfinite = stop)",
+        "lower train.lr, set train.grad_clip (e.g. 1.0), or set train.on_nonfinite=skip to drop such steps' updates; "
+        "rerunning the same command resumes from the checkpoint");
   };
   auto run_eval = [&](int64_t step) {
     EvalResult e = trainer.evaluate();
@@ -185,13 +228,25 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
   auto last_draw = Clock::now() - std::chrono::seconds(1);
   while (trainer.steps_done() < steps) {
     s = trainer.step();
+    if (!s.nonfinite.empty() && !s.skipped) stop_nonfinite(s);
     train_s += s.ms / 1000.0;
     ++timed_steps;
     const bool log_now = s.step % cfg.log.every == 0 || s.step == steps || s.step == sum.resumed_from + 1;
-    if (log_now)
+    if (s.skipped) {
+      log(json{{"step", s.step}, {"nonfinite", s.nonfinite}, {"skipped_nonfinite", s.skipped_total}});
+      if (lead) {
+        if (tty) std::printf("\r\033[K");
+        std::printf("warning: step %lld: %s after the gradient all-reduce; its update is skipped "
+                    "(train.on_nonfinite = skip; %lld step%s skipped so far)\n",
+                    static_cast<long long>(s.step), s.nonfinite.c_str(), static_cast<long long>(s.skipped_total),
+                    s.skipped_total == 1 ? "" : "s");
+        std::fflush(stdout);
+      }
+    } else if (log_now) {
       log(json{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms},
                {"data_ms", s.data_ms}, {"compute_ms", s.compute_ms}, {"comm_ms", s.comm_ms},
-               {"tokens_per_s", s.tokens_per_s}});
+               {"tokens_per_s", s.tokens_per_s}, {"skipped_nonfinite", s.skipped_total}});
+    }
     const double eta = train_s / static_cast<double>(timed_steps) * static_cast<double>(steps - s.step);
     if (tty && !opt.quiet && (seconds_since(last_draw) > 0.1 || s.step == steps)) {
       std::printf("\r\033[Kstep %lld/%lld  loss %.4f  %.1f ms/step  %.0f tok/s  ETA %s", static_cast<long long>(s.step),
@@ -206,12 +261,13 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
     }
     if (s.stop_signal) {
       if (tty) std::printf("\n");
-      save(s.step);
+      const bool saved = save(s.step);
       sum.stopped_by = s.stop_signal;
       if (lead) {
         log(json{{"step", s.step}, {"stopped_by", StopSignals::name(s.stop_signal)}});
-        std::printf("stopped by %s after step %lld; resume with train.resume=auto (the default)\n",
-                    StopSignals::name(s.stop_signal), static_cast<long long>(s.step));
+        std::printf("stopped by %s after step %lld; resume with train.resume=auto (the default)%s\n",
+                    StopSignals::name(s.stop_signal), static_cast<long long>(s.step),
+                    saved ? "" : ", which continues from the newest checkpoint written");
       }
       sum.last = s;
       sum.seconds = seconds_since(t_start);

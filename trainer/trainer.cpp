@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 
 #include "io/corpus.h"
 #include "io/fault.h"
@@ -18,6 +19,20 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 
 // Dropout draws use their own key so they never share a Philox stream with init or sampling.
 uint64_t dropout_key(uint64_t seed) { return seed ^ 0x9E3779B97F4A7C15ull; }
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// "loss = nan", "gradient norm = inf", both, or "" when both are finite.
+std::string describe_nonfinite(double loss, double grad_norm) {
+  std::string out;
+  if (!std::isfinite(loss)) out = "loss = " + number(loss);
+  if (!std::isfinite(grad_norm)) out += (out.empty() ? "" : ", ") + std::string("gradient norm = ") + number(grad_norm);
+  return out;
+}
 
 // The val tokens that eval.windows windows need (offsets 0, T, 2T, ...), read once.
 std::vector<int32_t> read_eval_tokens(const Config& cfg) {
@@ -119,6 +134,7 @@ StepStats Trainer::step() {
     ctx.seq_offset = slice.first - step_ * B + m0;  // index in the global batch: dropout bits
     loss_sum += model_->forward(x_.data(), y_.data(), micro_, T, ctx) * static_cast<double>(micro_);
     const bool last = m0 + micro_ >= slice.count;
+    if (last) poison_gradients(t);
     if (overlap && last)
       model_->backward(1.0f / static_cast<float>(B * T), [this](int64_t from) { launch_ready_buckets(from); });
     else
@@ -138,14 +154,33 @@ StepStats Trainer::step() {
   s.loss = agreed[0] / static_cast<double>(B);
   // The signal number this rank saw; a rank that saw none reports SIGTERM for the others.
   s.stop_signal = agreed[1] > 0 ? (StopSignals::pending() ? StopSignals::pending() : SIGTERM) : 0;
-  optimizer_step(s, t);
+  s.grad_norm = gradient_norm(s);
+  s.lr = learning_rate(cfg_.train, t);
+  // Loss and norm are results of collectives, bit-identical on every rank: all ranks decide alike.
+  s.nonfinite = describe_nonfinite(s.loss, s.grad_norm);
+  if (s.nonfinite.empty()) {
+    optimizer_step(s, t - skipped_);  // AdamW counts only the updates it applied
+    step_ = t;
+  } else if (cfg_.train.on_nonfinite == "skip") {
+    s.skipped = true;  // parameters and AdamW state untouched; the batch counts as consumed
+    ++skipped_;
+    step_ = t;
+  }  // stop: the step is not taken; the caller checkpoints the state before it and ends the run
+  s.skipped_total = skipped_;
   be_.synchronize();
-  step_ = t;
   s.ms = ms_since(t_step);
   s.tokens_per_s = static_cast<double>(B * T) / (s.ms / 1000.0);
-  QISA_CHECK(std::isfinite(s.loss), "the training loss became " + std::to_string(s.loss) + " at step " + std::to_string(t),
-             "lower train.lr or set train.grad_clip");
   return s;
+}
+
+// QISA_FAULT="train.grad[@rank=R][@step=S]:nan" (or inf): one element of this rank's gradients
+// becomes NaN before the last micro-batch's backward, which adds to it (grads +=) and only
+// then hands the buckets to the all-reduce, so the value travels the way a real one would.
+void Trainer::poison_gradients(int64_t t) {
+  const auto v = fault_poison("train.grad", rank_, t);
+  if (!v) return;
+  const float value = *v;
+  be_.upload(model_->grads(), &value, sizeof value);
 }
 
 void Trainer::reduce_gradients(StepStats& s) {
@@ -161,7 +196,8 @@ void Trainer::reduce_gradients(StepStats& s) {
   s.comm_ms += ms_since(t0);
 }
 
-void Trainer::optimizer_step(StepStats& s, int64_t t) {
+// The global norm of the reduced gradients (ZeRO-1: of every rank's shard), the same on every rank.
+double Trainer::gradient_norm(StepStats& s) {
   const bool zero1 = cfg_.dist.zero == 1;
   const float* grads = zero1 ? shard_grads_.get() : model_->grads();
   auto t0 = Clock::now();
@@ -172,9 +208,14 @@ void Trainer::optimizer_step(StepStats& s, int64_t t) {
     comm_.allreduce_sum(&sq, 1);
     s.comm_ms += ms_since(t0);
   }
-  s.grad_norm = std::sqrt(sq);
-  s.lr = learning_rate(cfg_.train, t);
-  t0 = Clock::now();
+  return std::sqrt(sq);
+}
+
+// AdamW at its step t (bias correction) with the rate s.lr and the clip factor of s.grad_norm.
+void Trainer::optimizer_step(StepStats& s, int64_t t) {
+  const bool zero1 = cfg_.dist.zero == 1;
+  const float* grads = zero1 ? shard_grads_.get() : model_->grads();
+  auto t0 = Clock::now();
   float* params = model_->params() + shard_begin_;
   opt_->update(params, grads, t, s.lr, cfg_.train, clip_scale(s.grad_norm, cfg_.train.grad_clip));
   s.compute_ms += ms_since(t0);

@@ -31,6 +31,13 @@ struct StepStats {
   double comm_ms = 0;      // waiting for collectives
   double tokens_per_s = 0; // global tokens / wall time
   int stop_signal = 0;     // a stop signal reached some rank during this step (agreed by all)
+  // What was NaN or Inf after the all-reduce (the same on every rank), e.g. "gradient norm = nan";
+  // "" when the step was finite. Then `skipped` tells whether train.on_nonfinite = skip dropped
+  // the update (the step counts as done) or the step was not taken (stop: steps_done() is
+  // still step - 1 and the state is the one before it).
+  std::string nonfinite;
+  bool skipped = false;
+  int64_t skipped_total = 0;  // steps skipped so far in the run, this one included
 };
 
 class Trainer {
@@ -41,13 +48,19 @@ class Trainer {
 
   StepStats step();                 // one optimizer step (collective)
   EvalResult evaluate();            // eval.windows validation windows, split over the ranks (collective)
-  // Collective: rank 0 writes `path` through a bounded buffer, gathering ZeRO shards.
-  void save_checkpoint(const std::string& path);
+  // Collective: rank 0 writes `path` through a bounded buffer, gathering ZeRO shards. Returns
+  // "" when the checkpoint was written, else why not (one line, e.g. ending in "No space left
+  // on device"): the same on every rank. A failed write removes its temporary file and leaves
+  // every earlier checkpoint as it was; the ranks go on with the gather, so none is left waiting.
+  std::string save_checkpoint(const std::string& path);
   // Collective: every rank reads `path` (parameters, Pauli strings, its share of the AdamW
   // state, the step). Differences of the config outside model.* are reported via `warn`.
   void load_checkpoint(const std::string& path, const std::function<void(const std::string&)>& warn);
 
   int64_t steps_done() const { return step_; }
+  int64_t skipped_nonfinite() const { return skipped_; }  // steps whose update was skipped
+  // AdamW updates applied: its bias-correction step counter (skipped steps do not count).
+  int64_t optimizer_steps() const { return step_ - skipped_; }
   const Config& config() const { return cfg_; }
   GPT& model() { return *model_; }
   const Vocabulary& vocab() const { return vocab_; }
@@ -57,6 +70,8 @@ class Trainer {
 
  private:
   void reduce_gradients(StepStats& s);
+  void poison_gradients(int64_t t);
+  double gradient_norm(StepStats& s);
   void optimizer_step(StepStats& s, int64_t t);
   void launch_ready_buckets(int64_t ready_from);
 
@@ -77,6 +92,7 @@ class Trainer {
   Buffer<float> shard_grads_;   // ZeRO-1: this rank's reduced gradient shard
   Buffer<float> shard_params_;  // ZeRO-1: all-gather send buffer
   int64_t step_ = 0;
+  int64_t skipped_ = 0;  // steps whose non-finite update was skipped (train.on_nonfinite: skip)
   // gradient buckets (dist.zero=0, world > 1): [k*bucket_, (k+1)*bucket_) of the flat buffer
   int64_t bucket_ = 0, next_bucket_ = -1;
   std::vector<std::unique_ptr<CommRequest>> in_flight_;

@@ -54,7 +54,7 @@ struct Content {
 // a multi-byte vocabulary. Written in whole-tensor pieces (piece tests are separate).
 Content sample_content(int64_t step, int tensors = 6) {
   Content c;
-  c.state = {step, 3, 640 + step, 640 * 65 + step, 0xFEDCBA9876543210ull, 4};
+  c.state = {step, 3, 640 + step, 640 * 65 + step, 0xFEDCBA9876543210ull, 4, 5};
   c.config = "model:\n  n_embd: 16   # a comment\n  attention: qisa\ntrain:\n  lr: 0.003\n  name: \"é, ü, 字\"\n";
   c.vocab = {"\n", " ", "a", "é", "字", "😀"};
   c.strings["blocks.0.attn.v.pauli"] = {{2, 3}, {"IXZ", "YII", "ZZI", "IIX", "XYZ", "IYI"}};
@@ -91,7 +91,7 @@ std::string dump(const CheckpointReader& r) {
   std::ostringstream o;
   const TrainState s = r.state();
   o << s.step << ' ' << s.epoch << ' ' << s.samples_seen << ' ' << s.tokens_seen << ' ' << s.seed << ' ' << s.world_size
-    << '\n'
+    << ' ' << s.skipped_nonfinite << '\n'
     << r.config_yaml() << '\n'
     << r.code_version() << '\n';
   for (const auto& v : r.vocab()) o << v << '\x1f';
@@ -225,6 +225,7 @@ TEST(Checkpoint, StateConfigVocabAndStringsRoundTrip) {
   EXPECT_EQ(s.tokens_seen, 640 * 65 + 42);
   EXPECT_EQ(s.seed, 0xFEDCBA9876543210ull);  // all 64 bits
   EXPECT_EQ(s.world_size, 4);
+  EXPECT_EQ(s.skipped_nonfinite, 5);
   EXPECT_EQ(r.config_yaml(), c.config);
   EXPECT_EQ(r.code_version(), QISA_VERSION);
   EXPECT_EQ(r.vocab(), c.vocab);
@@ -252,7 +253,14 @@ TEST(Checkpoint, StateConfigVocabAndStringsRoundTrip) {
     w.write_piece(0, x, 2);
     w.commit();
   }
+  {  // written before skipped_nonfinite existed: it reads as 0
+    hid_t f = H5Fopen((dir / "bare.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    EXPECT_GE(H5Adelete_by_name(f, "/state", "skipped_nonfinite", H5P_DEFAULT), 0);
+    H5Fclose(f);
+  }
   CheckpointReader b(dir / "bare.h5");
+  EXPECT_EQ(b.state().skipped_nonfinite, 0);
   EXPECT_TRUE(b.vocab().empty());
   EXPECT_TRUE(b.string_names().empty());
   EXPECT_TRUE(b.tensors("optim/m").empty());
@@ -561,16 +569,61 @@ TEST(Checkpoint, FailedCommitLeavesNoFinalFileAndNoTemporary) {
   EXPECT_TRUE(fs::is_directory(store.path_for(5) + "/inside"));
   EXPECT_EQ(entries(dir.path()), (std::set<std::string>{"ckpt_00000005.h5"}));
   EXPECT_TRUE(store.list().empty());
-  // Faults injected mid-write and just before the rename.
-  for (const char* fault : {"checkpoint.piece:throw", "checkpoint.commit:throw"}) {
+  // Faults injected mid-write and just before the rename; a full disk at a given step.
+  for (const char* fault : {"checkpoint.piece:throw", "checkpoint.commit:throw", "checkpoint.piece@step=6:enospc",
+                            "checkpoint.commit@step=6:enospc"}) {
     SCOPED_TRACE(fault);
     setenv("QISA_FAULT", fault, 1);
-    expect_mentions(error_of([&] { write(6); }), {"fault injected"});
+    const std::string msg = error_of([&] { write(6); });
+    expect_mentions(msg, {"fault injected"});
+    if (std::string(fault).find("enospc") != std::string::npos) expect_mentions(msg, {"No space left on device"});
     unsetenv("QISA_FAULT");
     EXPECT_EQ(entries(dir.path()), (std::set<std::string>{"ckpt_00000005.h5"}));
   }
+  setenv("QISA_FAULT", "checkpoint.piece@step=7:enospc", 1);  // another step: not this checkpoint
   write(6);
+  unsetenv("QISA_FAULT");
   EXPECT_EQ(store.list(), std::vector<std::string>{store.path_for(6)});
+}
+
+// A real full disk (a small tmpfs): the write fails naming the cause, nothing of it stays on
+// the disk or open in the process (HDF5 1.10 would otherwise keep the failed file in its table
+// and crash at exit), and the previous checkpoint is intact.
+TEST(Checkpoint, AFullDiskFailsTheWriteNamingTheCauseAndReleasesItsSpace) {
+  test::TempDir dir;
+  const std::string why = test::mount_private_tmpfs(dir.path(), "512k");
+  if (!why.empty()) GTEST_SKIP() << "no tmpfs of our own: " << why;
+  CheckpointStore store(dir.path(), 3);
+  write_small(store.path_for(1), 1);
+  const Content big = sample_content(2, 40);  // ~40 KiB of tensors
+  const std::string filler = test::fill_disk(dir.path());
+  fs::resize_file(filler, fs::file_size(filler) - 16 * 1024);  // room for a part of it only
+  const uint64_t free_before = test::free_bytes(dir.path());
+  // First in a child that then exits normally: HDF5's exit handler must find nothing of the
+  // failed file left open.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    try {
+      write_content(store.path_for(2), big);
+    } catch (const Error&) {
+      std::exit(0);
+    }
+    std::exit(2);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the child " << (WIFSIGNALED(status) ? "died of signal " + std::to_string(WTERMSIG(status)) : "exited "
+                          + std::to_string(WEXITSTATUS(status)));
+  expect_mentions(error_of([&] { write_content(store.path_for(2), big); }),
+                  {store.path_for(2) + ".tmp-", "No space left on device"});
+  EXPECT_EQ(entries(dir.path()), (std::set<std::string>{"ckpt_00000001.h5", "filler"}));
+  EXPECT_EQ(test::free_bytes(dir.path()), free_before);  // no descriptor holds the removed temporary
+  EXPECT_EQ(store.newest_valid(nullptr), store.path_for(1));
+  fs::remove(filler);
+  write_content(store.path_for(2), big);  // with room again, the same writer code succeeds
+  EXPECT_EQ(store.newest_valid(nullptr), store.path_for(2));
 }
 
 // ------------------------------------------------------------------ the store

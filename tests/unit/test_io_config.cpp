@@ -167,6 +167,8 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"dist.bucket_mb", "0", "must be > 0"},
       {"checkpoint.every_steps", "-5", "must be >= 0"},
       {"checkpoint.keep_last", "0", "must be >= 1"},
+      {"checkpoint.on_error", "ignore", "must be one of stop | warn"},
+      {"train.on_nonfinite", "skp", "did you mean 'skip'?"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.key + " = " + c.value);
@@ -274,7 +276,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 37u);
+  EXPECT_EQ(config_keys().size(), 39u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -173,6 +174,8 @@ TEST_F(Corpus, ZeroValFractionGivesAnEmptyValSplit) {
   EXPECT_EQ(r.val_tokens, 0);
   EXPECT_EQ(read_corpus_info(o.out).val_tokens, 0);
   EXPECT_TRUE(read_split(o.out, "val").empty());
+  EXPECT_EQ(h5::File(o.out, h5::File::Mode::read).attr_int("/val/tokens", "max_id"), -1);
+  EXPECT_NO_THROW(check_token_ids(o.out));
 }
 
 TEST_F(Corpus, ReplacesAnExistingCorpus) {
@@ -342,6 +345,47 @@ TEST_F(Corpus, ReadErrorsNameTheFileAndHint) {
                   {path("badid.h5"), "token id 7", "index 2", "vocab_size is 3", "qisa prepare"});
 
   EXPECT_THROW(read_split(path("badid.h5"), "test"), Error);
+}
+
+// Each split's largest id is stored at prepare time, so a run checks the ids at start without
+// reading the splits; a corpus without the attribute is scanned instead.
+TEST_F(Corpus, TokenIdsAreCheckedAtStartCheaplyOrByAScan) {
+  write_file(path("t.txt"), "abcabcxyz\nzzz");  // vocab: \n a b c x y z -> ids 0..6
+  PrepareOptions o = opts({"t.txt"});
+  o.val_fraction = 0.3;
+  prepare_corpus(o);
+  {
+    const h5::File f(o.out, h5::File::Mode::read);
+    const auto train = read_split(o.out, "train"), val = read_split(o.out, "val");
+    EXPECT_EQ(f.attr_int("/train/tokens", "max_id"), *std::max_element(train.begin(), train.end()));
+    EXPECT_EQ(f.attr_int("/val/tokens", "max_id"), *std::max_element(val.begin(), val.end()));
+  }
+  EXPECT_NO_THROW(check_token_ids(o.out));
+  {  // an attribute that admits an id >= vocab_size: caught without reading the split
+    h5::File f(o.out, h5::File::Mode::read_write);
+    H5Adelete_by_name(f.id(), "/val/tokens", "max_id", H5P_DEFAULT);
+    f.set_attr("/val/tokens", "max_id", int64_t{9});
+  }
+  expect_mentions(read_error([&] { check_token_ids(o.out); }),
+                  {o.out, "/val/tokens", "token ids up to 9", "attribute max_id", "vocab_size is 7", "qisa prepare"});
+
+  // No attribute (an older corpus, or another writer): the split is read and the first bad id named.
+  std::vector<uint16_t> ids(3 * 1000000, 1);  // three pieces of the scan
+  ids[2500001] = 7;
+  write_fake_corpus(path("scan.h5"), 1, 7, ids);
+  expect_mentions(read_error([&] { check_token_ids(path("scan.h5")); }),
+                  {path("scan.h5"), "/train/tokens", "token id 7", "position 2500001", "vocab_size is 7"});
+  ids[2500001] = 6;
+  write_fake_corpus(path("scan.h5"), 1, 7, ids);
+  EXPECT_NO_THROW(check_token_ids(path("scan.h5")));
+}
+
+TEST_F(Corpus, ATruncatedCorpusIsNamedAsSuch) {
+  write_file(path("t.txt"), std::string(200000, 'a') + "b");
+  PrepareOptions o = opts({"t.txt"});
+  prepare_corpus(o);
+  fs::resize_file(o.out, fs::file_size(o.out) / 2);
+  expect_mentions(read_error([&] { read_corpus_info(o.out); }), {o.out, "truncated", "qisa prepare"});
 }
 
 TEST_F(Corpus, ReadVocabChecksOrder) {

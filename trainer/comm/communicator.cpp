@@ -59,6 +59,14 @@ class NoneCommunicator final : public Communicator {
 
 }  // namespace
 
+void broadcast_string(Communicator& comm, std::string& s, int root) {
+  if (comm.size() == 1) return;
+  int64_t n = static_cast<int64_t>(s.size());
+  comm.broadcast(&n, sizeof n, root);
+  s.resize(static_cast<size_t>(n));
+  if (n > 0) comm.broadcast(s.data(), static_cast<size_t>(n), root);
+}
+
 std::unique_ptr<Communicator> make_communicator(const std::string& kind) {
   return make_communicator(kind, CommOptions{});
 }

@@ -81,6 +81,9 @@ class Communicator {
 // an escaping exception with peers aborts the job rather than finalise (which could hang).
 std::unique_ptr<Communicator> make_communicator(const std::string& kind);
 
+// s on every rank becomes root's s (its length first, then the bytes).
+void broadcast_string(Communicator& comm, std::string& s, int root = 0);
+
 struct CommOptions {
   // The most elements (bytes for broadcast/send/recv) one MPI call moves: MPI counts are int,
   // so larger buffers are split. Tests lower it to exercise the split path on small buffers.
