@@ -164,7 +164,7 @@ void plot_bars(const std::vector<BarPanel>& panels, const std::string& png) {
     }
     const std::string file = scratch.file("bars" + std::to_string(p) + ".dat");
     write(file, data);
-    body += "reset\nset grid ytics\nset key top left\nset style data histograms\n"
+    body += "reset\nset grid ytics\nset key top right\nset style data histograms\n"
             "set style histogram errorbars gap 1 lw 1\nset style fill solid 0.75 border -1\nset boxwidth 0.9\n"
             "set yrange [0:*]\nset title " + gq(panel.title) + "\nset ylabel " + gq(panel.ylabel) + "\n";
     std::string plot;
