@@ -13,7 +13,9 @@ make_corpus "$WORK/corpus.h5"
 write_config "$WORK/tiny.yaml" "$WORK/corpus.h5" "$steps"
 submit ref --ntasks=2 --time=5 --output="$WORK/%x-%j.out" \
   "$SLURM_TEST_SBATCH/cpu_single_node.sbatch" "$WORK/tiny.yaml" --quiet "log.dir=$WORK/straight"
-QISA_FAULT="train.step:sleep=50" QISA_SBATCH_ARGS="--ntasks=2 --time=5 --output=$WORK/%x-%j.out" \
+# --time=15: chain.sbatch asks for USR1 300 s before the time limit; with --time=5 Slurm would
+# send it at once, racing the test's own signal.
+QISA_FAULT="train.step:sleep=50" QISA_SBATCH_ARGS="--ntasks=2 --time=15 --output=$WORK/%x-%j.out" \
   bash "$SLURM_TEST_SBATCH/submit_chain.sh" 3 "$WORK/tiny.yaml" "$WORK/chained" --quiet >"$WORK/ids.txt" ||
   fail "submit_chain.sh failed"
 mapfile -t ids <"$WORK/ids.txt"

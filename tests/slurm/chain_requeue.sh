@@ -16,7 +16,9 @@ submit ref --ntasks=2 --time=5 --output="$WORK/%x-%j.out" \
   "$SLURM_TEST_SBATCH/cpu_single_node.sbatch" "$WORK/tiny.yaml" --quiet "log.dir=$WORK/straight"
 # 50 ms per step (a pause that changes no number) so that the run is still going when the
 # signal comes. The environment is the job's at every restart.
-QISA_FAULT="train.step:sleep=50" submit job --ntasks=2 --time=5 --output="$WORK/%x-%j.out" \
+# --time=15: chain.sbatch asks for USR1 300 s before the time limit; with --time=5 Slurm would
+# send it at once, racing the test's own signal.
+QISA_FAULT="train.step:sleep=50" submit job --ntasks=2 --time=15 --output="$WORK/%x-%j.out" \
   "$SLURM_TEST_SBATCH/chain.sbatch" "$WORK/tiny.yaml" "$WORK/chained" --quiet
 log "submitted the uninterrupted run as job $ref, the chain as job $job"
 
