@@ -149,6 +149,31 @@ std::vector<hsize_t> File::dims(const std::string& dataset) const {
   return out;
 }
 
+hsize_t File::stored_count(const std::string& dataset, std::vector<hsize_t>* dims_out) const {
+  std::vector<hsize_t> d = dims(dataset);
+  hsize_t n = 1;
+  for (hsize_t x : d)
+    if (__builtin_mul_overflow(n, x, &n))
+      throw Error("'" + where(dataset) + "' has an impossible shape (more than 2^64 elements)",
+                  "the file is corrupt: regenerate it or use an earlier copy");
+  if (n > 0) {
+    Handle ds = open_object(dataset);
+    Handle ft(check_id(H5Dget_type(ds.get()), "cannot read the type of '" + where(dataset) + "'"), H5Tclose);
+    // Fixed-size elements take their size; variable-length ones (strings) at least a byte.
+    const bool variable = H5Tget_class(ft.get()) == H5T_VLEN || H5Tis_variable_str(ft.get()) > 0;
+    const hsize_t elem = variable ? 1 : std::max<hsize_t>(1, H5Tget_size(ft.get()));
+    hsize_t need = 0;
+    const bool overflow = __builtin_mul_overflow(n, elem, &need);
+    const hsize_t stored = H5Dget_storage_size(ds.get());
+    if (overflow || stored < need)
+      throw Error("'" + where(dataset) + "' claims " + std::to_string(n) + " elements of " + std::to_string(elem) +
+                      " bytes, but the file holds only " + std::to_string(stored) + " bytes of its data",
+                  "the file is truncated or corrupt: regenerate it or use an earlier copy");
+  }
+  if (dims_out) *dims_out = d;
+  return n;
+}
+
 void File::read_raw(const std::string& dataset, hid_t mem_type, void* out, hsize_t expect_count) const {
   Handle d = open_object(dataset);
   Handle s(check_id(H5Dget_space(d.get()), "'" + where(dataset) + "' is not a dataset"), H5Sclose);
@@ -185,9 +210,8 @@ void File::read_slice_raw(const std::string& dataset, hid_t mem_type, hsize_t st
 }
 
 std::vector<std::string> File::read_strings(const std::string& dataset, std::vector<hsize_t>* dims) const {
-  std::vector<hsize_t> d = this->dims(dataset);
-  hsize_t n = 1;
-  for (auto x : d) n *= x;
+  std::vector<hsize_t> d;
+  const hsize_t n = stored_count(dataset, &d);
   Handle ds = open_object(dataset);
   Handle ft(check_id(H5Dget_type(ds.get()), "cannot read the type of '" + where(dataset) + "'"), H5Tclose);
   if (H5Tget_class(ft.get()) != H5T_STRING)

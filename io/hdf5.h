@@ -122,13 +122,19 @@ class File {
   // Names of the members of a group, in name order.
   std::vector<std::string> list(const std::string& group) const;
   std::vector<hsize_t> dims(const std::string& dataset) const;
+  // The number of elements of a dataset, checked against what the file holds before anyone
+  // allocates memory for them: a damaged or edited file can claim any shape (a chunked
+  // dataset whose chunks were never written costs no disk and reads back as fill values).
+  // qisa writes every element and compresses nothing, so a dataset's raw data in the file
+  // takes at least the elements' size (a byte each when variable-length); throws when it does
+  // not, or when the shape overflows. `dims` receives the shape.
+  hsize_t stored_count(const std::string& dataset, std::vector<hsize_t>* dims = nullptr) const;
 
   // Whole-dataset read into a vector (converted to T); `dims` receives the shape.
   template <typename T>
   std::vector<T> read(const std::string& dataset, std::vector<hsize_t>* dims = nullptr) const {
-    std::vector<hsize_t> d = this->dims(dataset);
-    hsize_t n = 1;
-    for (auto x : d) n *= x;
+    std::vector<hsize_t> d;
+    const hsize_t n = stored_count(dataset, &d);
     std::vector<T> out(n);
     read_raw(dataset, native_type<T>(), out.data(), n);
     if (dims) *dims = d;

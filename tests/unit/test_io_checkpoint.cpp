@@ -606,6 +606,29 @@ TEST(Checkpoint, StoreListsNewestFirstAndPruneKeepsTheNewest) {
   EXPECT_EQ(CheckpointStore(dir / "missing", 1).newest_valid(nullptr), std::nullopt);
 }
 
+// A tensor whose shape the file does not hold (its chunks never written) is reported before
+// anyone allocates numel() floats for it, and verify() does not read terabytes of fill values.
+TEST(Checkpoint, TensorShapesTheFileDoesNotHoldAreErrors) {
+  test::TempDir dir;
+  const std::string path = dir / "huge.h5";
+  {
+    h5::File f(path, h5::File::Mode::create);
+    f.set_attr_fixed("/", "kind", "qisa-checkpoint");
+    f.set_attr("/", "format_version", int64_t{1});
+    f.set_attr_fixed("/", "config", "");
+    f.create_group("/state");
+    for (const char* a : {"step", "epoch", "samples_seen", "tokens_seen", "world_size"}) f.set_attr("/state", a, int64_t{1});
+    f.set_attr_u64("/state", "seed", 1);
+    h5::WriteOptions chunked;
+    chunked.chunk_shape = {1024, 1024};
+    f.create_dataset("/params/w", H5T_IEEE_F32LE, {hsize_t{1} << 20, hsize_t{1} << 20}, chunked).close();
+    f.close();
+  }
+  CheckpointReader r(path);
+  expect_mentions(error_of([&] { r.tensors("params"); }), {path + ":/params/w", "claims 1099511627776 elements"});
+  expect_mentions(error_of([&] { r.verify(); }), {"failed verification at '/params/w'", "claims"});
+}
+
 // ------------------------------------------------------------------ bounded memory
 
 // Built with AddressSanitizer (cluster/sanitize.sh)? Its quarantine keeps freed memory

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "io/corpus.h"
+#include "io/corpus_reader.h"
 #include "io/hdf5.h"
 #include "io/tokenizer.h"
 #include "kernels/error.h"
@@ -342,6 +343,41 @@ TEST_F(Corpus, ReadErrorsNameTheFileAndHint) {
                   {path("badid.h5"), "token id 7", "index 2", "vocab_size is 3", "qisa prepare"});
 
   EXPECT_THROW(read_split(path("badid.h5"), "test"), Error);
+}
+
+// A shape the file does not hold (chunks never written read back as fill values and cost no
+// disk) is an error, not a 4 TiB allocation (found by tests/fuzz/fuzz_corpus).
+TEST_F(Corpus, ShapesTheFileDoesNotHoldAreErrorsNotAllocations) {
+  constexpr hsize_t kHuge = hsize_t{1} << 40;
+  {
+    h5::File f(path("huge.h5"), h5::File::Mode::create);
+    f.set_attr("/", "format_version", int64_t{1});
+    f.set_attr("/", "vocab_size", static_cast<int64_t>(kHuge));
+    f.set_attr("/", "tokenizer", std::string("char"));
+    h5::WriteOptions chunked;
+    chunked.chunk = 65536;
+    f.create_dataset("/train/tokens", H5T_STD_U16LE, {kHuge}, chunked).close();
+    const uint16_t t[2] = {0, 1};
+    f.write("/val/tokens", t, {2});
+    h5::Handle vlen(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(vlen.get(), H5T_VARIABLE);
+    f.create_dataset("/tokenizer/vocab", vlen.get(), {kHuge}, chunked).close();
+    f.close();
+  }
+  for (const auto& fn : std::vector<std::function<void()>>{[&] { read_corpus_info(path("huge.h5")); },
+                                                           [&] { read_split(path("huge.h5"), "train"); },
+                                                           [&] { CorpusReader(path("huge.h5"), "val", 1.0); }})
+    expect_mentions(read_error(fn), {path("huge.h5") + ":/train/tokens", "claims 1099511627776 elements",
+                                     "holds only 0 bytes", "corrupt"});
+  {  // the tokens are there, the vocabulary is not
+    h5::File f(path("huge.h5"), h5::File::Mode::read_write);
+    H5Ldelete(f.id(), "/train/tokens", H5P_DEFAULT);
+    const uint16_t t[2] = {0, 1};
+    f.write("/train/tokens", t, {2});
+    f.close();
+  }
+  expect_mentions(read_error([&] { read_vocab(path("huge.h5")); }),
+                  {path("huge.h5") + ":/tokenizer/vocab", "claims 1099511627776 elements"});
 }
 
 TEST_F(Corpus, ReadVocabChecksOrder) {
