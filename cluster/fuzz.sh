@@ -37,6 +37,7 @@ for t in $TARGETS; do
   exe=$BUILD_DIR/tests/fuzz/fuzz_$t
   [ -x "$exe" ] || { echo "fuzz: no target '$t' (have: $(ls "$BUILD_DIR/tests/fuzz" | grep -o '^fuzz_[a-z_]*$' | sed 's/fuzz_//' | tr '\n' ' '))" >&2; exit 2; }
   work=$BUILD_DIR/fuzz-work/$t  # what the run adds to the corpus; the seeds stay untouched
+  rm -rf "$BUILD_DIR/artifacts/$t"
   mkdir -p "$work" "$BUILD_DIR/artifacts/$t"
   log=$BUILD_DIR/fuzz-$t.log
   rc=0
@@ -47,7 +48,8 @@ for t in $TARGETS; do
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
   if [ "$rc" != 0 ] || grep -qE '^==[0-9]+==ERROR|runtime error:|^SUMMARY: ' "$log"; then
     echo "fuzz: $t FAILED (exit $rc) after ${runs:-?} runs; the report:" >&2
-    grep -vE '^#[0-9]+ +(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -60 >&2
+    report=$(sed -n '/==ERROR\|ERROR: libFuzzer\|runtime error:\|fuzz property violated/,/^SUMMARY/p' "$log" | head -80)
+    echo "${report:-$(tail -40 "$log")}" >&2
     echo "fuzz: input kept in: $(ls "$BUILD_DIR/artifacts/$t"/* 2>/dev/null | tr '\n' ' ')" >&2
     failed="$failed $t"
   else
