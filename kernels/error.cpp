@@ -16,7 +16,7 @@ std::string short_path(const char* file) {
 }
 }  // namespace
 
-Error::Error(const std::string& what, std::string hint, std::source_location loc)
+Error::Error(const std::string& what, std::string hint, SourceLocation loc)
     : std::runtime_error(what),
       hint_(std::move(hint)),
       where_(short_path(loc.file_name()) + ":" + std::to_string(loc.line())) {}

@@ -1,17 +1,42 @@
 // The one exception type of qisa: what failed (naming the file/key/value or call), a hint,
 // and where in our code it was raised. `main` prints it as one line and exits non-zero.
 #pragma once
-#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <version>
+
+#if defined(__cpp_lib_source_location)
+#include <source_location>
+#endif
 
 namespace qisa {
+
+#if defined(__cpp_lib_source_location)
+using SourceLocation = std::source_location;
+#else
+// libstdc++'s std::source_location needs __builtin_source_location, which clang has only from
+// version 15 on; the fuzz build uses Debian 12's clang 14. These builtins give the same.
+struct SourceLocation {
+  static constexpr SourceLocation current(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
+    SourceLocation l;
+    l.file_ = file;
+    l.line_ = line;
+    return l;
+  }
+  constexpr const char* file_name() const { return file_; }
+  constexpr unsigned line() const { return line_; }
+
+ private:
+  const char* file_ = "";
+  unsigned line_ = 0;
+};
+#endif
 
 class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& what, std::string hint = {},
-                 std::source_location loc = std::source_location::current());
+                 SourceLocation loc = SourceLocation::current());
   const std::string& hint() const { return hint_; }
   const std::string& where() const { return where_; }  // "io/config.cpp:42"
   // "what; hint: ..." (no location): the line a user sees.

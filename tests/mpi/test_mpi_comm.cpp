@@ -235,7 +235,9 @@ TEST_P(MpiComm, ReduceScatterSum) {
     // Output aliasing the input (our own block of it): same numbers.
     std::vector<float> inplace = send;
     comm().reduce_scatter_sum(inplace.data(), inplace.data() + rank() * count, count);
-    EXPECT_EQ(0, std::memcmp(inplace.data() + rank() * count, recv.data(), count * sizeof(float)));
+    if (count > 0) {  // memcmp of an empty vector's data() (null) is undefined behaviour
+      EXPECT_EQ(0, std::memcmp(inplace.data() + rank() * count, recv.data(), count * sizeof(float)));
+    }
   }
 }
 

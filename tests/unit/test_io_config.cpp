@@ -82,6 +82,13 @@ TEST(Config, YamlSyntaxErrorHasLineNumber) {
   expect_mentions(tab, {"configs/x.yaml:2:", "YAML syntax error"});
 }
 
+// yaml-cpp 0.7's LoadAll never returned on these (it allocated null documents until memory ran
+// out; found by tests/fuzz/fuzz_config): a syntax error naming the place instead.
+TEST(Config, StrayCommaIsASyntaxErrorNotAHang) {
+  expect_mentions(parse_error(","), {"configs/x.yaml:1:1:", "YAML syntax error", "unexpected ','"});
+  expect_mentions(parse_error("{data: {corpus: c.h5}}, "), {"configs/x.yaml:1:", "YAML syntax error", "','"});
+}
+
 TEST(Config, TopLevelMustBeAMapping) {
   expect_mentions(parse_error("- model\n- data\n"), {"configs/x.yaml", "not a mapping"});
   expect_mentions(parse_error("just a string\n"), {"configs/x.yaml", "not a mapping"});

@@ -20,7 +20,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <source_location>
 #include <type_traits>
 #include <vector>
 
@@ -44,7 +43,7 @@ std::string mpi_error_string(int rc) {
 }
 
 // Every MPI return code goes through here: a failure becomes a qisa::Error naming the call.
-void check(int rc, const char* call, const char* hint, std::source_location loc = std::source_location::current()) {
+void check(int rc, const char* call, const char* hint, SourceLocation loc = SourceLocation::current()) {
   if (rc != MPI_SUCCESS) throw Error(std::string(call) + " failed: " + mpi_error_string(rc), hint, loc);
 }
 
