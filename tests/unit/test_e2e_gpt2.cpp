@@ -52,7 +52,7 @@ TEST(Gpt2EndToEnd, PrepareTrainEvalSample) {
 
   // The prompt goes through the stored BPE (any UTF-8 is fine); the greedy continuation of the
   // templated text decodes to its letters, spaces and full stops, nothing else.
-  for (const std::string model : {run + "/final.h5", run + "/checkpoints/ckpt_00000120.h5"}) {
+  for (const std::string& model : {run + "/final.h5", run + "/checkpoints/ckpt_00000120.h5"}) {
     auto s = run_command(test::qisa_bin() + " sample " + model + " --prompt 'the old king' --greedy --tokens 12");
     ASSERT_EQ(s.exit_code, 0) << s.output;
     ASSERT_EQ(s.output.rfind("the old king", 0), 0u) << s.output;

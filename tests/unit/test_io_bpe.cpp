@@ -120,13 +120,6 @@ TEST(Utf8Replacement, MaximalSubpartsAsTheWhatwgDecoder) {
 
 std::string byte_token(unsigned char b) { return encode_utf8(gpt2_byte_char(b)); }
 
-// Token strings of a byte string in the byte-level alphabet.
-std::string to_symbols(std::string_view bytes) {
-  std::string s;
-  for (unsigned char b : bytes) s += byte_token(b);
-  return s;
-}
-
 // A vocabulary as BPE training makes one: the 256 byte tokens, then merges of existing tokens
 // over `alphabet`, each forming a new token.
 struct TinyVocab {
