@@ -224,6 +224,8 @@ Field choice_field(const char* key, const char* help, std::vector<std::string> a
 // to_yaml() share, so they cannot drift apart.
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
+      field<&Config::model, &ModelConfig::vocab_multiple>(
+          "model.vocab_multiple", "vocab_size = the corpus's rounded up to a multiple of this (>= 1; GPT-2: 128)"),
       field<&Config::model, &ModelConfig::block_size>("model.block_size", "context length T (>= 1)"),
       field<&Config::model, &ModelConfig::n_embd>("model.n_embd", "embedding width C (>= 1)"),
       field<&Config::model, &ModelConfig::n_head>("model.n_head", "attention heads H (n_embd % n_head == 0)"),
@@ -472,6 +474,8 @@ class ConfigParser {
 
   void validate_model(const Config& c) const {
     const auto& m = c.model;
+    require(m.vocab_multiple >= 1, c, "model.vocab_multiple", "must be >= 1 (1 = no padding)",
+            "use 1, or e.g. 128 to round GPT-2's 50257 up to 50304");
     require(m.block_size >= 1, c, "model.block_size", "must be >= 1");
     require(m.n_embd >= 1, c, "model.n_embd", "must be >= 1");
     require(m.n_head >= 1, c, "model.n_head", "must be >= 1");
@@ -563,7 +567,9 @@ std::string Config::to_yaml() const {
       section = sec;
       out += section + ":\n";
       if (section == "model" && model.vocab_size > 0)
-        out += "  # vocab_size: " + std::to_string(model.vocab_size) + "  (from the corpus; not a key)\n";
+        out += "  # vocab_size: " + std::to_string(model.vocab_size) +
+               (model.vocab_multiple > 1 ? "  (the corpus's, rounded up to vocab_multiple; not a key)\n"
+                                         : "  (from the corpus; not a key)\n");
     }
     std::string line = "  " + f.key.substr(sec.size() + 1) + ": " + f.write(*this);
     line.resize(std::max<size_t>(line.size(), 34), ' ');
@@ -572,12 +578,23 @@ std::string Config::to_yaml() const {
   return out;
 }
 
+int64_t padded_vocab_size(int64_t corpus_vocab, int vocab_multiple) {
+  QISA_CHECK(vocab_multiple >= 1, "model.vocab_multiple = " + std::to_string(vocab_multiple) + " must be >= 1",
+             "use 1 (no padding) or e.g. 128");
+  QISA_CHECK(corpus_vocab >= 0, "vocab_size " + std::to_string(corpus_vocab) + " is negative", "this is a bug in the caller");
+  return (corpus_vocab + vocab_multiple - 1) / vocab_multiple * vocab_multiple;
+}
+
 void check_against_corpus(Config& cfg, const CorpusInfo& corpus) {
   const std::string where = cfg.source + ": model.block_size = " + std::to_string(cfg.model.block_size);
   const int64_t need = int64_t{cfg.model.block_size} + 1;
-  QISA_CHECK(cfg.model.vocab_size == 0 || cfg.model.vocab_size == corpus.vocab_size,
+  const int64_t padded = padded_vocab_size(corpus.vocab_size, cfg.model.vocab_multiple);
+  const std::string padding = padded == corpus.vocab_size ? std::string()
+                                                          : " (" + std::to_string(padded) + " with model.vocab_multiple " +
+                                                                std::to_string(cfg.model.vocab_multiple) + ")";
+  QISA_CHECK(cfg.model.vocab_size == 0 || cfg.model.vocab_size == padded,
              cfg.source + ": the model has vocab_size " + std::to_string(cfg.model.vocab_size) + " but corpus " +
-                 q(corpus.path) + " has vocab_size " + std::to_string(corpus.vocab_size),
+                 q(corpus.path) + " has vocab_size " + std::to_string(corpus.vocab_size) + padding,
              "use the corpus the model was trained on");
   QISA_CHECK(corpus.train_tokens >= need,
              where + ": needs block_size + 1 = " + std::to_string(need) + " tokens, but the train split of corpus " +
@@ -591,7 +608,7 @@ void check_against_corpus(Config& cfg, const CorpusInfo& corpus) {
              where + ": needs block_size + 1 = " + std::to_string(need) + " tokens, but the val split of corpus " +
                  q(corpus.path) + " has " + std::to_string(corpus.val_tokens),
              "lower model.block_size, or re-run qisa prepare with a larger --val-fraction or more text");
-  cfg.model.vocab_size = corpus.vocab_size;
+  cfg.model.vocab_size = padded;
 }
 
 }  // namespace qisa

@@ -18,7 +18,8 @@ const char* to_string(AttnMask m);
 const char* to_string(Activation a);
 
 struct ModelConfig {
-  int64_t vocab_size = 0;          // not a YAML key: comes from the corpus (or a model file)
+  int64_t vocab_size = 0;          // not a YAML key: the corpus's, rounded up to vocab_multiple (or a model file's)
+  int vocab_multiple = 1;          // the model's vocab_size is the corpus's rounded up to a multiple of this
   int block_size = 16;             // T, context length
   int n_embd = 16;                 // C
   int n_head = 1;                  // H (n_embd % n_head == 0)
@@ -121,9 +122,15 @@ std::vector<std::string> config_keys();
 // differs between two configs.
 std::vector<std::pair<std::string, std::string>> config_values(const Config& c);
 
-// Checks that need the corpus: sets model.vocab_size from it; block_size + 1 must fit in
-// the train split and (when eval is used) the val split. Errors name the config file, the key
-// and the value, and the corpus. A vocab_size already set (e.g. from a model file) must match.
+// The model's vocab_size for a corpus of `corpus_vocab` token ids: rounded up to a multiple of
+// model.vocab_multiple (GPT-2: 50257 -> 50304 with 128). The padded ids are never targets
+// (no corpus holds them); generation never draws them (trainer/generate.h).
+int64_t padded_vocab_size(int64_t corpus_vocab, int vocab_multiple);
+
+// Checks that need the corpus: sets model.vocab_size from it (padded_vocab_size); block_size + 1
+// must fit in the train split and (when eval is used) the val split. Errors name the config
+// file, the key and the value, and the corpus. A vocab_size already set (e.g. from a model
+// file) must match.
 struct CorpusInfo;
 void check_against_corpus(Config& cfg, const CorpusInfo& corpus);
 

@@ -42,9 +42,11 @@ void add_eval(CLI::App& app) {
     auto backend = make_cpu_backend(args->threads);
     LoadedModel m = load_model(args->model, *backend, args->batch);
     const CorpusInfo info = read_corpus_info(args->data);
-    QISA_CHECK(info.vocab_size == m.config.model.vocab_size,
+    // The model's vocab_size is the corpus's rounded up to model.vocab_multiple.
+    QISA_CHECK(padded_vocab_size(info.vocab_size, m.config.model.vocab_multiple) == m.config.model.vocab_size,
                "corpus '" + args->data + "' has vocab_size " + std::to_string(info.vocab_size) + ", model '" + args->model +
-                   "' has " + std::to_string(m.config.model.vocab_size),
+                   "' has " + std::to_string(m.config.model.vocab_size) + " (model.vocab_multiple " +
+                   std::to_string(m.config.model.vocab_multiple) + ")",
                "evaluate on the corpus the model was trained on");
     const Vocabulary vocab = read_vocabulary(args->data);
     QISA_CHECK(m.vocab.empty() || m.vocab == vocab,

@@ -1,4 +1,5 @@
 // qisa probe-leak MODEL [--data CORPUS.h5]
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -48,7 +49,9 @@ void add_probe_leak(CLI::App& app) {
                      "probe with the corpus the model was trained on");
     } else {
       std::mt19937_64 rng(args->seed);
-      std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(V - 1));
+      // the tokenizer's ids: not the padding ids of model.vocab_multiple
+      const int64_t real = m.vocab.empty() ? V : std::min<int64_t>(V, m.vocab.size());
+      std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(real - 1));
       for (int64_t w = 0; w < args->windows; ++w) {
         std::vector<int32_t> win(static_cast<size_t>(T));
         for (auto& t : win) t = tok(rng);

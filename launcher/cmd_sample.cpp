@@ -37,10 +37,12 @@ void add_sample(CLI::App& app) {
     LoadedModel m = load_model(args->model, *backend, 1);
     QISA_CHECK(!m.vocab.empty(), "'" + args->model + "' holds no vocabulary to encode the prompt with",
                "sample from a model written by this version of qisa train");
-    QISA_CHECK(m.vocab.size() == m.config.model.vocab_size,
+    QISA_CHECK(padded_vocab_size(m.vocab.size(), m.config.model.vocab_multiple) == m.config.model.vocab_size,
                "'" + args->model + "' has a vocabulary of " + std::to_string(m.vocab.size()) + " tokens but the model " +
-                   std::to_string(m.config.model.vocab_size),
+                   std::to_string(m.config.model.vocab_size) + " (model.vocab_multiple " +
+                   std::to_string(m.config.model.vocab_multiple) + ")",
                "the file is corrupt: train the model again");
+    args->opt.vocab_size = m.vocab.size();  // never draw the model's padding ids
     const std::unique_ptr<TextCodec> tok = make_codec(m.vocab, "'" + args->model + "'");
     QISA_CHECK(!args->prompt.empty(), "the prompt is empty", "pass --prompt with at least one character");
     const std::vector<int32_t> prompt = tok->encode(args->prompt);

@@ -17,5 +17,6 @@ void add_info(CLI::App& app);         // cmd_info.cpp
 void add_inspect(CLI::App& app);      // cmd_inspect.cpp
 void add_experiment(CLI::App& app);   // cmd_experiment.cpp
 void add_plot(CLI::App& app);         // cmd_plot.cpp
+void add_plan(CLI::App& app);         // cmd_plan.cpp
 
 }  // namespace qisa::cli

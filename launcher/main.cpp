@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   qisa::cli::add_inspect(app);
   qisa::cli::add_experiment(app);
   qisa::cli::add_plot(app);
+  qisa::cli::add_plan(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

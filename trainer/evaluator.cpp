@@ -72,9 +72,14 @@ EvalResult EvalSums::finish() const {
 EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t first, int64_t count,
                         const Vocabulary& vocab) {
   const int T = model.config().block_size;
-  const int64_t V = model.config().vocab_size;
-  QISA_CHECK(static_cast<int64_t>(vocab.size()) == V,
-             "the vocabulary has " + std::to_string(vocab.size()) + " entries, the model " + std::to_string(V),
+  const int64_t V = model.config().vocab_size, real = vocab.size();
+  // The model's vocab_size is the vocabulary's rounded up to model.vocab_multiple; the padding
+  // ids are never targets, and the greedy predictions below skip them.
+  QISA_CHECK(padded_vocab_size(real, model.config().vocab_multiple) == V,
+             "the vocabulary has " + std::to_string(real) + " entries, the model " + std::to_string(V) +
+                 (model.config().vocab_multiple > 1
+                      ? " (model.vocab_multiple " + std::to_string(model.config().vocab_multiple) + ")"
+                      : std::string()),
              "evaluate on the corpus the model was trained on");
   QISA_CHECK(first >= 0 && count >= 0 && (count == 0 || (first + count) * T + 1 <= static_cast<int64_t>(split.size())),
              "eval windows [" + std::to_string(first) + ", " + std::to_string(first + count) + ") do not fit in " +
@@ -109,7 +114,7 @@ EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t f
     for (int64_t b = 0; b < B; ++b) {
       for (int t = 0; t < T; ++t) {
         const float* row = logits.data() + (b * T + t) * V;
-        pred[t] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+        pred[t] = static_cast<int32_t>(std::max_element(row, row + real) - row);
       }
       const std::u32string got = decode_ids(*codec, pred.data(), T);
       const std::u32string want = decode_ids(*codec, y.data() + b * T, T);

@@ -39,7 +39,9 @@ struct EvalSums {
 int64_t eval_windows(int64_t split_tokens, int T, int64_t wanted);
 
 // Scores windows [first, first + count) of `split` (window w = tokens [w*T, w*T + T]).
-// `vocab` decodes ids to text for CER and WER.
+// `vocab` decodes ids to text for CER and WER. A model with padded ids (model.vocab_multiple):
+// the cross-entropy is over all its logits, padding included (as training computes it); the
+// argmax predictions are among the vocabulary's ids only.
 EvalSums evaluate_range(GPT& model, const std::vector<int32_t>& split, int64_t first, int64_t count,
                         const Vocabulary& vocab);
 

@@ -14,7 +14,8 @@ namespace qisa {
 namespace {
 constexpr uint32_t kSampleStream = 0x53414D4Cu;  // "SAML"
 
-// The next token from one row of logits: argmax, or a draw from softmax(logits / temperature)
+// The next token from one row of logits, among ids [0, V) (the tokenizer's; the model's padding
+// ids above them are never considered): argmax, or a draw from softmax(logits / temperature)
 // restricted to the top_k largest, with uniform u in [0, 1).
 int32_t pick(const float* logits, int64_t V, const SampleOptions& opt, double u) {
   if (opt.greedy) return static_cast<int32_t>(std::max_element(logits, logits + V) - logits);
@@ -41,11 +42,15 @@ int32_t pick(const float* logits, int64_t V, const SampleOptions& opt, double u)
   return ids[keep - 1];
 }
 
-// Continue each of `seqs` (all the same length >= 1) by `tokens` tokens in one batch.
+// Continue each of `seqs` (all the same length >= 1) by `tokens` tokens in one batch, drawing
+// among the first `real_vocab` ids of each logits row.
 void continue_batch(GPT& model, std::vector<std::vector<int32_t>>& seqs, int64_t tokens, const SampleOptions& opt,
-                    int64_t first_seq) {
+                    int64_t first_seq, int64_t real_vocab) {
   const int T = model.config().block_size;
   const int64_t V = model.config().vocab_size, B = static_cast<int64_t>(seqs.size());
+  QISA_CHECK(real_vocab >= 1 && real_vocab <= V,
+             "sampling among " + std::to_string(real_vocab) + " token ids, the model has " + std::to_string(V),
+             "the vocabulary does not belong to this model");
   std::vector<int32_t> x;
   for (int64_t k = 0; k < tokens; ++k) {
     const int len = static_cast<int>(std::min<size_t>(static_cast<size_t>(T), seqs[0].size()));
@@ -56,7 +61,7 @@ void continue_batch(GPT& model, std::vector<std::vector<int32_t>>& seqs, int64_t
     for (int64_t b = 0; b < B; ++b) {
       const double u = philox_uniform_double(opt.seed, kSampleStream, static_cast<uint32_t>(first_seq + b),
                                              static_cast<uint64_t>(k));
-      seqs[b].push_back(pick(logits.data() + (b * len + len - 1) * V, V, opt, u));
+      seqs[b].push_back(pick(logits.data() + (b * len + len - 1) * V, real_vocab, opt, u));
     }
   }
 }
@@ -66,12 +71,17 @@ std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, co
   QISA_CHECK(!prompt.empty(), "generation needs a prompt of at least one token", "pass --prompt TEXT");
   QISA_CHECK(opt.greedy || opt.temperature > 0, "temperature " + std::to_string(opt.temperature) + " is not > 0",
              "use a temperature such as 0.8, or greedy decoding");
-  const int64_t V = model.config().vocab_size;
+  const ModelConfig& m = model.config();
+  QISA_CHECK(opt.vocab_size > 0 || m.vocab_multiple == 1,
+             "the model's vocab_size " + std::to_string(m.vocab_size) + " is padded (model.vocab_multiple " +
+                 std::to_string(m.vocab_multiple) + "): generation needs the tokenizer's vocabulary size",
+             "set SampleOptions::vocab_size to the vocabulary's size (this is a bug in the caller)");
+  const int64_t V = opt.vocab_size > 0 ? opt.vocab_size : m.vocab_size;
   for (int32_t id : prompt)
     QISA_CHECK(id >= 0 && id < V, "prompt token " + std::to_string(id) + " outside the vocabulary of " + std::to_string(V),
                "this is a bug in the caller");
   std::vector<std::vector<int32_t>> seqs{prompt};
-  continue_batch(model, seqs, opt.tokens, opt, 0);
+  continue_batch(model, seqs, opt.tokens, opt, 0, V);
   return std::vector<int32_t>(seqs[0].begin() + static_cast<std::ptrdiff_t>(prompt.size()), seqs[0].end());
 }
 
@@ -106,7 +116,7 @@ GenerationScore generation_cer(GPT& model, const std::vector<int32_t>& split, in
       offs.push_back(o);
       seqs.emplace_back(split.begin() + o, split.begin() + o + T);
     }
-    continue_batch(model, seqs, tokens, opt, p0);
+    continue_batch(model, seqs, tokens, opt, p0, vocab.size());
     for (int64_t b = 0; b < B; ++b) {
       const std::u32string got = decode_ids(*codec, seqs[b].data() + T, tokens);
       const std::u32string want = decode_ids(*codec, split.data() + offs[b] + T, tokens);

@@ -16,10 +16,15 @@ struct SampleOptions {
   int top_k = 0;             // 0 = all tokens
   uint64_t seed = 1;         // the draws are a pure function of (seed, position)
   bool greedy = false;       // argmax instead of sampling
+  // The tokenizer's ids, [0, vocab_size): the model's padding ids above them (model.vocab_multiple)
+  // are never drawn, greedy or sampled. 0: the model's vocab_size, which generate() accepts only
+  // for a model without padding (model.vocab_multiple 1).
+  int64_t vocab_size = 0;
 };
 
 // Autoregressive generation after `prompt` (at least one token): each step runs the model on
-// the last block_size tokens and draws the next token from the last position's logits.
+// the last block_size tokens and draws the next token from the last position's logits,
+// restricted to the first opt.vocab_size ids.
 std::vector<int32_t> generate(GPT& model, const std::vector<int32_t>& prompt, const SampleOptions& opt);
 
 struct GenerationScore {

@@ -26,7 +26,8 @@ struct GPT::Layer {
 };
 
 // The activation arena: everything backward needs, per block, for max_batch*T rows; and
-// gradient scratch reused by every block.
+// gradient scratch reused by every block. trainer/plan.cpp's activation_arena() lists these
+// buffers for `qisa plan`: keep the two in step (test_trainer_plan checks them byte for byte).
 struct GPT::Acts {
   struct Block {
     Buffer<float> x_in;                 // [N, C] residual stream entering the block

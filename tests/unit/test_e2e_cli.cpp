@@ -161,7 +161,7 @@ TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
 
 TEST(Cli, HelpOnEverySubcommand) {
   for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " sample", " inspect", " launch", " bench",
-                          " bench step", " info"}) {
+                          " bench step", " info", " plan"}) {
     auto r = run_command(test::qisa_bin() + sub + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << ": " << r.output;
     EXPECT_NE(r.output.find("Usage"), std::string::npos) << sub << ": " << r.output;

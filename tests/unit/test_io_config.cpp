@@ -141,6 +141,9 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"model.dropout", "1.0", "[0, 1)"},
       {"model.dropout", "-0.1", "[0, 1)"},
       {"model.pauli_identity_prob", "1", "[0, 1)"},
+      {"model.vocab_multiple", "0", "must be >= 1"},
+      {"model.vocab_multiple", "-128", "must be >= 1"},
+      {"model.vocab_multiple", "1.5", "expected an integer"},
       {"model.attention", "qsa", "did you mean 'csa' or 'qisa'?"},
       {"model.attention", "qiisa", "did you mean 'qisa'?"},
       {"model.attention", "QISA", "csa | qisa | qisa_a"},
@@ -237,6 +240,7 @@ Config unusual_config() {
   activation: gelu
   dropout: 0.1
   pauli_identity_prob: 0.75
+  vocab_multiple: 64
 data:
   corpus: "data/ünï cödé: #1 \"q\" \\ end"
 train:
@@ -283,7 +287,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 39u);
+  EXPECT_EQ(config_keys().size(), 40u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {
@@ -326,6 +330,26 @@ TEST(Config, CheckAgainstCorpus) {
   CorpusInfo different = corpus(1000, 1000);
   different.vocab_size = 50;
   expect_mentions(error_of([&] { check_against_corpus(other, different); }), {"vocab_size 42", "vocab_size 50"});
+}
+
+TEST(Config, VocabMultiplePadsTheCorpusVocabulary) {
+  EXPECT_EQ(padded_vocab_size(50257, 128), 50304);  // GPT-2: ceil(50257 / 128) * 128
+  EXPECT_EQ(padded_vocab_size(50257, 1), 50257);
+  EXPECT_EQ(padded_vocab_size(50304, 128), 50304);  // already a multiple
+  EXPECT_EQ(padded_vocab_size(42, 64), 64);
+  EXPECT_EQ(parse_config(base_with(""), "x.yaml").model.vocab_multiple, 1);  // default: no padding
+
+  Config c = parse_config(base_with("model:\n  block_size: 64\n  vocab_multiple: 64\n"), "configs/x.yaml");
+  check_against_corpus(c, corpus(1000, 1000));  // 42 token ids
+  EXPECT_EQ(c.model.vocab_size, 64);
+  EXPECT_NE(c.to_yaml().find("# vocab_size: 64  (the corpus's, rounded up to vocab_multiple"), std::string::npos);
+  check_against_corpus(c, corpus(1000, 1000));  // a model file's padded 64 matches the corpus's 42
+  EXPECT_EQ(c.model.vocab_size, 64);
+  Config other = c;
+  CorpusInfo different = corpus(1000, 1000);
+  different.vocab_size = 65;  // pads to 128
+  expect_mentions(error_of([&] { check_against_corpus(other, different); }),
+                  {"vocab_size 64", "vocab_size 65", "(128 with model.vocab_multiple 64)"});
 }
 
 TEST(Config, QubitsAndNames) {

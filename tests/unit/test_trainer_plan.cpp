@@ -1,0 +1,340 @@
+// The planner (trainer/plan.h): the activation bytes and parameter counts `qisa plan` prints are
+// what a real GPT allocates (counted on a backend that wraps the CPU one); the memory lines,
+// ZeRO-1 sharding, bf16 and the verdict. The FLOP model: test_trainer_flops.cpp.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "kernels/error.h"
+#include "trainer/model.h"
+#include "trainer/param_table.h"
+#include "trainer/plan.h"
+
+namespace qisa {
+namespace {
+
+// A Backend that forwards to the CPU backend and counts the bytes allocated (and still held).
+class CountingBackend : public Backend {
+ public:
+  CountingBackend() : be_(make_cpu_backend(1)) {}
+  int64_t live_bytes() const { return live_; }
+  int64_t allocated_bytes() const { return total_; }
+
+  std::string name() const override { return "counting:" + be_->name(); }
+  int threads() const override { return be_->threads(); }
+  void* alloc(size_t bytes) override {
+    void* p = be_->alloc(bytes);
+    sizes_[p] = bytes;
+    live_ += static_cast<int64_t>(bytes);
+    total_ += static_cast<int64_t>(bytes);
+    return p;
+  }
+  void release(void* p) noexcept override {
+    auto it = sizes_.find(p);
+    if (it != sizes_.end()) live_ -= static_cast<int64_t>(it->second), sizes_.erase(it);
+    be_->release(p);
+  }
+  void upload(void* d, const void* s, size_t n) override { be_->upload(d, s, n); }
+  void download(void* d, const void* s, size_t n) override { be_->download(d, s, n); }
+  void copy(void* d, const void* s, size_t n) override { be_->copy(d, s, n); }
+  void zero(void* d, size_t n) override { be_->zero(d, n); }
+  void synchronize() override { be_->synchronize(); }
+  void embedding_forward(float* o, const int32_t* i, const float* t, const float* p, int64_t B, int T, int C) override {
+    be_->embedding_forward(o, i, t, p, B, T, C);
+  }
+  void embedding_backward(float* dt, float* dp, const float* g, const int32_t* i, int64_t B, int T, int C) override {
+    be_->embedding_backward(dt, dp, g, i, B, T, C);
+  }
+  void layernorm_forward(float* o, float* m, float* r, const float* i, const float* w, const float* b, int64_t N,
+                         int C) override {
+    be_->layernorm_forward(o, m, r, i, w, b, N, C);
+  }
+  void layernorm_backward(float* di, float* dw, float* db, const float* g, const float* i, const float* w,
+                          const float* m, const float* r, int64_t N, int C) override {
+    be_->layernorm_backward(di, dw, db, g, i, w, m, r, N, C);
+  }
+  void linear_forward(float* o, const float* i, const float* w, const float* b, int64_t N, int IC, int OC) override {
+    be_->linear_forward(o, i, w, b, N, IC, OC);
+  }
+  void linear_backward(float* di, float* dw, float* db, const float* g, const float* i, const float* w, int64_t N,
+                       int IC, int OC) override {
+    be_->linear_backward(di, dw, db, g, i, w, N, IC, OC);
+  }
+  void activation_forward(float* o, const float* i, int64_t n, Activation a) override { be_->activation_forward(o, i, n, a); }
+  void activation_backward(float* di, const float* g, const float* i, int64_t n, Activation a) override {
+    be_->activation_backward(di, g, i, n, a);
+  }
+  void dropout_add_forward(float* o, const float* x, const float* y, int64_t n, const Dropout& d) override {
+    be_->dropout_add_forward(o, x, y, n, d);
+  }
+  void dropout_add_backward(float* dx, float* dy, const float* g, int64_t n, const Dropout& d) override {
+    be_->dropout_add_backward(dx, dy, g, n, d);
+  }
+  void csa_forward(float* o, int lo, float* att, const float* q, const float* k, const float* v, int li, int64_t B,
+                   int T, int H, int D, float s, const Dropout& d) override {
+    be_->csa_forward(o, lo, att, q, k, v, li, B, T, H, D, s, d);
+  }
+  void csa_backward(float* dq, float* dk, float* dv, const float* g, int lo, const float* att, const float* q,
+                    const float* k, const float* v, int li, int64_t B, int T, int H, int D, float s,
+                    const Dropout& d) override {
+    be_->csa_backward(dq, dk, dv, g, lo, att, q, k, v, li, B, T, H, D, s, d);
+  }
+  void gaussian_attention_forward(float* o, int lo, float* att, const float* q, const float* k, int lqk, const float* v,
+                                  int lv, int64_t B, int T, int H, int D, AttnMask m) override {
+    be_->gaussian_attention_forward(o, lo, att, q, k, lqk, v, lv, B, T, H, D, m);
+  }
+  void gaussian_attention_backward(float* dq, float* dk, int lqk, float* dv, int lv, const float* g, int lo,
+                                   const float* att, const float* q, const float* k, const float* v, int64_t B, int T,
+                                   int H, int D, AttnMask m) override {
+    be_->gaussian_attention_backward(dq, dk, lqk, dv, lv, g, lo, att, q, k, v, B, T, H, D, m);
+  }
+  void pauli_value_forward(float* v, int lv, const float* u, int lu, const PauliTerm* t, int64_t N, int H, int D, int C,
+                           int n) override {
+    be_->pauli_value_forward(v, lv, u, lu, t, N, H, D, C, n);
+  }
+  void pauli_value_backward(float* du, int lu, const float* dv, int lv, const float* u, const PauliTerm* t, int64_t N,
+                            int H, int D, int C, int n) override {
+    be_->pauli_value_backward(du, lu, dv, lv, u, t, N, H, D, C, n);
+  }
+  void qisa_a_forward(float* v, int lv, const float* x, int lx, const float* rx, const float* ry, const float* ry2,
+                      const PauliTerm* t, int64_t N, int H, int D, int C, int n) override {
+    be_->qisa_a_forward(v, lv, x, lx, rx, ry, ry2, t, N, H, D, C, n);
+  }
+  void qisa_a_backward(float* dx, int lx, float* drx, float* dry, float* dry2, const float* dv, int lv, const float* x,
+                       const float* rx, const float* ry, const float* ry2, const PauliTerm* t, int64_t N, int H, int D,
+                       int C, int n) override {
+    be_->qisa_a_backward(dx, lx, drx, dry, dry2, dv, lv, x, rx, ry, ry2, t, N, H, D, C, n);
+  }
+  void cross_entropy_forward(float* l, const float* g, const int32_t* t, int64_t N, int V) override {
+    be_->cross_entropy_forward(l, g, t, N, V);
+  }
+  void cross_entropy_backward(float* d, const float* g, const int32_t* t, int64_t N, int V, float s) override {
+    be_->cross_entropy_backward(d, g, t, N, V, s);
+  }
+  void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWHyper& h) override {
+    be_->adamw_update(p, g, m, v, n, h);
+  }
+  double sum_squares(const float* x, int64_t n) override { return be_->sum_squares(x, n); }
+  void scale(float* x, float a, int64_t n) override { be_->scale(x, a, n); }
+
+ private:
+  std::unique_ptr<Backend> be_;
+  std::map<void*, size_t> sizes_;
+  int64_t live_ = 0, total_ = 0;
+};
+
+ModelConfig model(AttentionKind att, int C, int H, int L, int T, int64_t V) {
+  ModelConfig m;
+  m.vocab_size = V;
+  m.block_size = T;
+  m.n_embd = C;
+  m.n_head = H;
+  m.n_layer = L;
+  m.attention = att;
+  return m;
+}
+
+ModelConfig gpt2(AttentionKind att, int L, int H, int C) { return model(att, C, H, L, 1024, 50304); }
+
+Config config_for(const ModelConfig& m, int64_t batch, int64_t micro, int zero) {
+  Config c;
+  c.model = m;
+  c.data.corpus = "unused.h5";
+  c.train.batch_size = batch;
+  c.train.micro_batch_size = micro;
+  c.dist.zero = zero;
+  c.source = "test.yaml";
+  return c;
+}
+
+// ------------------------------------------------------------------ the arena and the parameter count
+
+TEST(Plan, ActivationBytesAndParamsAreWhatAGptAllocates) {
+  struct Case {
+    AttentionKind att;
+    int C, H, L, T;
+    int64_t V, micro, align;
+  };
+  const Case cases[] = {
+      {AttentionKind::csa, 12, 3, 2, 8, 13, 1, 1},   {AttentionKind::csa, 16, 2, 3, 5, 70, 4, 4},
+      {AttentionKind::qisa, 12, 3, 2, 8, 13, 2, 1},  {AttentionKind::qisa, 20, 4, 1, 7, 33, 3, 3},
+      {AttentionKind::qisa_a, 8, 2, 2, 6, 11, 1, 2}, {AttentionKind::qisa_a, 16, 1, 3, 16, 64, 5, 1},
+  };
+  for (const auto& k : cases) {
+    ModelConfig m = model(k.att, k.C, k.H, k.L, k.T, k.V);
+    SCOPED_TRACE(std::string(to_string(k.att)) + " C=" + std::to_string(k.C) + " micro=" + std::to_string(k.micro));
+    CountingBackend be;
+    {
+      GPT gpt(m, be, k.micro, k.align);
+      const int64_t flat_bytes = gpt.flat_size() * static_cast<int64_t>(sizeof(float));
+      // the constructor allocates the flat params and grads, and the arena: nothing else
+      EXPECT_EQ(be.live_bytes(), 2 * flat_bytes + activation_arena_bytes(m, k.micro));
+      EXPECT_EQ(gpt.num_params(), ParamTable(m).total());
+
+      // the planner's numbers for the same model, micro-batch and ZeRO alignment
+      Config c = config_for(m, k.micro * k.align, k.micro, k.align > 1 ? 1 : 0);
+      c.model.vocab_size = 0;  // the plan pads the corpus's vocab itself
+      PlanOptions opt;
+      opt.gpus = static_cast<int>(k.align);
+      opt.device = find_device("h100");
+      const Plan p = make_plan(c, k.V, opt);
+      EXPECT_EQ(p.params, gpt.num_params());
+      EXPECT_EQ(p.flat, gpt.flat_size());
+      EXPECT_EQ(p.micro_batch, k.micro);
+      double act = 0, weights = 0;
+      for (const auto& l : p.memory) {
+        if (l.name == "activations") act = l.bytes;
+        if (l.name == "weights") weights = l.bytes;
+      }
+      EXPECT_EQ(act, static_cast<double>(activation_arena_bytes(m, k.micro)));
+
+      // Pauli strings (init) are the only other model memory; the plan counts them with the weights.
+      const int64_t before = be.live_bytes();
+      gpt.init(1);
+      EXPECT_EQ(weights, static_cast<double>(flat_bytes + be.live_bytes() - before));
+      // the arena is big enough for a forward and backward at max_batch (and allocates nothing more)
+      std::vector<int32_t> x(static_cast<size_t>(k.micro * k.T)), y(x.size());
+      for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int32_t>(i % k.V), y[i] = static_cast<int32_t>((i + 1) % k.V);
+      const int64_t held = be.live_bytes();
+      gpt.forward(x.data(), y.data(), k.micro, k.T, StepContext{});
+      gpt.backward(1.0f);
+      EXPECT_EQ(be.live_bytes(), held);
+    }
+    EXPECT_EQ(be.live_bytes(), 0);
+  }
+}
+
+TEST(Plan, ParamGroupsSumToTheTotal) {
+  for (auto att : {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a}) {
+    Config c = config_for(model(att, 24, 4, 3, 10, 0), 8, 0, 0);
+    PlanOptions opt;
+    opt.device = find_device("h200");
+    const Plan p = make_plan(c, 50, opt);
+    int64_t sum = 0;
+    for (const auto& [g, n] : p.param_groups) {
+      EXPECT_GT(n, 0) << g;
+      sum += n;
+    }
+    EXPECT_EQ(sum, p.params);
+  }
+  EXPECT_EQ(param_group("tok_emb.weight"), "embeddings");
+  EXPECT_EQ(param_group("blocks.3.attn.v.weight"), "attention");
+  EXPECT_EQ(param_group("blocks.0.mlp.fc.bias"), "mlp");
+  EXPECT_EQ(param_group("blocks.0.ln2.weight"), "layernorm");
+  EXPECT_EQ(param_group("ln_f.bias"), "layernorm");
+  EXPECT_EQ(param_group("head.weight"), "head");
+}
+
+// GPT-2 124M shape with our model's parameters: separate head.weight and head.bias (not tied),
+// no q/k/v biases for csa; vocab 50257 padded to 50304.
+TEST(Plan, Gpt2SmallParameterCount) {
+  const ModelConfig m = gpt2(AttentionKind::csa, 12, 12, 768);
+  const int64_t C = 768, V = 50304, T = 1024, L = 12;
+  const int64_t per_layer = 2 * C + 3 * C * C + (C * C + C) + 2 * C + (4 * C * C + 4 * C) + (4 * C * C + C);
+  EXPECT_EQ(ParamTable(m).total(), V * C + T * C + L * per_layer + 2 * C + V * C + V);
+  EXPECT_EQ(ParamTable(m).total(), 163'132'032);
+}
+
+// ------------------------------------------------------------------ memory lines and the verdict
+
+double line(const Plan& p, const std::string& name) {
+  for (const auto& l : p.memory)
+    if (l.name == name) return l.bytes;
+  return -1;
+}
+
+TEST(Plan, ZeroOneDividesTheOptimizerStateOverTheGpus) {
+  const ModelConfig m = model(AttentionKind::qisa, 32, 4, 2, 16, 0);
+  PlanOptions one;
+  one.device = find_device("h100");
+  const Plan p1 = make_plan(config_for(m, 64, 4, 1), 101, one);
+  PlanOptions four = one;
+  four.gpus = 4;
+  const Plan p4 = make_plan(config_for(m, 64, 4, 1), 101, four);
+  EXPECT_EQ(p4.flat % 4, 0);
+  EXPECT_EQ(p4.shard, p4.flat / 4);
+  EXPECT_EQ(p4.flat, (p1.params + 3) / 4 * 4);
+  EXPECT_DOUBLE_EQ(line(p1, "optimizer"), 8.0 * p1.params);
+  EXPECT_DOUBLE_EQ(line(p4, "optimizer"), 8.0 * p4.shard);
+  EXPECT_DOUBLE_EQ(line(p4, "zero1_buffers"), 8.0 * p4.shard);
+  EXPECT_DOUBLE_EQ(line(p4, "gradients"), 4.0 * p4.flat);  // the whole flat buffer on every GPU
+  EXPECT_DOUBLE_EQ(line(p4, "activations"), line(p1, "activations"));  // same micro-batch
+  // without ZeRO every GPU holds the whole state
+  const Plan r4 = make_plan(config_for(m, 64, 4, 0), 101, four);
+  EXPECT_DOUBLE_EQ(line(r4, "optimizer"), 8.0 * r4.params);
+  EXPECT_EQ(line(r4, "zero1_buffers"), -1);
+  // tokens per step and the micro-batches
+  EXPECT_EQ(p4.tokens_per_step, 64 * 16);
+  EXPECT_EQ(p4.local_batch, 16);
+  EXPECT_EQ(p4.micro_steps, 4);
+}
+
+TEST(Plan, Bf16HalvesTheActivationsAndKeepsFp32MasterWeights) {
+  const ModelConfig m = model(AttentionKind::csa, 32, 4, 2, 16, 0);
+  PlanOptions fp;
+  fp.device = find_device("h100");
+  fp.gpus = 2;
+  PlanOptions bf = fp;
+  bf.precision = Precision::bf16;
+  const Plan a = make_plan(config_for(m, 8, 2, 1), 64, fp), b = make_plan(config_for(m, 8, 2, 1), 64, bf);
+  const double pauli = 0;  // csa
+  EXPECT_DOUBLE_EQ(line(b, "weights"), 2.0 * b.flat + pauli);
+  EXPECT_DOUBLE_EQ(line(b, "gradients"), 4.0 * b.flat);
+  EXPECT_DOUBLE_EQ(line(b, "optimizer"), 12.0 * b.shard);  // master + m + v
+  EXPECT_DOUBLE_EQ(line(b, "zero1_buffers"), 6.0 * b.shard);
+  // activations: half, except the fp32 LayerNorm statistics and losses and the int32 ids
+  double fp32_elems = 0, all = 0;
+  for (const auto& buf : b.arena) {
+    all += static_cast<double>(buf.total());
+    if (buf.is_int || buf.keeps_fp32) fp32_elems += static_cast<double>(buf.total());
+  }
+  EXPECT_DOUBLE_EQ(line(a, "activations"), 4.0 * all);
+  EXPECT_DOUBLE_EQ(line(b, "activations"), 2.0 * (all - fp32_elems) + 4.0 * fp32_elems);
+}
+
+TEST(Plan, VerdictFlipsAtTheDeviceMemory) {
+  const ModelConfig m = model(AttentionKind::qisa, 32, 4, 2, 16, 0);
+  const Config c = config_for(m, 8, 0, 0);
+  PlanOptions opt;
+  opt.headroom_bytes = 1000;
+  opt.device = DeviceSpec{"custom", "test", 0};
+  const Plan probe = make_plan(c, 64, opt);
+  const double need = probe.total_bytes + 1000;
+  opt.device.memory_bytes = need;
+  EXPECT_TRUE(make_plan(c, 64, opt).fits);
+  opt.device.memory_bytes = need - 1;
+  EXPECT_FALSE(make_plan(c, 64, opt).fits);
+  double sum = 0;
+  for (const auto& l : probe.memory) sum += l.bytes;
+  EXPECT_DOUBLE_EQ(probe.total_bytes, sum);
+}
+
+TEST(Plan, ErrorsNameTheKeys) {
+  const ModelConfig m = model(AttentionKind::csa, 16, 2, 1, 8, 0);
+  PlanOptions opt;
+  opt.device = find_device("h100");
+  opt.gpus = 3;
+  try {
+    make_plan(config_for(m, 8, 0, 0), 64, opt);
+    ADD_FAILURE() << "batch 8 over 3 GPUs was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.batch_size = 8"), std::string::npos) << e.what();
+  }
+  opt.gpus = 2;
+  try {
+    make_plan(config_for(m, 8, 8, 0), 64, opt);  // micro 8 > per-GPU 4: the trainer clamps it to 4
+  } catch (const Error& e) {
+    ADD_FAILURE() << e.what();
+  }
+  try {
+    make_plan(config_for(m, 12, 4, 0), 64, opt);  // per-GPU 6, micro 4
+    ADD_FAILURE() << "micro 4 of a per-GPU batch of 6 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.micro_batch_size = 4"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(find_device("h300"), Error);
+}
+
+}  // namespace
+}  // namespace qisa

@@ -1,0 +1,69 @@
+#include "trainer/flops.h"
+
+#include "kernels/error.h"
+
+namespace qisa {
+
+double FlopBreakdown::forward() const {
+  double s = 0;
+  for (const auto& t : terms) s += t.per_token;
+  return s;
+}
+
+double FlopBreakdown::term(const std::string& name) const {
+  for (const auto& t : terms)
+    if (t.name == name) return t.per_token;
+  return 0.0;
+}
+
+FlopBreakdown forward_flops(const ModelConfig& m) {
+  QISA_CHECK(m.vocab_size > 0, "the FLOP model needs vocab_size", "vocab_size comes from the corpus");
+  QISA_CHECK(m.n_head >= 1 && m.n_embd % m.n_head == 0, "n_embd is not divisible by n_head", "check the config");
+  const double C = m.n_embd, H = m.n_head, D = m.head_dim(), L = m.n_layer, T = m.block_size,
+               V = static_cast<double>(m.vocab_size);
+  const int nq = m.n_qubits();
+  const double N = static_cast<double>(int64_t{1} << nq);  // amplitudes
+  const double P = (T + 1) / 2;                            // attention pairs per token (causal triangle)
+  FlopBreakdown f;
+  f.pairs_per_token = P;
+  auto add = [&](const char* name, double per_layer, const char* what) {
+    f.terms.push_back(FlopTerm{name, L * per_layer, what});
+  };
+  f.terms.push_back(FlopTerm{"embedding", 0.0, "table lookup: 0"});
+  switch (m.attention) {
+    case AttentionKind::csa:
+      add("attn.qk", 2 * C * 2 * C, "L * 2*C*2C (q, k)");
+      add("attn.v", 2 * C * C, "L * 2*C*C");
+      add("attn.scores", 2 * D * P * H, "L * H * 2D * (T+1)/2 (q.k, causal pairs)");
+      break;
+    case AttentionKind::qisa:
+      add("attn.qk", 2 * C * 2 * C, "L * 2*C*2C (q, k)");
+      // model.qisa_value: per_head (u_h = a L_h^T for every head). The `shared` value map
+      // (one L per layer, being added on another branch) goes HERE: 2*C*C per token and layer,
+      // i.e. add("attn.v", 2 * C * C, ...) when m.qisa_value is shared.
+      add("attn.v", H * 2 * C * C, "L * H * 2*C*C (u = a L_h^T, per head)");
+      add("attn.pauli", H * D * N * 3, "L * H * D strings * N amplitudes * 3");
+      add("attn.scores", 3 * D * P * H, "L * H * 3D * (T+1)/2 (|q-k|^2, causal pairs)");
+      break;
+    case AttentionKind::qisa_a:
+      add("attn.qk", 2 * C * 2 * C, "L * 2*C*2C (q, k)");
+      add("attn.circuit", 3 * C + H * 3 * nq * N * 6,
+          "L * (3C encode + H * 3n rotations * N amplitudes * 6)");
+      add("attn.pauli", H * D * N * 5, "L * H * D strings * N amplitudes * 5 (complex)");
+      add("attn.scores", 3 * D * P * H, "L * H * 3D * (T+1)/2 (|q-k|^2, causal pairs)");
+      break;
+  }
+  add("attn.wsum", 2 * D * P * H, "L * H * 2D * (T+1)/2 (sum_j p_ij v_j)");
+  add("attn.proj", 2 * C * C, "L * 2*C*C");
+  add("mlp.fc", 2 * C * 4 * C, "L * 2*C*4C");
+  add("mlp.proj", 2 * 4 * C * C, "L * 2*4C*C");
+  f.terms.push_back(FlopTerm{"head", 2 * C * V, "2*C*V (V padded)"});
+  return f;
+}
+
+double standard_training_flops(const ModelConfig& m, int64_t non_embedding_params) {
+  return 6.0 * static_cast<double>(non_embedding_params) +
+         12.0 * m.n_layer * static_cast<double>(m.n_embd) * m.block_size;
+}
+
+}  // namespace qisa
