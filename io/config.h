@@ -46,9 +46,9 @@ struct TrainConfig {
   int64_t micro_batch_size = 0;    // sequences per forward/backward; 0 = batch_size. Must divide batch_size.
   int64_t steps = 2000;
   double lr = 3e-3;
-  std::string lr_schedule = "constant";  // constant | cosine
-  int64_t warmup_steps = 0;        // linear warm-up from 0 (both schedules)
-  double min_lr = 0.0;             // floor of the cosine schedule
+  std::string lr_schedule = "constant";  // constant | cosine | linear (decay to min_lr at train.steps)
+  int64_t warmup_steps = 0;        // linear warm-up from 0 (every schedule)
+  double min_lr = 0.0;             // where the cosine and linear schedules end
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
   double grad_clip = 0.0;          // global-norm clip; 0 = off
   // A step whose loss or gradient norm (after the all-reduce: every rank agrees) is NaN or Inf:

@@ -13,6 +13,11 @@ double learning_rate(const TrainConfig& cfg, int64_t t) {
     const double progress = std::clamp(static_cast<double>(t - cfg.warmup_steps) / span, 0.0, 1.0);
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + std::cos(3.14159265358979323846 * progress));
   }
+  if (cfg.lr_schedule == "linear") {
+    const double span = static_cast<double>(std::max<int64_t>(1, cfg.steps - cfg.warmup_steps));
+    const double progress = std::clamp(static_cast<double>(t - cfg.warmup_steps) / span, 0.0, 1.0);
+    return cfg.lr + (cfg.min_lr - cfg.lr) * progress;
+  }
   return cfg.lr;
 }
 

@@ -9,7 +9,7 @@
 namespace qisa {
 
 // Learning rate at optimizer step t (1-based): linear warm-up over warmup_steps, then
-// constant, or cosine decay from lr to min_lr at the last step.
+// constant, or a cosine or linear decay from lr to min_lr at the last step (train.steps).
 double learning_rate(const TrainConfig& cfg, int64_t t);
 
 // Factor to multiply gradients by so that their global norm is at most `clip` (0 = no clipping).

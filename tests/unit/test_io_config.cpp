@@ -145,6 +145,7 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"train.steps", "0", "must be >= 1"},
       {"train.lr", "0", "must be > 0"},
       {"train.lr_schedule", "cosin", "did you mean 'cosine'?"},
+      {"train.lr_schedule", "exp", "must be one of constant | cosine | linear"},
       {"train.warmup_steps", "-1", "must be >= 0"},
       {"train.min_lr", "-1e-5", "must be >= 0"},
       {"train.min_lr", "0.01", "must be <= train.lr (0.003)"},

@@ -94,6 +94,28 @@ TEST(LearningRate, ConstantWarmupAndCosine) {
   EXPECT_NEAR(learning_rate(c, 100), 1e-4, 1e-12);
 }
 
+// linear: after the warm-up, a straight line from lr (at warmup_steps) to min_lr (at steps).
+TEST(LearningRate, LinearDecaysToMinLrAtTheLastStep) {
+  TrainConfig c;
+  c.lr = 1e-3;
+  c.min_lr = 1e-4;
+  c.steps = 100;
+  c.warmup_steps = 10;
+  c.lr_schedule = "linear";
+  EXPECT_DOUBLE_EQ(learning_rate(c, 5), 0.5e-3);  // warm-up as before
+  EXPECT_DOUBLE_EQ(learning_rate(c, 10), 1e-3);
+  EXPECT_NEAR(learning_rate(c, 28), 8.2e-4, 1e-15);   // 18 of 90 steps: 1e-3 - 0.2 * 9e-4
+  EXPECT_NEAR(learning_rate(c, 55), 5.5e-4, 1e-15);   // halfway
+  EXPECT_NEAR(learning_rate(c, 91), 1.9e-4, 1e-15);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 100), 1e-4);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 130), 1e-4);      // past train.steps (a resume with more steps): stays
+  c.warmup_steps = 0;
+  c.min_lr = 0;
+  EXPECT_NEAR(learning_rate(c, 1), 0.99e-3, 1e-15);
+  EXPECT_NEAR(learning_rate(c, 75), 0.25e-3, 1e-15);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 100), 0.0);
+}
+
 TEST(EvalMetrics, EditDistanceAndWords) {
   auto cps = [](const std::u32string& s) { return std::vector<char32_t>(s.begin(), s.end()); };
   EXPECT_EQ(edit_distance(cps(U"kitten"), cps(U"sitting")), 3);
