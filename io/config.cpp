@@ -251,6 +251,9 @@ const std::vector<Field>& fields() {
       field<&Config::train, &TrainConfig::beta2>("train.beta2", "AdamW, [0, 1)"),
       field<&Config::train, &TrainConfig::eps>("train.eps", "AdamW (> 0)"),
       field<&Config::train, &TrainConfig::weight_decay>("train.weight_decay", "AdamW decoupled decay (>= 0)"),
+      choice_field<&Config::train, &TrainConfig::weight_decay_on>(
+          "train.weight_decay_on",
+          "all | matrices (>= 2-dim weights only: not biases, LayerNorm weights, QISA-A angles)", {"all", "matrices"}),
       field<&Config::train, &TrainConfig::grad_clip>("train.grad_clip", "global-norm clip; 0 = off"),
       choice_field<&Config::train, &TrainConfig::on_nonfinite>(
           "train.on_nonfinite", "NaN/Inf loss or gradient: stop (checkpoint, exit 1) | skip (drop the update)",

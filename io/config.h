@@ -50,6 +50,9 @@ struct TrainConfig {
   int64_t warmup_steps = 0;        // linear warm-up from 0 (every schedule)
   double min_lr = 0.0;             // where the cosine and linear schedules end
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
+  // Which parameters weight_decay applies to: all | matrices (the `.weight` tensors of >= 2 dims:
+  // Linear weights, embeddings, QISA value maps; not biases, LayerNorm weights, QISA-A angles)
+  std::string weight_decay_on = "all";
   double grad_clip = 0.0;          // global-norm clip; 0 = off
   // A step whose loss or gradient norm (after the all-reduce: every rank agrees) is NaN or Inf:
   // stop (checkpoint the state before it, exit 1) | skip (no update, counted, training goes on)

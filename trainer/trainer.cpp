@@ -80,7 +80,8 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
   model_->init(cfg.train.seed);
   shard_size_ = zero1 ? model_->flat_size() / world_ : model_->flat_size();
   shard_begin_ = zero1 ? rank_ * shard_size_ : 0;
-  opt_ = std::make_unique<AdamW>(be_, shard_size_);
+  opt_ = std::make_unique<AdamW>(be_, shard_size_,
+                                 decay_spans(model_->table(), shard_begin_, shard_size_, cfg.train.weight_decay_on));
   if (zero1) {
     shard_grads_ = Buffer<float>(be_, static_cast<size_t>(shard_size_));
     shard_params_ = Buffer<float>(be_, static_cast<size_t>(shard_size_));

@@ -153,6 +153,7 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"train.beta2", "-0.5", "[0, 1)"},
       {"train.eps", "0", "must be > 0"},
       {"train.weight_decay", "-0.01", "must be >= 0"},
+      {"train.weight_decay_on", "2d", "must be one of all | matrices"},
       {"train.grad_clip", "-1", "must be >= 0"},
       {"train.threads", "-4", "must be >= 0"},
       {"train.seed", "-1", "out of range"},
@@ -245,6 +246,7 @@ train:
   beta2: 0.98
   eps: 1e-10
   weight_decay: 0
+  weight_decay_on: matrices
   grad_clip: 1.5
   seed: 18446744073709551615
   threads: 2
@@ -277,7 +279,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 39u);
+  EXPECT_EQ(config_keys().size(), 40u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {
