@@ -258,6 +258,12 @@ const std::vector<Field>& fields() {
       choice_field<&Config::train, &TrainConfig::on_nonfinite>(
           "train.on_nonfinite", "NaN/Inf loss or gradient: stop (checkpoint, exit 1) | skip (drop the update)",
           {"stop", "skip"}),
+      field<&Config::train, &TrainConfig::spike_factor>(
+          "train.spike_factor", "spike: loss or gradient norm > factor x its recent average; 0 = off, else > 1"),
+      field<&Config::train, &TrainConfig::spike_warmup>("train.spike_warmup",
+                                                        "steps averaged before spikes are detected (>= 1)"),
+      choice_field<&Config::train, &TrainConfig::on_spike>(
+          "train.on_spike", "a spike: warn (train on) | skip (drop the update)", {"warn", "skip"}),
       field<&Config::train, &TrainConfig::seed>("train.seed", "init, Pauli strings, sampling, dropout"),
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
@@ -476,6 +482,9 @@ class ConfigParser {
     require(t.eps > 0, c, "train.eps", "must be > 0", "PyTorch's default is 1e-8");
     require(t.weight_decay >= 0, c, "train.weight_decay", "must be >= 0");
     require(t.grad_clip >= 0, c, "train.grad_clip", "must be >= 0 (0 = no clipping)");
+    require(t.spike_factor == 0 || t.spike_factor > 1, c, "train.spike_factor", "must be 0 (off) or > 1",
+            "e.g. 4: a step whose loss or gradient norm is over 4 x its recent average is a spike");
+    require(t.spike_warmup >= 1, c, "train.spike_warmup", "must be >= 1");
     require(t.threads >= 0, c, "train.threads", "must be >= 0 (0 = OpenMP default)");
   }
 

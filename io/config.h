@@ -57,6 +57,12 @@ struct TrainConfig {
   // A step whose loss or gradient norm (after the all-reduce: every rank agrees) is NaN or Inf:
   // stop (checkpoint the state before it, exit 1) | skip (no update, counted, training goes on)
   std::string on_nonfinite = "stop";
+  // A step whose loss or gradient norm (after the all-reduce) exceeds spike_factor x its reference
+  // (an EMA over earlier non-spike steps; trainer/spikes.h) is a spike, once spike_warmup steps
+  // are in. 0 = off. on_spike: warn (train on) | skip (no update, as on_nonfinite: skip)
+  double spike_factor = 0.0;
+  int64_t spike_warmup = 20;
+  std::string on_spike = "warn";
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH

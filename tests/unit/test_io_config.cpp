@@ -171,6 +171,11 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"checkpoint.keep_last", "0", "must be >= 1"},
       {"checkpoint.on_error", "ignore", "must be one of stop | warn"},
       {"train.on_nonfinite", "skp", "did you mean 'skip'?"},
+      {"train.spike_factor", "0.5", "must be 0 (off) or > 1"},
+      {"train.spike_factor", "1", "must be 0 (off) or > 1"},
+      {"train.spike_factor", "-2", "must be 0 (off) or > 1"},
+      {"train.spike_warmup", "0", "must be >= 1"},
+      {"train.on_spike", "stop", "must be one of warn | skip"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.key + " = " + c.value);
@@ -248,6 +253,10 @@ train:
   weight_decay: 0
   weight_decay_on: matrices
   grad_clip: 1.5
+  on_nonfinite: skip
+  spike_factor: 3.5
+  spike_warmup: 7
+  on_spike: skip
   seed: 18446744073709551615
   threads: 2
 eval:
@@ -279,7 +288,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 40u);
+  EXPECT_EQ(config_keys().size(), 43u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {
