@@ -239,6 +239,12 @@ void CheckpointWriter::set_state(const TrainState& s) {
     f.set_attr_u64("/state", "seed", s.seed);
     f.set_attr("/state", "world_size", s.world_size);
     f.set_attr("/state", "skipped_nonfinite", s.skipped_nonfinite);
+    f.set_attr("/state", "spikes", s.spikes);
+    f.set_attr("/state", "skipped_spikes", s.skipped_spikes);
+    f.set_attr("/state", "spike_steps_seen", s.spike_steps_seen);
+    f.set_attr("/state", "spikes_in_a_row", s.spikes_in_a_row);
+    f.set_attr("/state", "spike_loss_ema", s.spike_loss_ema);
+    f.set_attr("/state", "spike_grad_norm_ema", s.spike_grad_norm_ema);
     f.set_attr("/state", "format_version", kCheckpointFormatVersion);
     f.set_attr_fixed("/state", "code_version", QISA_VERSION);
     impl_->have_state = true;
@@ -414,8 +420,17 @@ TrainState CheckpointReader::state() const {
   s.tokens_seen = f.attr_int("/state", "tokens_seen");
   s.seed = f.attr_u64("/state", "seed");
   s.world_size = f.attr_int("/state", "world_size");
-  // absent in checkpoints written before on_nonfinite existed: nothing was skipped then
-  s.skipped_nonfinite = f.has_attr("/state", "skipped_nonfinite") ? f.attr_int("/state", "skipped_nonfinite") : 0;
+  // Absent in checkpoints written before on_nonfinite or spike detection existed: nothing was
+  // skipped then, and the spike detector starts fresh.
+  auto int_or_0 = [&](const char* name) { return f.has_attr("/state", name) ? f.attr_int("/state", name) : 0; };
+  auto double_or_0 = [&](const char* name) { return f.has_attr("/state", name) ? f.attr_double("/state", name) : 0.0; };
+  s.skipped_nonfinite = int_or_0("skipped_nonfinite");
+  s.spikes = int_or_0("spikes");
+  s.skipped_spikes = int_or_0("skipped_spikes");
+  s.spike_steps_seen = int_or_0("spike_steps_seen");
+  s.spikes_in_a_row = int_or_0("spikes_in_a_row");
+  s.spike_loss_ema = double_or_0("spike_loss_ema");
+  s.spike_grad_norm_ema = double_or_0("spike_grad_norm_ema");
   return s;
 }
 

@@ -8,7 +8,9 @@
 //   /tokenizer/encoder, /tokenizer/merges            gpt2 tokenizer: uint8, chunked, fletcher32
 //                                                    (io/vocabulary_file.h)
 //   /state attributes   step, epoch, samples_seen, tokens_seen, seed (uint64), world_size,
-//                       skipped_nonfinite (absent in older files: 0), format_version, code_version
+//                       skipped_nonfinite, spikes, skipped_spikes, spike_steps_seen,
+//                       spikes_in_a_row, spike_loss_ema, spike_grad_norm_ema (double) (each absent
+//                       in older files: 0, i.e. a fresh spike detector), format_version, code_version
 //                       (RNG: counter-based, so step and seed are all)
 //   root attributes     kind = "qisa-checkpoint" (written last), format_version, config (resolved YAML)
 // Metadata checksums come from the HDF5 1.10 file format (superblock v3, object header v2,
@@ -39,8 +41,14 @@ struct TrainState {
   int64_t tokens_seen = 0;
   uint64_t seed = 0;         // train.seed: with step, determines every random draw to come
   int64_t world_size = 1;    // at save (informational: resume works on any world size)
-  int64_t skipped_nonfinite = 0;  // steps whose update was skipped (train.on_nonfinite: skip); AdamW
-                                  // has taken step - skipped_nonfinite updates
+  int64_t skipped_nonfinite = 0;  // steps whose update was skipped (train.on_nonfinite: skip)
+  int64_t spikes = 0;             // loss or gradient-norm spikes found (train.spike_factor)
+  int64_t skipped_spikes = 0;     // of those, steps whose update was skipped (train.on_spike: skip).
+                                  // AdamW has taken step - skipped_nonfinite - skipped_spikes updates
+  // The spike detector's reference (trainer/spikes.h), so that a resume judges the next steps
+  // as the straight run does: EMAs of the loss and the gradient norm, steps in them, spikes in a row.
+  double spike_loss_ema = 0, spike_grad_norm_ema = 0;
+  int64_t spike_steps_seen = 0, spikes_in_a_row = 0;
 };
 
 struct TensorSpec {

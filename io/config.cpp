@@ -245,18 +245,28 @@ const std::vector<Field>& fields() {
                                                             "sequences per forward/backward; 0 = batch_size"),
       field<&Config::train, &TrainConfig::steps>("train.steps", "optimizer steps (>= 1)"),
       field<&Config::train, &TrainConfig::lr>("train.lr", "peak learning rate (> 0)"),
-      choice_field<&Config::train, &TrainConfig::lr_schedule>("train.lr_schedule", "constant | cosine",
-                                                              {"constant", "cosine"}),
+      choice_field<&Config::train, &TrainConfig::lr_schedule>("train.lr_schedule",
+                                                              "constant | cosine | linear (after warm-up, to min_lr)",
+                                                              {"constant", "cosine", "linear"}),
       field<&Config::train, &TrainConfig::warmup_steps>("train.warmup_steps", "linear warm-up steps (>= 0)"),
-      field<&Config::train, &TrainConfig::min_lr>("train.min_lr", "floor of the cosine schedule, [0, lr]"),
+      field<&Config::train, &TrainConfig::min_lr>("train.min_lr", "end of the cosine and linear schedules, [0, lr]"),
       field<&Config::train, &TrainConfig::beta1>("train.beta1", "AdamW, [0, 1)"),
       field<&Config::train, &TrainConfig::beta2>("train.beta2", "AdamW, [0, 1)"),
       field<&Config::train, &TrainConfig::eps>("train.eps", "AdamW (> 0)"),
       field<&Config::train, &TrainConfig::weight_decay>("train.weight_decay", "AdamW decoupled decay (>= 0)"),
+      choice_field<&Config::train, &TrainConfig::weight_decay_on>(
+          "train.weight_decay_on",
+          "all | matrices (>= 2-dim weights only: not biases, LayerNorm weights, QISA-A angles)", {"all", "matrices"}),
       field<&Config::train, &TrainConfig::grad_clip>("train.grad_clip", "global-norm clip; 0 = off"),
       choice_field<&Config::train, &TrainConfig::on_nonfinite>(
           "train.on_nonfinite", "NaN/Inf loss or gradient: stop (checkpoint, exit 1) | skip (drop the update)",
           {"stop", "skip"}),
+      field<&Config::train, &TrainConfig::spike_factor>(
+          "train.spike_factor", "spike: loss or gradient norm > factor x its recent average; 0 = off, else > 1"),
+      field<&Config::train, &TrainConfig::spike_warmup>("train.spike_warmup",
+                                                        "steps averaged before spikes are detected (>= 1)"),
+      choice_field<&Config::train, &TrainConfig::on_spike>(
+          "train.on_spike", "a spike: warn (train on) | skip (drop the update)", {"warn", "skip"}),
       field<&Config::train, &TrainConfig::seed>("train.seed", "init, Pauli strings, sampling, dropout"),
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
@@ -509,6 +519,9 @@ class ConfigParser {
     require(t.eps > 0, c, "train.eps", "must be > 0", "PyTorch's default is 1e-8");
     require(t.weight_decay >= 0, c, "train.weight_decay", "must be >= 0");
     require(t.grad_clip >= 0, c, "train.grad_clip", "must be >= 0 (0 = no clipping)");
+    require(t.spike_factor == 0 || t.spike_factor > 1, c, "train.spike_factor", "must be 0 (off) or > 1",
+            "e.g. 4: a step whose loss or gradient norm is over 4 x its recent average is a spike");
+    require(t.spike_warmup >= 1, c, "train.spike_warmup", "must be >= 1");
     require(t.threads >= 0, c, "train.threads", "must be >= 0 (0 = OpenMP default)");
   }
 

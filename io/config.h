@@ -47,14 +47,23 @@ struct TrainConfig {
   int64_t micro_batch_size = 0;    // sequences per forward/backward; 0 = batch_size. Must divide batch_size.
   int64_t steps = 2000;
   double lr = 3e-3;
-  std::string lr_schedule = "constant";  // constant | cosine
-  int64_t warmup_steps = 0;        // linear warm-up from 0 (both schedules)
-  double min_lr = 0.0;             // floor of the cosine schedule
+  std::string lr_schedule = "constant";  // constant | cosine | linear (decay to min_lr at train.steps)
+  int64_t warmup_steps = 0;        // linear warm-up from 0 (every schedule)
+  double min_lr = 0.0;             // where the cosine and linear schedules end
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
+  // Which parameters weight_decay applies to: all | matrices (the `.weight` tensors of >= 2 dims:
+  // Linear weights, embeddings, QISA value maps; not biases, LayerNorm weights, QISA-A angles)
+  std::string weight_decay_on = "all";
   double grad_clip = 0.0;          // global-norm clip; 0 = off
   // A step whose loss or gradient norm (after the all-reduce: every rank agrees) is NaN or Inf:
   // stop (checkpoint the state before it, exit 1) | skip (no update, counted, training goes on)
   std::string on_nonfinite = "stop";
+  // A step whose loss or gradient norm (after the all-reduce) exceeds spike_factor x its reference
+  // (an EMA over earlier non-spike steps; trainer/spikes.h) is a spike, once spike_warmup steps
+  // are in. 0 = off. on_spike: warn (train on) | skip (no update, as on_nonfinite: skip)
+  double spike_factor = 0.0;
+  int64_t spike_warmup = 20;
+  std::string on_spike = "warn";
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH

@@ -58,7 +58,7 @@ std::vector<Fault> matching(const std::string& point, int rank, int64_t step) {
   return out;
 }
 
-bool is_data_action(const std::string& action) { return action == "nan" || action == "inf"; }
+bool is_data_action(const std::string& action) { return action == "nan" || action == "inf" || action == "value"; }
 }  // namespace
 
 void fault_point(const std::string& point, int rank, int64_t step) {
@@ -74,7 +74,7 @@ void fault_point(const std::string& point, int rank, int64_t step) {
                   "unset QISA_FAULT for a normal run");
     else if (!is_data_action(f.action))
       throw Error("QISA_FAULT entry '" + f.spec + "': unknown action '" + f.action + "'",
-                  "use sleep=MS, exit=CODE, throw, kill, signal=N, enospc, nan or inf");
+                  "use sleep=MS, exit=CODE, throw, kill, signal=N, enospc, nan, inf or value=N");
   }
 }
 
@@ -82,6 +82,7 @@ std::optional<float> fault_poison(const std::string& point, int rank, int64_t st
   for (const Fault& f : matching(point, rank, step)) {
     if (f.action == "nan") return std::numeric_limits<float>::quiet_NaN();
     if (f.action == "inf") return std::numeric_limits<float>::infinity();
+    if (f.action == "value") return static_cast<float>(f.arg);
   }
   return std::nullopt;
 }

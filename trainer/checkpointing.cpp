@@ -50,6 +50,13 @@ std::string Trainer::save_checkpoint(const std::string& path) {
     st.seed = cfg_.train.seed;
     st.world_size = world_;
     st.skipped_nonfinite = skipped_;
+    st.spikes = spikes_;
+    st.skipped_spikes = skipped_spikes_;
+    const SpikeState& sp = spike_detector_.state();
+    st.spike_loss_ema = sp.loss_ema;
+    st.spike_grad_norm_ema = sp.grad_norm_ema;
+    st.spike_steps_seen = sp.seen;
+    st.spikes_in_a_row = sp.in_a_row;
     w->set_state(st);
     w->set_vocabulary(vocab_);
     const ModelConfig& m = cfg_.model;
@@ -174,6 +181,10 @@ void Trainer::load_checkpoint(const std::string& path, const std::function<void(
   }
   step_ = st.step;
   skipped_ = st.skipped_nonfinite;
+  spikes_ = st.spikes;
+  skipped_spikes_ = st.skipped_spikes;
+  spike_detector_.restore(
+      SpikeState{st.spike_loss_ema, st.spike_grad_norm_ema, st.spike_steps_seen, st.spikes_in_a_row});
 }
 
 }  // namespace qisa

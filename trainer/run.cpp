@@ -242,10 +242,31 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
                     s.skipped_total == 1 ? "" : "s");
         std::fflush(stdout);
       }
-    } else if (log_now) {
+    }
+    if (s.spike.any()) {
+      json what = json::object();
+      if (s.spike.loss) what["loss"] = json{{"value", s.loss}, {"reference", s.spike.loss_ref}};
+      if (s.spike.grad_norm) what["grad_norm"] = json{{"value", s.grad_norm}, {"reference", s.spike.grad_norm_ref}};
+      json line{{"step", s.step}, {"spike", what}, {"factor", cfg.train.spike_factor}, {"skipped", s.spike_skipped},
+                {"spikes", s.spikes_total}, {"skipped_spikes", s.skipped_spikes_total}};
+      if (s.spike.restarted) line["restarted"] = true;
+      log(line);
+      if (lead) {
+        const std::string restart = s.spike.restarted ? "; " + std::to_string(kSpikeRestart) +
+                                                            " spikes in a row: the reference starts again"
+                                                      : "";
+        if (tty) std::printf("\r\033[K");
+        std::printf("warning: step %lld: spike: %s; %s (train.on_spike = %s; %lld spike%s so far)%s\n",
+                    static_cast<long long>(s.step), s.spike.describe(s.loss, s.grad_norm, cfg.train.spike_factor).c_str(),
+                    s.spike_skipped ? "its update is skipped" : "trained on", cfg.train.on_spike.c_str(),
+                    static_cast<long long>(s.spikes_total), s.spikes_total == 1 ? "" : "s", restart.c_str());
+        std::fflush(stdout);
+      }
+    }
+    if (!s.skipped && !s.spike_skipped && log_now) {
       log(json{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms},
                {"data_ms", s.data_ms}, {"compute_ms", s.compute_ms}, {"comm_ms", s.comm_ms},
-               {"tokens_per_s", s.tokens_per_s}, {"skipped_nonfinite", s.skipped_total}});
+               {"tokens_per_s", s.tokens_per_s}, {"skipped_nonfinite", s.skipped_total}, {"spikes", s.spikes_total}});
     }
     const double eta = train_s / static_cast<double>(timed_steps) * static_cast<double>(steps - s.step);
     if (tty && !opt.quiet && (seconds_since(last_draw) > 0.1 || s.step == steps)) {

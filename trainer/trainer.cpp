@@ -73,14 +73,16 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
       vocab_(read_vocabulary(cfg.data.corpus)),
       local_batch_(local_batch_of(cfg, comm.size())),
       micro_(micro_batch_of(cfg, local_batch_, comm.size())),
-      sampler_(make_sampler(cfg.data.sampler, cfg.train.seed, train_.size(), cfg.model.block_size)) {
+      sampler_(make_sampler(cfg.data.sampler, cfg.train.seed, train_.size(), cfg.model.block_size)),
+      spike_detector_(cfg.train.spike_factor, cfg.train.spike_warmup) {
   QISA_CHECK(cfg.model.vocab_size > 0, "model.vocab_size is unset", "check the config against the corpus first");
   const bool zero1 = cfg.dist.zero == 1;
   model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1);
   model_->init(cfg.train.seed);
   shard_size_ = zero1 ? model_->flat_size() / world_ : model_->flat_size();
   shard_begin_ = zero1 ? rank_ * shard_size_ : 0;
-  opt_ = std::make_unique<AdamW>(be_, shard_size_);
+  opt_ = std::make_unique<AdamW>(be_, shard_size_,
+                                 decay_spans(model_->table(), shard_begin_, shard_size_, cfg.train.weight_decay_on));
   if (zero1) {
     shard_grads_ = Buffer<float>(be_, static_cast<size_t>(shard_size_));
     shard_params_ = Buffer<float>(be_, static_cast<size_t>(shard_size_));
@@ -145,6 +147,10 @@ StepStats Trainer::step() {
   s.comm_ms += hook_comm_ms_;
 
   reduce_gradients(s);
+  // QISA_FAULT="train.loss[@rank=R][@step=S]:value=N" (or nan, inf): this rank's mean loss
+  // of the step is taken to be N before the all-reduce (what a spike detector sees).
+  if (const auto v = fault_poison("train.loss", rank_, t))
+    loss_sum = static_cast<double>(*v) * static_cast<double>(slice.count);
   // One small all-reduce carries the loss and any pending stop signal: every rank agrees to
   // stop after the same step.
   auto t0 = Clock::now();
@@ -159,7 +165,15 @@ StepStats Trainer::step() {
   // Loss and norm are results of collectives, bit-identical on every rank: all ranks decide alike.
   s.nonfinite = describe_nonfinite(s.loss, s.grad_norm);
   if (s.nonfinite.empty()) {
-    optimizer_step(s, t - skipped_);  // AdamW counts only the updates it applied
+    s.spike = spike_detector_.observe(s.loss, s.grad_norm);
+    spikes_ += s.spike.any();
+    s.spike_skipped = s.spike.any() && cfg_.train.on_spike == "skip";
+  }
+  if (s.spike_skipped) {
+    ++skipped_spikes_;  // as a skipped non-finite step: no update, the batch counts as consumed
+    step_ = t;
+  } else if (s.nonfinite.empty()) {
+    optimizer_step(s, t - skipped_ - skipped_spikes_);  // AdamW counts only the updates it applied
     step_ = t;
   } else if (cfg_.train.on_nonfinite == "skip") {
     s.skipped = true;  // parameters and AdamW state untouched; the batch counts as consumed
@@ -167,6 +181,8 @@ StepStats Trainer::step() {
     step_ = t;
   }  // stop: the step is not taken; the caller checkpoints the state before it and ends the run
   s.skipped_total = skipped_;
+  s.spikes_total = spikes_;
+  s.skipped_spikes_total = skipped_spikes_;
   be_.synchronize();
   s.ms = ms_since(t_step);
   s.tokens_per_s = static_cast<double>(B * T) / (s.ms / 1000.0);

@@ -17,6 +17,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/sampler.h"
+#include "trainer/spikes.h"
 
 namespace qisa {
 
@@ -38,6 +39,12 @@ struct StepStats {
   std::string nonfinite;
   bool skipped = false;
   int64_t skipped_total = 0;  // steps skipped so far in the run, this one included
+  // A finite step whose loss or gradient norm exceeded train.spike_factor x its reference
+  // (trainer/spikes.h; decided alike on every rank). spike_skipped: train.on_spike = skip
+  // dropped its update (the step counts as done, as a skipped non-finite one).
+  Spike spike;
+  bool spike_skipped = false;
+  int64_t spikes_total = 0, skipped_spikes_total = 0;  // so far in the run, this step included
 };
 
 class Trainer {
@@ -59,8 +66,11 @@ class Trainer {
 
   int64_t steps_done() const { return step_; }
   int64_t skipped_nonfinite() const { return skipped_; }  // steps whose update was skipped
+  int64_t spikes() const { return spikes_; }                  // spikes found (train.spike_factor)
+  int64_t skipped_spikes() const { return skipped_spikes_; }  // of those, skipped (train.on_spike: skip)
+  const SpikeDetector& spike_detector() const { return spike_detector_; }
   // AdamW updates applied: its bias-correction step counter (skipped steps do not count).
-  int64_t optimizer_steps() const { return step_ - skipped_; }
+  int64_t optimizer_steps() const { return step_ - skipped_ - skipped_spikes_; }
   const Config& config() const { return cfg_; }
   GPT& model() { return *model_; }
   const Vocabulary& vocab() const { return vocab_; }
@@ -93,6 +103,8 @@ class Trainer {
   Buffer<float> shard_params_;  // ZeRO-1: all-gather send buffer
   int64_t step_ = 0;
   int64_t skipped_ = 0;  // steps whose non-finite update was skipped (train.on_nonfinite: skip)
+  SpikeDetector spike_detector_;             // train.spike_factor; its state is in checkpoints
+  int64_t spikes_ = 0, skipped_spikes_ = 0;  // spikes found; those skipped (train.on_spike: skip)
   // gradient buckets (dist.zero=0, world > 1): [k*bucket_, (k+1)*bucket_) of the flat buffer
   int64_t bucket_ = 0, next_bucket_ = -1;
   std::vector<std::unique_ptr<CommRequest>> in_flight_;

@@ -320,6 +320,84 @@ void check_stop(int np, const std::string& fault) {
 TEST_F(DistFaults, NonFiniteGradientStopsOneRank) { check_stop(0, "train.grad@step=33:nan"); }
 TEST_F(DistFaults, NonFiniteGradientOnRankOneStopsTwoRanks) { check_stop(2, "train.grad@rank=1@step=33:nan"); }
 
+// ---------------------------------------------------------------- a loss or gradient-norm spike
+
+// step -> loss of the metrics lines that have one
+std::map<int64_t, double> losses(const std::string& name) {
+  std::map<int64_t, double> out;
+  for (const auto& j : DistFaults::metrics(name))
+    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j["loss"].get<double>();
+  return out;
+}
+
+// A huge gradient on rank 1 only, at steps 30 and 45: after the all-reduce every rank sees the
+// same norm, judges it against the same reference and skips the update. A SIGTERM at step 40
+// and a resume to 60 give the straight run's parameters and loss curve bit for bit: the
+// detector's reference comes back from checkpoint 40, so step 45 is judged alike.
+TEST_F(DistFaults, GradientSpikesAreSkippedByAllRanksAndResumeAcrossThemIsExact) {
+  const std::string keys = "train.spike_factor=4 train.on_spike=skip";
+  const std::string spikes = "train.grad@rank=1@step=30:value=1000,train.grad@rank=1@step=45:value=1000";
+  auto a = train(2, config("spike_straight"), keys, "QISA_FAULT='" + spikes + "'");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(count(a.output, ": spike: "), 2u) << a.output;  // printed once, by rank 0, for each
+  EXPECT_EQ(count(a.output, "warning: step 30: spike: gradient norm "), 1u) << a.output;
+  EXPECT_TRUE(contains(a.output, "its update is skipped (train.on_spike = skip; 2 spikes so far)")) << a.output;
+  int spike_lines = 0;
+  for (const auto& j : metrics("spike_straight")) {
+    const int64_t step = j["step"].get<int64_t>();
+    if (j.contains("spike")) {
+      ++spike_lines;
+      EXPECT_TRUE(step == 30 || step == 45) << j.dump();
+      EXPECT_GT(j["spike"]["grad_norm"]["value"].get<double>(), 999.0) << j.dump();
+      EXPECT_LT(j["spike"]["grad_norm"]["reference"].get<double>(), 10.0) << j.dump();
+      EXPECT_FALSE(j["spike"].contains("loss")) << j.dump();
+      EXPECT_EQ(j["skipped"], true);
+      EXPECT_EQ(j["spikes"], step == 30 ? 1 : 2);
+      EXPECT_EQ(j["skipped_spikes"], step == 30 ? 1 : 2);
+    }
+    if (j.contains("loss")) EXPECT_EQ(j["spikes"], step < 30 ? 0 : step < 45 ? 1 : 2) << j.dump();
+  }
+  EXPECT_EQ(spike_lines, 2);
+  const auto straight = losses("spike_straight");
+  EXPECT_EQ(straight.size(), 58u);  // no loss line for a skipped step
+  EXPECT_FALSE(straight.count(30) || straight.count(45));
+  const TrainState st = CheckpointReader(ckpt("spike_straight", 60)).state();
+  EXPECT_EQ(st.spikes, 2);
+  EXPECT_EQ(st.skipped_spikes, 2);
+
+  auto b = train(2, config("spike_resumed"), keys, "QISA_FAULT='" + spikes + ",train.step@rank=0@step=40:signal=15'");
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_TRUE(contains(b.output, "stopped by SIGTERM after step 40")) << b.output;
+  auto c = train(2, config("spike_resumed"), keys, "QISA_FAULT='" + spikes + "'");
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_TRUE(contains(c.output, "resumed from " + ckpt("spike_resumed", 40) + " at step 40")) << c.output;
+  EXPECT_TRUE(contains(c.output, "warning: step 45: spike: gradient norm ")) << c.output;
+  EXPECT_EQ(final_params("spike_resumed"), final_params("spike_straight"));
+  EXPECT_EQ(losses("spike_resumed"), straight);
+}
+
+// on_spike = warn (the default): a loss spike (train.loss:value=1000 on the one rank) is
+// reported and counted, and the step trains on.
+TEST_F(DistFaults, ALossSpikeUnderWarnIsReportedAndTrainedOn) {
+  auto r = train(0, config("spike_warn"), "train.spike_factor=4", "QISA_FAULT='train.loss@step=30:value=1000'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, ": spike: "), 1u) << r.output;
+  EXPECT_TRUE(contains(r.output, "warning: step 30: spike: loss 1000 > 4 x reference ")) << r.output;
+  EXPECT_TRUE(contains(r.output, "; trained on (train.on_spike = warn; 1 spike so far)")) << r.output;
+  const auto l = losses("spike_warn");
+  EXPECT_EQ(l.size(), 60u);
+  EXPECT_EQ(l.at(30), 1000.0);
+  for (const auto& j : metrics("spike_warn"))
+    if (j.contains("spike")) {
+      EXPECT_EQ(j["step"], 30);
+      EXPECT_EQ(j["skipped"], false);
+      EXPECT_EQ(j["spike"]["loss"]["value"], 1000.0);
+    }
+  const TrainState st = CheckpointReader(ckpt("spike_warn", 60)).state();
+  EXPECT_EQ(st.spikes, 1);
+  EXPECT_EQ(st.skipped_spikes, 0);
+}
+
 // ---------------------------------------------------------------- a bad corpus under mpirun
 
 TEST_F(DistFaults, BadTokenIdsEndTheJobAtStartOnEveryRank) {

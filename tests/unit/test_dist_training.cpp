@@ -135,6 +135,35 @@ TEST_F(DistTraining, StopAndResumeIsBitIdenticalAtNpOneAndTwo) {
   }
 }
 
+// train.weight_decay_on = matrices under ZeRO-1, where each rank's shard cuts tensors anywhere:
+// two ranks end where one rank ends (up to the float rounding of the reduction), tensor by
+// tensor, and far from a run that decays everything (the weight decay is large, so that the
+// biases and LayerNorm weights show it).
+TEST_F(DistTraining, WeightDecayOnMatricesUnderZeroOne) {
+  const std::string wd = "train.steps=30 train.weight_decay=0.5 ";
+  auto one = train(0, config("wd_np1"), wd + "train.weight_decay_on=matrices");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = train(2, config("wd_np2_zero1", "dist:\n  zero: 1\n"), wd + "train.weight_decay_on=matrices");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  auto all = train(0, config("wd_all"), wd + "train.weight_decay_on=all");
+  ASSERT_EQ(all.exit_code, 0) << all.output;
+  const auto p1 = read_model_file(run_dir("wd_np1") + "/final.h5").params;
+  const auto p2 = read_model_file(run_dir("wd_np2_zero1") + "/final.h5").params;
+  const auto pa = read_model_file(run_dir("wd_all") + "/final.h5").params;
+  ASSERT_EQ(p1.size(), p2.size());
+  auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {  // |a - b| / |b|
+    double d = 0, n = 0;
+    for (size_t i = 0; i < a.size(); ++i) d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), n += double(b[i]) * b[i];
+    return std::sqrt(d / std::max(n, 1e-30));
+  };
+  for (size_t i = 0; i < p1.size(); ++i) {
+    SCOPED_TRACE(p1[i].name);
+    EXPECT_LT(rel(p2[i].data, p1[i].data), 1e-4);
+    if (p1[i].name.find("ln1.weight") != std::string::npos || p1[i].name.find("bias") != std::string::npos)
+      EXPECT_GT(rel(pa[i].data, p1[i].data), 1e-2);  // not decayed here, decayed there
+  }
+}
+
 TEST_F(DistTraining, ResumeOnFourRanksFromATwoRankCheckpoint) {
   auto a = train(2, config("grow_straight"), "train.steps=60");
   ASSERT_EQ(a.exit_code, 0) << a.output;

@@ -55,6 +55,12 @@ struct Content {
 Content sample_content(int64_t step, int tensors = 6) {
   Content c;
   c.state = {step, 3, 640 + step, 640 * 65 + step, 0xFEDCBA9876543210ull, 4, 5};
+  c.state.spikes = 7;
+  c.state.skipped_spikes = 6;
+  c.state.spike_loss_ema = 0.1 + 1e-17 * static_cast<double>(step);  // every bit of a double
+  c.state.spike_grad_norm_ema = 1.0 / 3.0;
+  c.state.spike_steps_seen = 21;
+  c.state.spikes_in_a_row = 2;
   c.config = "model:\n  n_embd: 16   # a comment\n  attention: qisa\ntrain:\n  lr: 0.003\n  name: \"é, ü, 字\"\n";
   c.vocab = {"\n", " ", "a", "é", "字", "😀"};
   c.strings["blocks.0.attn.v.pauli"] = {{2, 3}, {"IXZ", "YII", "ZZI", "IIX", "XYZ", "IYI"}};
@@ -91,7 +97,9 @@ std::string dump(const CheckpointReader& r) {
   std::ostringstream o;
   const TrainState s = r.state();
   o << s.step << ' ' << s.epoch << ' ' << s.samples_seen << ' ' << s.tokens_seen << ' ' << s.seed << ' ' << s.world_size
-    << ' ' << s.skipped_nonfinite << '\n'
+    << ' ' << s.skipped_nonfinite << ' ' << s.spikes << ' ' << s.skipped_spikes << ' ' << s.spike_steps_seen << ' '
+    << s.spikes_in_a_row << ' ' << std::hexfloat << s.spike_loss_ema << ' ' << s.spike_grad_norm_ema << std::defaultfloat
+    << '\n'
     << r.config_yaml() << '\n'
     << r.code_version() << '\n';
   for (const auto& v : r.vocab()) o << v << '\x1f';
@@ -226,6 +234,12 @@ TEST(Checkpoint, StateConfigVocabAndStringsRoundTrip) {
   EXPECT_EQ(s.seed, 0xFEDCBA9876543210ull);  // all 64 bits
   EXPECT_EQ(s.world_size, 4);
   EXPECT_EQ(s.skipped_nonfinite, 5);
+  EXPECT_EQ(s.spikes, 7);
+  EXPECT_EQ(s.skipped_spikes, 6);
+  EXPECT_EQ(s.spike_loss_ema, c.state.spike_loss_ema);  // bit for bit
+  EXPECT_EQ(s.spike_grad_norm_ema, 1.0 / 3.0);
+  EXPECT_EQ(s.spike_steps_seen, 21);
+  EXPECT_EQ(s.spikes_in_a_row, 2);
   EXPECT_EQ(r.config_yaml(), c.config);
   EXPECT_EQ(r.code_version(), QISA_VERSION);
   EXPECT_EQ(r.vocab(), c.vocab);
@@ -253,14 +267,23 @@ TEST(Checkpoint, StateConfigVocabAndStringsRoundTrip) {
     w.write_piece(0, x, 2);
     w.commit();
   }
-  {  // written before skipped_nonfinite existed: it reads as 0
+  {  // written before skipped_nonfinite and spike detection existed: they read as 0 (a fresh detector)
     hid_t f = H5Fopen((dir / "bare.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     ASSERT_GE(f, 0);
-    EXPECT_GE(H5Adelete_by_name(f, "/state", "skipped_nonfinite", H5P_DEFAULT), 0);
+    for (const char* a : {"skipped_nonfinite", "spikes", "skipped_spikes", "spike_steps_seen", "spikes_in_a_row",
+                          "spike_loss_ema", "spike_grad_norm_ema"})
+      EXPECT_GE(H5Adelete_by_name(f, "/state", a, H5P_DEFAULT), 0) << a;
     H5Fclose(f);
   }
   CheckpointReader b(dir / "bare.h5");
-  EXPECT_EQ(b.state().skipped_nonfinite, 0);
+  const TrainState old = b.state();
+  EXPECT_EQ(old.skipped_nonfinite, 0);
+  EXPECT_EQ(old.spikes, 0);
+  EXPECT_EQ(old.skipped_spikes, 0);
+  EXPECT_EQ(old.spike_steps_seen, 0);
+  EXPECT_EQ(old.spikes_in_a_row, 0);
+  EXPECT_EQ(old.spike_loss_ema, 0.0);
+  EXPECT_EQ(old.spike_grad_norm_ema, 0.0);
   EXPECT_TRUE(b.vocab().empty());
   EXPECT_TRUE(b.string_names().empty());
   EXPECT_TRUE(b.tensors("optim/m").empty());

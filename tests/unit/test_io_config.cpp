@@ -155,6 +155,7 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"train.steps", "0", "must be >= 1"},
       {"train.lr", "0", "must be > 0"},
       {"train.lr_schedule", "cosin", "did you mean 'cosine'?"},
+      {"train.lr_schedule", "exp", "must be one of constant | cosine | linear"},
       {"train.warmup_steps", "-1", "must be >= 0"},
       {"train.min_lr", "-1e-5", "must be >= 0"},
       {"train.min_lr", "0.01", "must be <= train.lr (0.003)"},
@@ -162,6 +163,7 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"train.beta2", "-0.5", "[0, 1)"},
       {"train.eps", "0", "must be > 0"},
       {"train.weight_decay", "-0.01", "must be >= 0"},
+      {"train.weight_decay_on", "2d", "must be one of all | matrices"},
       {"train.grad_clip", "-1", "must be >= 0"},
       {"train.threads", "-4", "must be >= 0"},
       {"train.seed", "-1", "out of range"},
@@ -179,6 +181,11 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"checkpoint.keep_last", "0", "must be >= 1"},
       {"checkpoint.on_error", "ignore", "must be one of stop | warn"},
       {"train.on_nonfinite", "skp", "did you mean 'skip'?"},
+      {"train.spike_factor", "0.5", "must be 0 (off) or > 1"},
+      {"train.spike_factor", "1", "must be 0 (off) or > 1"},
+      {"train.spike_factor", "-2", "must be 0 (off) or > 1"},
+      {"train.spike_warmup", "0", "must be >= 1"},
+      {"train.on_spike", "stop", "must be one of warn | skip"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.key + " = " + c.value);
@@ -255,7 +262,12 @@ train:
   beta2: 0.98
   eps: 1e-10
   weight_decay: 0
+  weight_decay_on: matrices
   grad_clip: 1.5
+  on_nonfinite: skip
+  spike_factor: 3.5
+  spike_warmup: 7
+  on_spike: skip
   seed: 18446744073709551615
   threads: 2
 eval:
@@ -287,7 +299,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 40u);
+  EXPECT_EQ(config_keys().size(), 44u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {

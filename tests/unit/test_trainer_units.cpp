@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <array>
+#include <memory>
+#include <random>
 #include <set>
 
 #include "io/bpe.h"
@@ -92,6 +94,111 @@ TEST(LearningRate, ConstantWarmupAndCosine) {
   EXPECT_DOUBLE_EQ(learning_rate(c, 10), 1e-3);
   EXPECT_NEAR(learning_rate(c, 55), 0.55e-3, 1e-12);  // halfway
   EXPECT_NEAR(learning_rate(c, 100), 1e-4, 1e-12);
+}
+
+// linear: after the warm-up, a straight line from lr (at warmup_steps) to min_lr (at steps).
+TEST(LearningRate, LinearDecaysToMinLrAtTheLastStep) {
+  TrainConfig c;
+  c.lr = 1e-3;
+  c.min_lr = 1e-4;
+  c.steps = 100;
+  c.warmup_steps = 10;
+  c.lr_schedule = "linear";
+  EXPECT_DOUBLE_EQ(learning_rate(c, 5), 0.5e-3);  // warm-up as before
+  EXPECT_DOUBLE_EQ(learning_rate(c, 10), 1e-3);
+  EXPECT_NEAR(learning_rate(c, 28), 8.2e-4, 1e-15);   // 18 of 90 steps: 1e-3 - 0.2 * 9e-4
+  EXPECT_NEAR(learning_rate(c, 55), 5.5e-4, 1e-15);   // halfway
+  EXPECT_NEAR(learning_rate(c, 91), 1.9e-4, 1e-15);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 100), 1e-4);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 130), 1e-4);      // past train.steps (a resume with more steps): stays
+  c.warmup_steps = 0;
+  c.min_lr = 0;
+  EXPECT_NEAR(learning_rate(c, 1), 0.99e-3, 1e-15);
+  EXPECT_NEAR(learning_rate(c, 75), 0.25e-3, 1e-15);
+  EXPECT_DOUBLE_EQ(learning_rate(c, 100), 0.0);
+}
+
+// train.weight_decay_on = matrices: one AdamW step from the same state, tensor by tensor, is
+// bit for bit the step with decay everywhere (weight matrices, embeddings, QISA value maps) or
+// the step without any (biases, LayerNorm weights, QISA-A angles).
+TEST(WeightDecayOn, MatricesDecayExactlyTheWeightMatrices) {
+  auto be = make_cpu_backend(1);
+  for (auto att : {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a}) {
+    SCOPED_TRACE(to_string(att));
+    const ParamTable table(small_model(att, 8, 2, 2, 4, 11));
+    const int64_t n = table.total();
+    std::mt19937_64 rng(7);
+    const auto p0 = test::random_vector<float>(rng, n, -1, 1), g = test::random_vector<float>(rng, n, -1, 1);
+    auto step = [&](double wd, const std::string& on) {
+      std::vector<float> p = p0;
+      TrainConfig tc;
+      tc.weight_decay = wd;
+      tc.weight_decay_on = on;
+      AdamW opt(*be, n, decay_spans(table, 0, n, on));
+      opt.update(p.data(), g.data(), 1, 0.1, tc, 1.0f);
+      return p;
+    };
+    const auto decayed = step(0.5, "all"), plain = step(0.0, "all"), matrices = step(0.5, "matrices");
+    std::set<std::string> got;
+    for (const auto& e : table.entries()) {
+      auto part = [&](const std::vector<float>& v) {
+        return std::vector<float>(v.begin() + e.offset, v.begin() + e.offset + e.numel);
+      };
+      ASSERT_NE(part(decayed), part(plain)) << e.name;  // decay shows in every tensor
+      if (part(matrices) == part(decayed)) got.insert(e.name);
+      else EXPECT_EQ(part(matrices), part(plain)) << e.name;
+    }
+    std::set<std::string> want = {"tok_emb.weight", "pos_emb.weight", "head.weight"};
+    for (int l = 0; l < 2; ++l)
+      for (const char* w : {"attn.q.weight", "attn.k.weight", "attn.v.weight", "attn.proj.weight", "mlp.fc.weight",
+                            "mlp.proj.weight"})
+        if (att != AttentionKind::qisa_a || std::string(w) != "attn.v.weight") want.insert(block_param(l, w));
+    EXPECT_EQ(got, want);
+  }
+}
+
+// ZeRO-1 cuts the padded flat buffer into equal shards wherever the tensors happen to lie: each
+// shard's optimizer, with the decay spans of its range, gives the same bits as one optimizer over
+// the whole buffer (parameters and both moments, over two steps).
+TEST(WeightDecayOn, ShardsCutAnywhereGiveTheWholeBuffersUpdate) {
+  auto be = make_cpu_backend(1);
+  const ParamTable table(small_model(AttentionKind::qisa_a, 8, 2, 2, 4, 11));
+  const int64_t n = table.total();
+  TrainConfig tc;
+  tc.weight_decay = 0.5;
+  tc.weight_decay_on = "matrices";
+  for (int64_t world : {2, 3, 7}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    const int64_t shard = (n + world - 1) / world, padded = shard * world;
+    std::mt19937_64 rng(11);
+    std::vector<float> whole = test::random_vector<float>(rng, n, -1, 1);
+    whole.resize(static_cast<size_t>(padded), 0.0f);  // the padding is zero, as in GPT
+    std::vector<float> sharded = whole;
+    AdamW all(*be, padded, decay_spans(table, 0, padded, "matrices"));
+    std::vector<std::unique_ptr<AdamW>> parts;
+    for (int64_t r = 0; r < world; ++r) {
+      const auto spans = decay_spans(table, r * shard, shard, "matrices");
+      int64_t covered = 0;
+      for (const auto& s : spans) covered += s.size;
+      EXPECT_EQ(covered, shard);
+      parts.push_back(std::make_unique<AdamW>(*be, shard, spans));
+    }
+    for (int64_t t = 1; t <= 2; ++t) {
+      std::vector<float> g = test::random_vector<float>(rng, n, -1, 1);
+      g.resize(static_cast<size_t>(padded), 0.0f);
+      all.update(whole.data(), g.data(), t, 0.1, tc, 1.0f);
+      for (int64_t r = 0; r < world; ++r)
+        parts[r]->update(sharded.data() + r * shard, g.data() + r * shard, t, 0.1, tc, 1.0f);
+    }
+    EXPECT_EQ(sharded, whole);
+    for (int64_t r = 0; r < world; ++r) {
+      EXPECT_TRUE(std::equal(parts[r]->m(), parts[r]->m() + shard, all.m() + r * shard)) << r;
+      EXPECT_TRUE(std::equal(parts[r]->v(), parts[r]->v() + shard, all.v() + r * shard)) << r;
+    }
+    for (int64_t i = n; i < padded; ++i) EXPECT_EQ(whole[i], 0.0f);  // padding stays zero
+  }
+  // "all": one span, the single call of before
+  EXPECT_EQ(decay_spans(table, 0, n, "all"), (std::vector<DecaySpan>{{0, n, true}}));
 }
 
 TEST(EvalMetrics, EditDistanceAndWords) {
