@@ -12,8 +12,13 @@
 namespace qisa {
 
 enum class AttentionKind { csa, qisa, qisa_a };
+// The value map of attention qisa: per_head (the paper's: head h owns a C x C map L_h,
+// attn.v.weight [H,C,C]) | shared (one C x C map L per block, attn.v.weight [C,C]: u = a L^T is
+// computed once per token and every head measures that same u with its own D Pauli strings).
+enum class QisaValue { per_head, shared };
 
 const char* to_string(AttentionKind a);
+const char* to_string(QisaValue v);
 const char* to_string(AttnMask m);
 const char* to_string(Activation a);
 
@@ -24,6 +29,7 @@ struct ModelConfig {
   int n_head = 1;                  // H (n_embd % n_head == 0)
   int n_layer = 6;                 // L
   AttentionKind attention = AttentionKind::qisa;
+  QisaValue qisa_value = QisaValue::per_head;  // attention qisa only (shared is an error otherwise)
   AttnMask mask = AttnMask::causal;
   Activation activation = Activation::relu;
   double dropout = 0.0;            // [0, 1)

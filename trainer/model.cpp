@@ -32,7 +32,7 @@ struct GPT::Acts {
     Buffer<float> x_in;                 // [N, C] residual stream entering the block
     Buffer<float> ln1, ln1_mean, ln1_rstd;
     Buffer<float> qkv;                  // [N, 3C] csa (q|k|v) or [N, 2C] qisa/qisa_a (q|k)
-    Buffer<float> u;                    // [N, H*C] qisa: L_h a
+    Buffer<float> u;                    // qisa: [N, H*C] per_head (u_h = a L_h^T), [N, C] shared (u = a L^T)
     Buffer<float> vals;                 // [N, C] qisa/qisa_a: Pauli values (H heads x D)
     Buffer<float> att;                  // [B, H, T, T]
     Buffer<float> heads;                // [N, C] concatenated head outputs
@@ -99,6 +99,7 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
   acts_ = std::make_unique<Acts>();
   Acts& a = *acts_;
   const int64_t qkv_cols = is_csa ? 3 * C : 2 * C;
+  const int64_t u_cols = cfg.qisa_value == QisaValue::shared ? C : H * C;  // qisa: u per head, or one u
   for (int l = 0; l < cfg.n_layer; ++l) {
     Acts::Block b;
     b.x_in = Buffer<float>(be_, N * C);
@@ -106,7 +107,7 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
     b.ln1_mean = Buffer<float>(be_, N);
     b.ln1_rstd = Buffer<float>(be_, N);
     b.qkv = Buffer<float>(be_, N * qkv_cols);
-    if (cfg.attention == AttentionKind::qisa) b.u = Buffer<float>(be_, N * H * C);
+    if (cfg.attention == AttentionKind::qisa) b.u = Buffer<float>(be_, N * u_cols);
     if (!is_csa) b.vals = Buffer<float>(be_, N * C);
     b.att = Buffer<float>(be_, max_batch * H * T * T);
     b.heads = Buffer<float>(be_, N * C);
@@ -131,7 +132,7 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
   a.dx = Buffer<float>(be_, N * C);
   a.dln = Buffer<float>(be_, N * C);
   a.dqkv = Buffer<float>(be_, N * qkv_cols);
-  if (cfg.attention == AttentionKind::qisa) a.du = Buffer<float>(be_, N * H * C);
+  if (cfg.attention == AttentionKind::qisa) a.du = Buffer<float>(be_, N * u_cols);
   if (!is_csa) a.dvals = Buffer<float>(be_, N * C);
   a.dheads = Buffer<float>(be_, N * C);
   a.dproj = Buffer<float>(be_, N * C);
@@ -359,7 +360,13 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
       QISA_CHECK(pauli_terms_[l].get() != nullptr, "block " + std::to_string(l) + " has no Pauli strings",
                  "call init() or load the strings from the model file");
       be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, P + L.qk_b, N, C, 2 * C);
-      if (cfg_.attention == AttentionKind::qisa) {
+      if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
+        // u = a L^T once per token (L [C, C]); head h measures that same u with its D strings.
+        be_.linear_forward(b.u.get(), b.ln1.get(), P + L.v_w, nullptr, N, C, C);
+        for (int h = 0; h < H; ++h)
+          be_.pauli_value_forward(b.vals.get() + h * D, C, b.u.get(), C, pauli_terms_[l].get() + h * D, N, 1, D, C,
+                                  nq);
+      } else if (cfg_.attention == AttentionKind::qisa) {
         // u_h = a L_h^T for every head in one matmul: L viewed as [H*C, C].
         be_.linear_forward(b.u.get(), b.ln1.get(), P + L.v_w, nullptr, N, C, H * C);
         be_.pauli_value_forward(b.vals.get(), C, b.u.get(), H * C, pauli_terms_[l].get(), N, H, D, C, nq);
@@ -461,7 +468,14 @@ void GPT::attention_backward(int l, int64_t B, int T) {
       be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att.get(), q, q + C,
                                       b.vals.get(), B, T, H, D, cfg_.mask);
       be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), P + L.qk_w, N, C, 2 * C);
-      if (cfg_.attention == AttentionKind::qisa) {
+      if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
+        // dL/du sums over the heads (each head adds its strings' part), then ONE GEMM backward.
+        be_.zero(a.du.get(), static_cast<size_t>(N) * C * sizeof(float));
+        for (int h = 0; h < H; ++h)
+          be_.pauli_value_backward(a.du.get(), C, a.dvals.get() + h * D, C, b.u.get(), pauli_terms_[l].get() + h * D,
+                                   N, 1, D, C, nq);
+        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, C);
+      } else if (cfg_.attention == AttentionKind::qisa) {
         be_.zero(a.du.get(), static_cast<size_t>(N) * H * C * sizeof(float));
         be_.pauli_value_backward(a.du.get(), H * C, a.dvals.get(), C, b.u.get(), pauli_terms_[l].get(), N, H, D, C, nq);
         be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, H * C);

@@ -44,7 +44,7 @@ class GPT {
   int64_t num_params() const { return table_.total(); }
   int64_t flat_size() const { return static_cast<int64_t>(params_.size()); }  // num_params + padding
   // PyTorch-like init from `seed` (SPEC/issue: Linear U(+-1/sqrt(in)), Embedding N(0,1),
-  // LayerNorm 1/0, QISA L_h like Linear(C,C), QISA-A angles U(-pi,pi)) and Pauli strings.
+  // LayerNorm 1/0, QISA L_h (or the shared L) like Linear(C,C), QISA-A angles U(-pi,pi)) and Pauli strings.
   void init(uint64_t seed);
   std::vector<float> params_host() const;
   void set_params_host(const std::vector<float>& flat);
