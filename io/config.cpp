@@ -262,6 +262,9 @@ const std::vector<Field>& fields() {
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
                                                   "auto (newest valid checkpoint, else fresh) | never | PATH"),
+      choice_field<&Config::train, &TrainConfig::recompute>(
+          "train.recompute", "none | blocks (keep only block inputs, recompute in backward: less memory)",
+          {"none", "blocks"}),
       field<&Config::eval, &EvalConfig::every>("eval.every", "steps between evaluations; 0 = only at the end"),
       field<&Config::eval, &EvalConfig::windows>("eval.windows", "validation windows per evaluation (>= 1)"),
       field<&Config::log, &LogConfig::every>("log.every", "steps between metrics lines (>= 1)"),

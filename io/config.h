@@ -63,6 +63,10 @@ struct TrainConfig {
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH
+  // Activation recomputation: none (forward keeps every block's activations for backward) |
+  // blocks (forward keeps only each block's input; backward recomputes a block's forward just
+  // before its backward: bit-identical results, about one more forward, a much smaller arena).
+  std::string recompute = "none";
   bool operator==(const TrainConfig&) const = default;
 };
 

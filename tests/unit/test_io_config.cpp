@@ -171,6 +171,8 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"checkpoint.keep_last", "0", "must be >= 1"},
       {"checkpoint.on_error", "ignore", "must be one of stop | warn"},
       {"train.on_nonfinite", "skp", "did you mean 'skip'?"},
+      {"train.recompute", "block", "did you mean 'blocks'?"},
+      {"train.recompute", "true", "none | blocks"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.key + " = " + c.value);
@@ -264,6 +266,7 @@ train:
   grad_clip: 1.5
   seed: 18446744073709551615
   threads: 2
+  recompute: blocks
 eval:
   every: 0
   windows: 3
@@ -293,7 +296,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 40u);
+  EXPECT_EQ(config_keys().size(), 41u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {
