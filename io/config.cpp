@@ -28,6 +28,7 @@ const char* to_string(AttentionKind a) {
   }
   return "?";
 }
+const char* to_string(QisaValue v) { return v == QisaValue::per_head ? "per_head" : "shared"; }
 const char* to_string(AttnMask m) { return m == AttnMask::causal ? "causal" : "reference"; }
 const char* to_string(Activation a) { return a == Activation::relu ? "relu" : "gelu"; }
 
@@ -184,6 +185,7 @@ void read_value(const YAML::Node& n, std::string& v) { v = parse_string(n); }
 void read_value(const YAML::Node& n, AttentionKind& v) {
   v = parse_enum(n, {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a});
 }
+void read_value(const YAML::Node& n, QisaValue& v) { v = parse_enum(n, {QisaValue::per_head, QisaValue::shared}); }
 void read_value(const YAML::Node& n, AttnMask& v) { v = parse_enum(n, {AttnMask::causal, AttnMask::reference}); }
 void read_value(const YAML::Node& n, Activation& v) { v = parse_enum(n, {Activation::relu, Activation::gelu}); }
 
@@ -231,6 +233,8 @@ const std::vector<Field>& fields() {
       field<&Config::model, &ModelConfig::n_head>("model.n_head", "attention heads H (n_embd % n_head == 0)"),
       field<&Config::model, &ModelConfig::n_layer>("model.n_layer", "transformer blocks L (>= 1)"),
       field<&Config::model, &ModelConfig::attention>("model.attention", "csa | qisa | qisa_a"),
+      field<&Config::model, &ModelConfig::qisa_value>(
+          "model.qisa_value", "qisa value map: per_head (C x C per head) | shared (one C x C per block)"),
       field<&Config::model, &ModelConfig::mask>("model.mask", "causal | reference"),
       field<&Config::model, &ModelConfig::activation>("model.activation", "relu | gelu"),
       field<&Config::model, &ModelConfig::dropout>("model.dropout", "[0, 1)"),
@@ -271,6 +275,9 @@ const std::vector<Field>& fields() {
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
                                                   "auto (newest valid checkpoint, else fresh) | never | PATH"),
+      choice_field<&Config::train, &TrainConfig::recompute>(
+          "train.recompute", "none | blocks (keep only block inputs, recompute in backward: less memory)",
+          {"none", "blocks"}),
       field<&Config::eval, &EvalConfig::every>("eval.every", "steps between evaluations; 0 = only at the end"),
       field<&Config::eval, &EvalConfig::windows>("eval.windows", "validation windows per evaluation (>= 1)"),
       field<&Config::log, &LogConfig::every>("log.every", "steps between metrics lines (>= 1)"),
@@ -496,6 +503,14 @@ class ConfigParser {
            "n_embd (" + std::to_string(m.n_embd) + ") is not divisible by n_head (" + std::to_string(m.n_head) + ")",
            "choose n_head among the divisors of n_embd");
     require(m.n_layer >= 1, c, "model.n_layer", "must be >= 1");
+    if (m.qisa_value == QisaValue::shared && m.attention != AttentionKind::qisa)
+      fail(c, "model.qisa_value",
+           std::string("shared needs model.attention = qisa, but attention is ") + to_string(m.attention),
+           m.attention == AttentionKind::csa
+               ? "csa's value projection is already one C x C map per block; remove model.qisa_value "
+                 "(or set it to per_head), or set model.attention=qisa"
+               : "qisa_a computes its values with a circuit and has no value map to share; remove "
+                 "model.qisa_value (or set it to per_head), or set model.attention=qisa");
     require(m.dropout >= 0 && m.dropout < 1, c, "model.dropout", "must be in [0, 1)");
     require(m.pauli_identity_prob >= 0 && m.pauli_identity_prob < 1, c, "model.pauli_identity_prob",
             "must be in [0, 1)", "the paper uses 0.9");

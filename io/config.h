@@ -12,8 +12,13 @@
 namespace qisa {
 
 enum class AttentionKind { csa, qisa, qisa_a };
+// The value map of attention qisa: per_head (the paper's: head h owns a C x C map L_h,
+// attn.v.weight [H,C,C]) | shared (one C x C map L per block, attn.v.weight [C,C]: u = a L^T is
+// computed once per token and every head measures that same u with its own D Pauli strings).
+enum class QisaValue { per_head, shared };
 
 const char* to_string(AttentionKind a);
+const char* to_string(QisaValue v);
 const char* to_string(AttnMask m);
 const char* to_string(Activation a);
 
@@ -25,6 +30,7 @@ struct ModelConfig {
   int n_head = 1;                  // H (n_embd % n_head == 0)
   int n_layer = 6;                 // L
   AttentionKind attention = AttentionKind::qisa;
+  QisaValue qisa_value = QisaValue::per_head;  // attention qisa only (shared is an error otherwise)
   AttnMask mask = AttnMask::causal;
   Activation activation = Activation::relu;
   double dropout = 0.0;            // [0, 1)
@@ -67,6 +73,10 @@ struct TrainConfig {
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH
+  // Activation recomputation: none (forward keeps every block's activations for backward) |
+  // blocks (forward keeps only each block's input; backward recomputes a block's forward just
+  // before its backward: bit-identical results, about one more forward, a much smaller arena).
+  std::string recompute = "none";
   bool operator==(const TrainConfig&) const = default;
 };
 

@@ -15,9 +15,11 @@ namespace {
 constexpr int64_t kPiece = int64_t{1} << 20;  // floats per piece (4 MiB)
 constexpr int kPieceTag = 0x51;
 
-// Keys that may differ on resume without changing the run's meaning, so they are not reported.
+// Keys that may differ on resume without changing the run's meaning, so they are not reported
+// (train.recompute changes memory and time, not one bit of the results).
 bool is_run_location_key(const std::string& key) {
-  return key == "log.dir" || key == "checkpoint.dir" || key == "train.resume" || key == "train.threads";
+  return key == "log.dir" || key == "checkpoint.dir" || key == "train.resume" || key == "train.threads" ||
+         key == "train.recompute";
 }
 // model.* keys that change the trained function or its shapes: resuming across them is an error.
 bool is_model_identity_key(const std::string& key) {

@@ -38,10 +38,10 @@ FlopBreakdown forward_flops(const ModelConfig& m) {
       break;
     case AttentionKind::qisa:
       add("attn.qk", 2 * C * 2 * C, "L * 2*C*2C (q, k)");
-      // model.qisa_value: per_head (u_h = a L_h^T for every head). The `shared` value map
-      // (one L per layer, being added on another branch) goes HERE: 2*C*C per token and layer,
-      // i.e. add("attn.v", 2 * C * C, ...) when m.qisa_value is shared.
-      add("attn.v", H * 2 * C * C, "L * H * 2*C*C (u = a L_h^T, per head)");
+      if (m.qisa_value == QisaValue::shared)
+        add("attn.v", 2 * C * C, "L * 2*C*C (u = a L^T, shared by the heads)");
+      else
+        add("attn.v", H * 2 * C * C, "L * H * 2*C*C (u = a L_h^T, per head)");
       add("attn.pauli", H * D * N * 3, "L * H * D strings * N amplitudes * 3");
       add("attn.scores", 3 * D * P * H, "L * H * 3D * (T+1)/2 (|q-k|^2, causal pairs)");
       break;

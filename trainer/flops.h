@@ -15,9 +15,8 @@
 //  - csa: scores q_i . k_j cost 2D per pair and head; the weighted sum 2D per pair and head.
 //  - qisa / qisa_a: the Gaussian kernel |q_i - k_j|^2 costs 3D per pair and head (subtract,
 //    square, add); the weighted sum 2D.
-//  - qisa value map u = a L_h^T: 2*C*C per head and token (model.qisa_value: per_head, the
-//    only value map on this branch; see flops.cpp for where `shared` (2*C*C once per layer)
-//    goes).
+//  - qisa value map: u = a L_h^T, 2*C*C per head and token (model.qisa_value: per_head), or
+//    u = a L^T, 2*C*C once per token and layer (shared: the FLOPs of csa's value projection).
 //  - Pauli measurement (SPEC §1.2 fast path): per head, D strings x N = 2^n amplitudes x 3
 //    FLOPs (u_b * u_{b^f}, the sign, the accumulate). The CPU kernel skips the zero padding
 //    b >= C and folds the symmetric pairs, so it does fewer; this is the formula's count.

@@ -1,6 +1,7 @@
 #include "trainer/model.h"
 
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/error.h"
 #include "kernels/pauli.h"
@@ -25,43 +26,122 @@ struct GPT::Layer {
   int64_t proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mproj_w, mproj_b;
 };
 
-// The activation arena: everything backward needs, per block, for max_batch*T rows; and
-// gradient scratch reused by every block. trainer/plan.cpp's activation_arena() lists these
-// buffers for `qisa plan`: keep the two in step (test_trainer_plan checks them byte for byte).
+// The activation arena: what backward needs, for N = max_batch * T rows, plus forward and
+// gradient scratch. Every buffer is named, shaped and sized in ONE place, lay_out() below,
+// which both allocates the arena and counts it (GPT::activation_bytes).
+//
+// recompute none: every block keeps its activations (L Blocks). recompute blocks: every block
+// keeps only its input x_in; ONE Block is reused: forward overwrites it block by block, and
+// backward recomputes block l into it (the same ops, inputs and dropout bits, so the same
+// values bit for bit) just before block l's backward. The last block's activations are still
+// there from forward, so it is not recomputed. Arena: O(L * Block) -> O(Block + L * N*C).
 struct GPT::Acts {
+  // What backward needs of one block besides its input.
   struct Block {
-    Buffer<float> x_in;                 // [N, C] residual stream entering the block
-    Buffer<float> ln1, ln1_mean, ln1_rstd;
-    Buffer<float> qkv;                  // [N, 3C] csa (q|k|v) or [N, 2C] qisa/qisa_a (q|k)
-    Buffer<float> u;                    // [N, H*C] qisa: L_h a
-    Buffer<float> vals;                 // [N, C] qisa/qisa_a: Pauli values (H heads x D)
-    Buffer<float> att;                  // [B, H, T, T]
-    Buffer<float> heads;                // [N, C] concatenated head outputs
-    Buffer<float> attn_proj;            // [N, C]
-    Buffer<float> x_mid;                // [N, C] after the attention residual
-    Buffer<float> ln2, ln2_mean, ln2_rstd;
-    Buffer<float> fc_pre, fc_act;       // [N, 4C]
-    Buffer<float> mlp_out;              // [N, C]
+    Buffer<float> ln1, ln1_mean, ln1_rstd;  // [N, C], [N], [N]: ln1 output and statistics
+    Buffer<float> qkv;                      // [N, 3C] csa (q|k|v) or [N, 2C] qisa/qisa_a (q|k)
+    Buffer<float> u;                        // qisa: [N, H*C] per_head (u_h = a L_h^T), [N, C] shared (u = a L^T)
+    Buffer<float> vals;                     // [N, C] qisa/qisa_a: Pauli values (H heads x D)
+    Buffer<float> att;                      // [B, H, T, T] attention probabilities
+    Buffer<float> heads;                    // [N, C] concatenated head outputs
+    Buffer<float> x_mid;                    // [N, C] residual stream after the attention branch
+    Buffer<float> ln2, ln2_mean, ln2_rstd;  // [N, C], [N], [N]
+    Buffer<float> fc_pre, fc_act;           // [N, 4C] mlp.fc output before / after the activation
   };
-  std::vector<Block> blocks;
-  Buffer<float> x_final, lnf, lnf_mean, lnf_rstd;  // [N, C]
+  std::vector<Buffer<float>> x_in;  // L x [N, C]: each block's input (kept in both modes)
+  std::vector<Block> blocks;        // L (recompute none) or 1 (recompute blocks) Blocks
+  Buffer<float> branch;             // [N, C] attn.proj / mlp.proj output before its residual add
+  Buffer<float> x_final, lnf, lnf_mean, lnf_rstd;  // [N, C] x3, [N], [N]
   Buffer<float> logits;                            // [N, V] (dlogits in place after backward)
   Buffer<float> losses;                            // [N]
   Buffer<int32_t> idx, targets;                    // [N]
-  // gradient scratch
-  Buffer<float> dx, dln, dqkv, du, dvals, dheads, dproj, dfc_pre, dfc_act, dmlp;
+  // gradient scratch, reused by every block
+  Buffer<float> dx, dln;            // [N, C]: d(residual stream), d(layernorm output)
+  Buffer<float> dqkv, du, dvals;    // like qkv, u, vals
+  Buffer<float> dheads, dbranch;    // [N, C]
+  Buffer<float> dfc_pre, dfc_act;   // [N, 4C]
+
+  Block& block(int l) { return blocks[blocks.size() == 1 ? 0 : static_cast<size_t>(l)]; }
+
+  // Calls fn(buffer, elements, name) for every buffer of the arena.
+  template <class Fn>
+  void lay_out(const ModelConfig& m, int64_t max_batch, Recompute recompute, Fn&& fn) {
+    const int64_t C = m.n_embd, H = m.n_head, T = m.block_size, V = m.vocab_size, L = m.n_layer;
+    const int64_t N = max_batch * T;
+    const bool csa = m.attention == AttentionKind::csa, qisa = m.attention == AttentionKind::qisa;
+    const int64_t qkv = (csa ? 3 : 2) * C * N;
+    const int64_t u = qisa ? (m.qisa_value == QisaValue::shared ? C : H * C) * N : 0;
+    const int64_t vals = csa ? 0 : N * C;
+    x_in.resize(static_cast<size_t>(L));
+    for (auto& x : x_in) fn(x, N * C, "x_in", "[N, C]");
+    blocks.resize(recompute == Recompute::blocks ? 1 : static_cast<size_t>(L));
+    for (Block& b : blocks) {
+      fn(b.ln1, N * C, "ln1", "[N, C]");
+      fn(b.ln1_mean, N, "ln1_mean", "[N]");
+      fn(b.ln1_rstd, N, "ln1_rstd", "[N]");
+      fn(b.qkv, qkv, "qkv", "[N, 3C] csa, [N, 2C] qisa/qisa_a");
+      fn(b.u, u, "u", "[N, H*C] per_head, [N, C] shared");
+      fn(b.vals, vals, "vals", "[N, C]");
+      fn(b.att, max_batch * H * T * T, "att", "[B, H, T, T]");
+      fn(b.heads, N * C, "heads", "[N, C]");
+      fn(b.x_mid, N * C, "x_mid", "[N, C]");
+      fn(b.ln2, N * C, "ln2", "[N, C]");
+      fn(b.ln2_mean, N, "ln2_mean", "[N]");
+      fn(b.ln2_rstd, N, "ln2_rstd", "[N]");
+      fn(b.fc_pre, N * 4 * C, "fc_pre", "[N, 4C]");
+      fn(b.fc_act, N * 4 * C, "fc_act", "[N, 4C]");
+    }
+    fn(branch, N * C, "branch", "[N, C]");
+    fn(x_final, N * C, "x_final", "[N, C]");
+    fn(lnf, N * C, "lnf", "[N, C]");
+    fn(lnf_mean, N, "lnf_mean", "[N]");
+    fn(lnf_rstd, N, "lnf_rstd", "[N]");
+    fn(logits, N * V, "logits", "[N, V]");
+    fn(losses, N, "losses", "[N]");
+    fn(idx, N, "idx", "[N] int32");
+    fn(targets, N, "targets", "[N] int32");
+    fn(dx, N * C, "dx", "[N, C]");
+    fn(dln, N * C, "dln", "[N, C]");
+    fn(dqkv, qkv, "dqkv", "like qkv");
+    fn(du, u, "du", "like u");
+    fn(dvals, vals, "dvals", "[N, C]");
+    fn(dheads, N * C, "dheads", "[N, C]");
+    fn(dbranch, N * C, "dbranch", "[N, C]");
+    fn(dfc_pre, N * 4 * C, "dfc_pre", "[N, 4C]");
+    fn(dfc_act, N * 4 * C, "dfc_act", "[N, 4C]");
+  }
 };
+
+std::vector<GPT::ArenaItem> GPT::activation_arena(const ModelConfig& cfg, int64_t max_batch, Recompute recompute) {
+  std::vector<ArenaItem> items;
+  Acts shape_only;  // its buffers stay empty
+  shape_only.lay_out(cfg, max_batch, recompute, [&](auto& buf, int64_t count, const char* name, const char* shape) {
+    const int64_t bytes = count * static_cast<int64_t>(sizeof(*buf.get()));
+    for (auto& it : items)
+      if (it.name == name) {
+        it.bytes += bytes;
+        ++it.copies;
+        return;
+      }
+    items.push_back(ArenaItem{name, shape, bytes, 1, std::is_integral_v<std::remove_reference_t<decltype(*buf.get())>>});
+  });
+  return items;
+}
+
+int64_t GPT::activation_bytes(const ModelConfig& cfg, int64_t max_batch, Recompute recompute) {
+  int64_t total = 0;
+  for (const auto& it : activation_arena(cfg, max_batch, recompute)) total += it.bytes;
+  return total;
+}
 
 std::string GPT::pauli_name(int layer) { return block_param(layer, "attn.v.pauli"); }
 
-GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align)
-    : cfg_(cfg), be_(backend), table_(cfg), max_batch_(max_batch) {
+GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align, Recompute recompute)
+    : cfg_(cfg), be_(backend), table_(cfg), max_batch_(max_batch), recompute_(recompute) {
   QISA_CHECK(max_batch >= 1, "model max_batch is " + std::to_string(max_batch), "use at least one sequence");
   QISA_CHECK(cfg.n_embd % cfg.n_head == 0,
              "n_embd (" + std::to_string(cfg.n_embd) + ") is not divisible by n_head (" + std::to_string(cfg.n_head) + ")",
              "choose n_head dividing n_embd");
-  const int64_t C = cfg.n_embd, H = cfg.n_head, V = cfg.vocab_size, T = cfg.block_size;
-  const int64_t N = max_batch * T;
   const bool is_csa = cfg.attention == AttentionKind::csa;
 
   QISA_CHECK(flat_align >= 1, "flat_align is " + std::to_string(flat_align), "this is a bug in the caller");
@@ -98,47 +178,11 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
   for (int l = 0; l < cfg.n_layer; ++l) pauli_terms_.emplace_back();
 
   acts_ = std::make_unique<Acts>();
-  Acts& a = *acts_;
-  const int64_t qkv_cols = is_csa ? 3 * C : 2 * C;
-  for (int l = 0; l < cfg.n_layer; ++l) {
-    Acts::Block b;
-    b.x_in = Buffer<float>(be_, N * C);
-    b.ln1 = Buffer<float>(be_, N * C);
-    b.ln1_mean = Buffer<float>(be_, N);
-    b.ln1_rstd = Buffer<float>(be_, N);
-    b.qkv = Buffer<float>(be_, N * qkv_cols);
-    if (cfg.attention == AttentionKind::qisa) b.u = Buffer<float>(be_, N * H * C);
-    if (!is_csa) b.vals = Buffer<float>(be_, N * C);
-    b.att = Buffer<float>(be_, max_batch * H * T * T);
-    b.heads = Buffer<float>(be_, N * C);
-    b.attn_proj = Buffer<float>(be_, N * C);
-    b.x_mid = Buffer<float>(be_, N * C);
-    b.ln2 = Buffer<float>(be_, N * C);
-    b.ln2_mean = Buffer<float>(be_, N);
-    b.ln2_rstd = Buffer<float>(be_, N);
-    b.fc_pre = Buffer<float>(be_, N * 4 * C);
-    b.fc_act = Buffer<float>(be_, N * 4 * C);
-    b.mlp_out = Buffer<float>(be_, N * C);
-    a.blocks.push_back(std::move(b));
-  }
-  a.x_final = Buffer<float>(be_, N * C);
-  a.lnf = Buffer<float>(be_, N * C);
-  a.lnf_mean = Buffer<float>(be_, N);
-  a.lnf_rstd = Buffer<float>(be_, N);
-  a.logits = Buffer<float>(be_, N * V);
-  a.losses = Buffer<float>(be_, N);
-  a.idx = Buffer<int32_t>(be_, N);
-  a.targets = Buffer<int32_t>(be_, N);
-  a.dx = Buffer<float>(be_, N * C);
-  a.dln = Buffer<float>(be_, N * C);
-  a.dqkv = Buffer<float>(be_, N * qkv_cols);
-  if (cfg.attention == AttentionKind::qisa) a.du = Buffer<float>(be_, N * H * C);
-  if (!is_csa) a.dvals = Buffer<float>(be_, N * C);
-  a.dheads = Buffer<float>(be_, N * C);
-  a.dproj = Buffer<float>(be_, N * C);
-  a.dfc_pre = Buffer<float>(be_, N * 4 * C);
-  a.dfc_act = Buffer<float>(be_, N * 4 * C);
-  a.dmlp = Buffer<float>(be_, N * C);
+  acts_->lay_out(cfg, max_batch, recompute, [&](auto& buf, int64_t count, const char*, const char*) {
+    using T = std::remove_reference_t<decltype(*buf.get())>;
+    buf = Buffer<T>(be_, static_cast<size_t>(count));
+    arena_bytes_ += static_cast<int64_t>(buf.bytes());
+  });
 }
 
 GPT::~GPT() = default;
@@ -303,29 +347,9 @@ double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T
   have_targets_ = targets != nullptr;
   last_ctx_ = ctx;
 
-  auto resid_dropout = [&](int l, int which) { return dropout_at(l, which, ctx, static_cast<uint64_t>(T) * C); };
-
-  be_.embedding_forward(a.blocks[0].x_in.get(), a.idx.get(), P + table_.offset("tok_emb.weight"),
+  be_.embedding_forward(a.x_in[0].get(), a.idx.get(), P + table_.offset("tok_emb.weight"),
                         P + table_.offset("pos_emb.weight"), B, T, static_cast<int>(C));
-  for (int l = 0; l < cfg_.n_layer; ++l) {
-    const Layer& L = layers_[l];
-    Acts::Block& b = a.blocks[l];
-    float* x_out = (l + 1 < cfg_.n_layer) ? a.blocks[l + 1].x_in.get() : a.x_final.get();
-    be_.layernorm_forward(b.ln1.get(), b.ln1_mean.get(), b.ln1_rstd.get(), b.x_in.get(), P + L.ln1_w, P + L.ln1_b, N,
-                          static_cast<int>(C));
-    attention_forward(l, B, T, ctx);
-    be_.linear_forward(b.attn_proj.get(), b.heads.get(), P + L.proj_w, P + L.proj_b, N, static_cast<int>(C),
-                       static_cast<int>(C));
-    be_.dropout_add_forward(b.x_mid.get(), b.x_in.get(), b.attn_proj.get(), N * C, resid_dropout(l, kSiteAttnResid));
-    be_.layernorm_forward(b.ln2.get(), b.ln2_mean.get(), b.ln2_rstd.get(), b.x_mid.get(), P + L.ln2_w, P + L.ln2_b, N,
-                          static_cast<int>(C));
-    be_.linear_forward(b.fc_pre.get(), b.ln2.get(), P + L.fc_w, P + L.fc_b, N, static_cast<int>(C),
-                       static_cast<int>(4 * C));
-    be_.activation_forward(b.fc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
-    be_.linear_forward(b.mlp_out.get(), b.fc_act.get(), P + L.mproj_w, P + L.mproj_b, N, static_cast<int>(4 * C),
-                       static_cast<int>(C));
-    be_.dropout_add_forward(x_out, b.x_mid.get(), b.mlp_out.get(), N * C, resid_dropout(l, kSiteMlpResid));
-  }
+  for (int l = 0; l < cfg_.n_layer; ++l) block_forward(l, B, T, ctx, true);
   be_.layernorm_forward(a.lnf.get(), a.lnf_mean.get(), a.lnf_rstd.get(), a.x_final.get(), P + table_.offset("ln_f.weight"),
                         P + table_.offset("ln_f.bias"), N, static_cast<int>(C));
   be_.linear_forward(a.logits.get(), a.lnf.get(), P + table_.offset("head.weight"), P + table_.offset("head.bias"), N,
@@ -339,11 +363,41 @@ double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T
   return sum / static_cast<double>(N);
 }
 
+// Block l from its input x_in[l] into its Block: everything backward needs. `to_output` also
+// computes the mlp branch and the block's output (x_in[l+1], or x_final after the last block);
+// backward's recomputation does not need them.
+void GPT::block_forward(int l, int64_t B, int T, const StepContext& ctx, bool to_output) {
+  const int64_t C = cfg_.n_embd, N = B * T;
+  const Layer& L = layers_[l];
+  Acts& a = *acts_;
+  Acts::Block& b = a.block(l);
+  float* P = params_.get();
+  auto resid_dropout = [&](int which) { return dropout_at(l, which, ctx, static_cast<uint64_t>(T) * C); };
+  const float* x_in = a.x_in[l].get();
+  be_.layernorm_forward(b.ln1.get(), b.ln1_mean.get(), b.ln1_rstd.get(), x_in, P + L.ln1_w, P + L.ln1_b, N,
+                        static_cast<int>(C));
+  attention_forward(l, B, T, ctx);
+  be_.linear_forward(a.branch.get(), b.heads.get(), P + L.proj_w, P + L.proj_b, N, static_cast<int>(C),
+                     static_cast<int>(C));
+  be_.dropout_add_forward(b.x_mid.get(), x_in, a.branch.get(), N * C, resid_dropout(kSiteAttnResid));
+  be_.layernorm_forward(b.ln2.get(), b.ln2_mean.get(), b.ln2_rstd.get(), b.x_mid.get(), P + L.ln2_w, P + L.ln2_b, N,
+                        static_cast<int>(C));
+  be_.linear_forward(b.fc_pre.get(), b.ln2.get(), P + L.fc_w, P + L.fc_b, N, static_cast<int>(C),
+                     static_cast<int>(4 * C));
+  be_.activation_forward(b.fc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
+  block_held_ = l;
+  if (!to_output) return;
+  float* x_out = (l + 1 < cfg_.n_layer) ? a.x_in[l + 1].get() : a.x_final.get();
+  be_.linear_forward(a.branch.get(), b.fc_act.get(), P + L.mproj_w, P + L.mproj_b, N, static_cast<int>(4 * C),
+                     static_cast<int>(C));
+  be_.dropout_add_forward(x_out, b.x_mid.get(), a.branch.get(), N * C, resid_dropout(kSiteMlpResid));
+}
+
 void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
   const int C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim(), nq = cfg_.n_qubits();
   const int64_t N = B * T;
   const Layer& L = layers_[l];
-  Acts::Block& b = acts_->blocks[l];
+  Acts::Block& b = acts_->block(l);
   float* P = params_.get();
   switch (cfg_.attention) {
     case AttentionKind::csa: {
@@ -360,7 +414,13 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
       QISA_CHECK(pauli_terms_[l].get() != nullptr, "block " + std::to_string(l) + " has no Pauli strings",
                  "call init() or load the strings from the model file");
       be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, P + L.qk_b, N, C, 2 * C);
-      if (cfg_.attention == AttentionKind::qisa) {
+      if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
+        // u = a L^T once per token (L [C, C]); head h measures that same u with its D strings.
+        be_.linear_forward(b.u.get(), b.ln1.get(), P + L.v_w, nullptr, N, C, C);
+        for (int h = 0; h < H; ++h)
+          be_.pauli_value_forward(b.vals.get() + h * D, C, b.u.get(), C, pauli_terms_[l].get() + h * D, N, 1, D, C,
+                                  nq);
+      } else if (cfg_.attention == AttentionKind::qisa) {
         // u_h = a L_h^T for every head in one matmul: L viewed as [H*C, C].
         be_.linear_forward(b.u.get(), b.ln1.get(), P + L.v_w, nullptr, N, C, H * C);
         be_.pauli_value_forward(b.vals.get(), C, b.u.get(), H * C, pauli_terms_[l].get(), N, H, D, C, nq);
@@ -389,7 +449,6 @@ void GPT::backward(float loss_scale, const std::function<void(int64_t)>& on_read
   float* P = params_.get();
   float* G = grads_.get();
   const size_t nc_bytes = static_cast<size_t>(N) * C * sizeof(float);
-  auto resid_dropout = [&](int l, int which) { return dropout_at(l, which, ctx, static_cast<uint64_t>(T) * C); };
 
   // logits -> dlogits in place; then the head and the final layernorm.
   be_.cross_entropy_backward(a.logits.get(), a.logits.get(), a.targets.get(), N, V, loss_scale);
@@ -405,34 +464,47 @@ void GPT::backward(float loss_scale, const std::function<void(int64_t)>& on_read
 
   // a.dx holds dL/d(block output); each block turns it into dL/d(block input) in place.
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
-    const Layer& L = layers_[l];
-    Acts::Block& b = a.blocks[l];
-    // x_out = x_mid + dropout(mlp_out): dx passes through unchanged to x_mid
-    be_.zero(a.dmlp.get(), nc_bytes);
-    be_.dropout_add_backward(nullptr, a.dmlp.get(), a.dx.get(), N * C, resid_dropout(l, kSiteMlpResid));
-    be_.zero(a.dfc_act.get(), nc_bytes * 4);
-    be_.linear_backward(a.dfc_act.get(), G + L.mproj_w, G + L.mproj_b, a.dmlp.get(), b.fc_act.get(), P + L.mproj_w, N,
-                        4 * C, C);
-    be_.zero(a.dfc_pre.get(), nc_bytes * 4);
-    be_.activation_backward(a.dfc_pre.get(), a.dfc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
-    be_.zero(a.dln.get(), nc_bytes);
-    be_.linear_backward(a.dln.get(), G + L.fc_w, G + L.fc_b, a.dfc_pre.get(), b.ln2.get(), P + L.fc_w, N, C, 4 * C);
-    be_.layernorm_backward(a.dx.get(), G + L.ln2_w, G + L.ln2_b, a.dln.get(), b.x_mid.get(), P + L.ln2_w,
-                           b.ln2_mean.get(), b.ln2_rstd.get(), N, C);
-    // x_mid = x_in + dropout(attn_proj)
-    be_.zero(a.dproj.get(), nc_bytes);
-    be_.dropout_add_backward(nullptr, a.dproj.get(), a.dx.get(), N * C, resid_dropout(l, kSiteAttnResid));
-    be_.zero(a.dheads.get(), nc_bytes);
-    be_.linear_backward(a.dheads.get(), G + L.proj_w, G + L.proj_b, a.dproj.get(), b.heads.get(), P + L.proj_w, N, C, C);
-    be_.zero(a.dln.get(), nc_bytes);
-    attention_backward(l, B, T);  // dheads -> dln (d of ln1 output) and attention parameter grads
-    be_.layernorm_backward(a.dx.get(), G + L.ln1_w, G + L.ln1_b, a.dln.get(), b.x_in.get(), P + L.ln1_w,
-                           b.ln1_mean.get(), b.ln1_rstd.get(), N, C);
-    if (on_ready) on_ready(L.ln1_w);  // block l starts with ln1.weight
+    if (recompute_ == Recompute::blocks && block_held_ != l) block_forward(l, B, T, ctx, false);
+    block_backward(l, B, T);
+    if (on_ready) on_ready(layers_[l].ln1_w);  // block l starts with ln1.weight
   }
   be_.embedding_backward(G + table_.offset("tok_emb.weight"), G + table_.offset("pos_emb.weight"), a.dx.get(), a.idx.get(),
                          B, T, C);
   if (on_ready) on_ready(0);
+}
+
+// a.dx: dL/d(output of block l) in, dL/d(input of block l) out; block l's parameter gradients +=.
+void GPT::block_backward(int l, int64_t B, int T) {
+  const int C = cfg_.n_embd;
+  const int64_t N = B * T;
+  const Layer& L = layers_[l];
+  Acts& a = *acts_;
+  Acts::Block& b = a.block(l);
+  float* P = params_.get();
+  float* G = grads_.get();
+  const size_t nc_bytes = static_cast<size_t>(N) * C * sizeof(float);
+  auto resid_dropout = [&](int which) { return dropout_at(l, which, last_ctx_, static_cast<uint64_t>(T) * C); };
+  // x_out = x_mid + dropout(mlp_out): dx passes through unchanged to x_mid
+  be_.zero(a.dbranch.get(), nc_bytes);
+  be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteMlpResid));
+  be_.zero(a.dfc_act.get(), nc_bytes * 4);
+  be_.linear_backward(a.dfc_act.get(), G + L.mproj_w, G + L.mproj_b, a.dbranch.get(), b.fc_act.get(), P + L.mproj_w, N,
+                      4 * C, C);
+  be_.zero(a.dfc_pre.get(), nc_bytes * 4);
+  be_.activation_backward(a.dfc_pre.get(), a.dfc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
+  be_.zero(a.dln.get(), nc_bytes);
+  be_.linear_backward(a.dln.get(), G + L.fc_w, G + L.fc_b, a.dfc_pre.get(), b.ln2.get(), P + L.fc_w, N, C, 4 * C);
+  be_.layernorm_backward(a.dx.get(), G + L.ln2_w, G + L.ln2_b, a.dln.get(), b.x_mid.get(), P + L.ln2_w,
+                         b.ln2_mean.get(), b.ln2_rstd.get(), N, C);
+  // x_mid = x_in + dropout(attn_proj)
+  be_.zero(a.dbranch.get(), nc_bytes);
+  be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteAttnResid));
+  be_.zero(a.dheads.get(), nc_bytes);
+  be_.linear_backward(a.dheads.get(), G + L.proj_w, G + L.proj_b, a.dbranch.get(), b.heads.get(), P + L.proj_w, N, C, C);
+  be_.zero(a.dln.get(), nc_bytes);
+  attention_backward(l, B, T);  // dheads -> dln (d of ln1 output) and attention parameter grads
+  be_.layernorm_backward(a.dx.get(), G + L.ln1_w, G + L.ln1_b, a.dln.get(), a.x_in[l].get(), P + L.ln1_w,
+                         b.ln1_mean.get(), b.ln1_rstd.get(), N, C);
 }
 
 void GPT::attention_backward(int l, int64_t B, int T) {
@@ -440,7 +512,7 @@ void GPT::attention_backward(int l, int64_t B, int T) {
   const int64_t N = B * T;
   const Layer& L = layers_[l];
   Acts& a = *acts_;
-  Acts::Block& b = a.blocks[l];
+  Acts::Block& b = a.block(l);
   const StepContext& ctx = last_ctx_;
   float* P = params_.get();
   float* G = grads_.get();
@@ -462,7 +534,14 @@ void GPT::attention_backward(int l, int64_t B, int T) {
       be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att.get(), q, q + C,
                                       b.vals.get(), B, T, H, D, cfg_.mask);
       be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), P + L.qk_w, N, C, 2 * C);
-      if (cfg_.attention == AttentionKind::qisa) {
+      if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
+        // dL/du sums over the heads (each head adds its strings' part), then ONE GEMM backward.
+        be_.zero(a.du.get(), static_cast<size_t>(N) * C * sizeof(float));
+        for (int h = 0; h < H; ++h)
+          be_.pauli_value_backward(a.du.get(), C, a.dvals.get() + h * D, C, b.u.get(), pauli_terms_[l].get() + h * D,
+                                   N, 1, D, C, nq);
+        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, C);
+      } else if (cfg_.attention == AttentionKind::qisa) {
         be_.zero(a.du.get(), static_cast<size_t>(N) * H * C * sizeof(float));
         be_.pauli_value_backward(a.du.get(), H * C, a.dvals.get(), C, b.u.get(), pauli_terms_[l].get(), N, H, D, C, nq);
         be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, H * C);
@@ -492,8 +571,12 @@ std::vector<float> GPT::row_losses_host() const {
 
 std::vector<float> GPT::head_outputs_host(int layer) const {
   QISA_CHECK(layer >= 0 && layer < cfg_.n_layer, "no block " + std::to_string(layer), "blocks are 0..n_layer-1");
+  QISA_CHECK(recompute_ == Recompute::none || layer == block_held_,
+             "the head outputs of block " + std::to_string(layer) + " are gone: with recompute blocks the model keeps "
+             "one block's activations (now block " + std::to_string(block_held_) + "'s)",
+             "build the model with Recompute::none (train.recompute: none) to read every block's head outputs");
   std::vector<float> h(static_cast<size_t>(last_B_ * last_T_ * cfg_.n_embd));
-  be_.download(h.data(), acts_->blocks[layer].heads.get(), h.size() * sizeof(float));
+  be_.download(h.data(), acts_->block(layer).heads.get(), h.size() * sizeof(float));
   return h;
 }
 

@@ -1,6 +1,7 @@
 // The GPT of SPEC §1 over a Backend: a parameter table over one flat buffer (params, grads),
 // an activation arena sized for `max_batch` sequences of block_size tokens, and the forward /
-// backward schedule. It never looks at the device type.
+// backward schedule (optionally recomputing each block's activations in backward). It never
+// looks at the device type.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -23,12 +24,20 @@ struct StepContext {
   int64_t seq_offset = 0;   // index of this micro-batch's first sequence in the global batch
 };
 
+// Activation recomputation (train.recompute). none: forward keeps every block's activations for
+// backward. blocks: forward keeps only each block's input [B*T, C]; backward recomputes a
+// block's forward (same inputs, parameters and dropout bits: the same values, bit for bit)
+// just before that block's backward. Costs about one more forward of every block but the
+// last; the arena shrinks from O(L * block) to O(block + L * B*T*C).
+enum class Recompute { none, blocks };
+
 class GPT {
  public:
   // max_batch: the most sequences one forward will see (the micro-batch). The flat params and
   // grads buffers are padded with zeros to a multiple of flat_align floats (ZeRO shards them
   // into equal parts).
-  GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align = 1);
+  GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align = 1,
+      Recompute recompute = Recompute::none);
   ~GPT();
   GPT(const GPT&) = delete;
   GPT& operator=(const GPT&) = delete;
@@ -37,6 +46,23 @@ class GPT {
   const ParamTable& table() const { return table_; }
   Backend& backend() { return be_; }
   int64_t max_batch() const { return max_batch_; }
+  Recompute recompute() const { return recompute_; }
+
+  // ---- the activation arena: every buffer forward/backward use besides the parameters and
+  // gradients (and the backends' kernel scratch): saved activations, logits [N, V], the token
+  // ids, gradient scratch, for N = max_batch * block_size rows. Bytes as requested (the CPU
+  // backend rounds each buffer up to 64 bytes). The static forms need no backend: what a model
+  // of this shape would allocate, the same numbers (one code path sizes both).
+  struct ArenaItem {
+    std::string name;   // the buffer, e.g. "fc_pre" (a Block's [N, 4C]); see Acts in model.cpp
+    std::string shape;  // "[N, 4C]", N = max_batch * block_size
+    int64_t bytes;      // all copies together
+    int copies;         // e.g. n_layer for a Block buffer without recompute, 1 with
+    bool is_int;        // int32 token ids (else float32)
+  };
+  int64_t activation_bytes() const { return arena_bytes_; }
+  static std::vector<ArenaItem> activation_arena(const ModelConfig& cfg, int64_t max_batch, Recompute recompute);
+  static int64_t activation_bytes(const ModelConfig& cfg, int64_t max_batch, Recompute recompute);
 
   // ---- parameters (backend memory; host copies on request)
   float* params() { return params_.get(); }
@@ -44,7 +70,7 @@ class GPT {
   int64_t num_params() const { return table_.total(); }
   int64_t flat_size() const { return static_cast<int64_t>(params_.size()); }  // num_params + padding
   // PyTorch-like init from `seed` (SPEC/issue: Linear U(+-1/sqrt(in)), Embedding N(0,1),
-  // LayerNorm 1/0, QISA L_h like Linear(C,C), QISA-A angles U(-pi,pi)) and Pauli strings.
+  // LayerNorm 1/0, QISA L_h (or the shared L) like Linear(C,C), QISA-A angles U(-pi,pi)) and Pauli strings.
   void init(uint64_t seed);
   std::vector<float> params_host() const;
   void set_params_host(const std::vector<float>& flat);
@@ -69,13 +95,17 @@ class GPT {
   // Results of the last forward, on the host.
   std::vector<float> logits_host() const;             // [B, T, V]
   std::vector<float> row_losses_host() const;         // [B, T]
-  std::vector<float> head_outputs_host(int layer) const;  // [B, T, C] concatenated heads, before proj
+  // [B, T, C] concatenated heads of block `layer`, before proj. With Recompute::blocks only the
+  // block whose activations the arena holds (the last after forward): others are an error.
+  std::vector<float> head_outputs_host(int layer) const;
 
  private:
   struct Layer;
   struct Acts;
   void check_batch(int64_t B, int T) const;
   Dropout dropout_at(int layer, int which, const StepContext& ctx, uint64_t elems_per_seq) const;
+  void block_forward(int l, int64_t B, int T, const StepContext& ctx, bool to_output);
+  void block_backward(int l, int64_t B, int T);
   void attention_forward(int l, int64_t B, int T, const StepContext& ctx);
   void attention_backward(int l, int64_t B, int T);
 
@@ -83,11 +113,14 @@ class GPT {
   Backend& be_;
   ParamTable table_;
   int64_t max_batch_;
+  Recompute recompute_;
   Buffer<float> params_, grads_;
   std::vector<std::vector<std::string>> pauli_;
   std::vector<Buffer<PauliTerm>> pauli_terms_;  // per block [H*D], backend memory
   std::vector<Layer> layers_;                   // parameter offsets per block
   std::unique_ptr<Acts> acts_;
+  int64_t arena_bytes_ = 0;
+  int block_held_ = -1;  // the block whose activations the arena's (reused) Block holds
   // shape of the last forward
   int64_t last_B_ = 0;
   int last_T_ = 0;

@@ -28,6 +28,9 @@ void ParamTable::add(std::string name, std::vector<int64_t> shape) {
 ParamTable::ParamTable(const ModelConfig& m) {
   const int64_t V = m.vocab_size, C = m.n_embd, H = m.n_head, nq = m.n_qubits();
   QISA_CHECK(V > 0, "model vocab_size is " + std::to_string(V), "vocab_size comes from the corpus; prepare it first");
+  QISA_CHECK(m.qisa_value == QisaValue::per_head || m.attention == AttentionKind::qisa,
+             std::string("model.qisa_value = shared with attention ") + to_string(m.attention),
+             "a shared value map exists only for attention qisa");
   add("tok_emb.weight", {V, C});
   add("pos_emb.weight", {m.block_size, C});
   for (int l = 0; l < m.n_layer; ++l) {
@@ -42,7 +45,10 @@ ParamTable::ParamTable(const ModelConfig& m) {
       case AttentionKind::qisa:
         add(block_param(l, "attn.q.bias"), {C});
         add(block_param(l, "attn.k.bias"), {C});
-        add(block_param(l, "attn.v.weight"), {H, C, C});
+        if (m.qisa_value == QisaValue::shared)
+          add(block_param(l, "attn.v.weight"), {C, C});  // one L per block, measured by every head
+        else
+          add(block_param(l, "attn.v.weight"), {H, C, C});  // L_h per head (the paper)
         break;
       case AttentionKind::qisa_a:
         add(block_param(l, "attn.q.bias"), {C});

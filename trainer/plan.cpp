@@ -4,69 +4,25 @@
 
 #include "kernels/backend.h"
 #include "kernels/error.h"
+#include "trainer/model.h"
 #include "trainer/param_table.h"
 
 namespace qisa {
 
-std::vector<ArenaBuffer> activation_arena(const ModelConfig& m, int64_t max_batch) {
+std::vector<ArenaBuffer> activation_arena(const ModelConfig& m, int64_t max_batch, Recompute recompute) {
   QISA_CHECK(max_batch >= 1, "max_batch is " + std::to_string(max_batch), "use at least one sequence");
-  const int64_t C = m.n_embd, H = m.n_head, V = m.vocab_size, T = m.block_size, L = m.n_layer;
-  const int64_t N = max_batch * T;
-  const bool is_csa = m.attention == AttentionKind::csa, is_qisa = m.attention == AttentionKind::qisa;
-  const int64_t qkv_cols = is_csa ? 3 * C : 2 * C;
-  const std::string qkv_shape = is_csa ? "[B*T, 3C]" : "[B*T, 2C]";
   std::vector<ArenaBuffer> a;
-  auto add = [&](const std::string& name, const std::string& shape, int64_t elements, int64_t copies,
-                 bool keeps_fp32 = false, bool is_int = false) {
-    a.push_back(ArenaBuffer{name, shape, elements, copies, is_int, keeps_fp32});
-  };
-  // Per block (GPT::Acts::Block), in the constructor's order.
-  add("blocks.x_in", "[B*T, C]", N * C, L);
-  add("blocks.ln1", "[B*T, C]", N * C, L);
-  add("blocks.ln1_mean", "[B*T]", N, L, true);
-  add("blocks.ln1_rstd", "[B*T]", N, L, true);
-  add("blocks.qkv", qkv_shape, N * qkv_cols, L);
-  // model.qisa_value: per_head: u is [B*T, H*C]. (The `shared` value map, being added on
-  // another branch, makes it [B*T, C]: here and in grad.du below.)
-  if (is_qisa) add("blocks.u", "[B*T, H*C]", N * H * C, L);
-  if (!is_csa) add("blocks.vals", "[B*T, C]", N * C, L);
-  add("blocks.att", "[B, H, T, T]", max_batch * H * T * T, L);
-  add("blocks.heads", "[B*T, C]", N * C, L);
-  add("blocks.attn_proj", "[B*T, C]", N * C, L);
-  add("blocks.x_mid", "[B*T, C]", N * C, L);
-  add("blocks.ln2", "[B*T, C]", N * C, L);
-  add("blocks.ln2_mean", "[B*T]", N, L, true);
-  add("blocks.ln2_rstd", "[B*T]", N, L, true);
-  add("blocks.fc_pre", "[B*T, 4C]", N * 4 * C, L);
-  add("blocks.fc_act", "[B*T, 4C]", N * 4 * C, L);
-  add("blocks.mlp_out", "[B*T, C]", N * C, L);
-  // After the blocks.
-  add("x_final", "[B*T, C]", N * C, 1);
-  add("lnf", "[B*T, C]", N * C, 1);
-  add("lnf_mean", "[B*T]", N, 1, true);
-  add("lnf_rstd", "[B*T]", N, 1, true);
-  add("logits", "[B*T, V]", N * V, 1);
-  add("losses", "[B*T]", N, 1, true);
-  add("idx", "[B*T] int32", N, 1, false, true);
-  add("targets", "[B*T] int32", N, 1, false, true);
-  // Gradient scratch, reused by every block.
-  add("grad.dx", "[B*T, C]", N * C, 1);
-  add("grad.dln", "[B*T, C]", N * C, 1);
-  add("grad.dqkv", qkv_shape, N * qkv_cols, 1);
-  if (is_qisa) add("grad.du", "[B*T, H*C]", N * H * C, 1);
-  if (!is_csa) add("grad.dvals", "[B*T, C]", N * C, 1);
-  add("grad.dheads", "[B*T, C]", N * C, 1);
-  add("grad.dproj", "[B*T, C]", N * C, 1);
-  add("grad.dfc_pre", "[B*T, 4C]", N * 4 * C, 1);
-  add("grad.dfc_act", "[B*T, 4C]", N * 4 * C, 1);
-  add("grad.dmlp", "[B*T, C]", N * C, 1);
+  for (const auto& it : GPT::activation_arena(m, max_batch, recompute)) {
+    if (it.bytes == 0) continue;  // a buffer this attention kind does not use (u, vals for csa)
+    // LayerNorm statistics and the row losses stay fp32 in a bf16 plan.
+    const bool stats = it.name.ends_with("_mean") || it.name.ends_with("_rstd") || it.name == "losses";
+    a.push_back(ArenaBuffer{it.name, it.shape, it.bytes / 4 / it.copies, it.copies, it.is_int, stats});
+  }
   return a;
 }
 
-int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch) {
-  int64_t bytes = 0;
-  for (const auto& b : activation_arena(m, max_batch)) bytes += b.total() * 4;  // float32 / int32
-  return bytes;
+int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch, Recompute recompute) {
+  return GPT::activation_bytes(m, max_batch, recompute);
 }
 
 const char* to_string(Precision p) { return p == Precision::fp32 ? "fp32" : "bf16"; }
@@ -162,13 +118,17 @@ Plan make_plan(const Config& cfg, int64_t corpus_vocab, const PlanOptions& opt) 
     if (zero1)
       p.memory.push_back({"zero1_buffers", shard * 6, "reduce-scatter output (fp32) and all-gather input (bf16), one shard each"});
   }
-  p.arena = activation_arena(m, p.micro_batch);
+  p.recompute = cfg.train.recompute == "blocks" ? Recompute::blocks : Recompute::none;
+  p.arena = activation_arena(m, p.micro_batch, p.recompute);
   double act = 0;
   for (const auto& b : p.arena)
     act += static_cast<double>(b.total()) * ((bf16 && !b.is_int && !b.keeps_fp32) ? 2 : 4);
   p.memory.push_back({"activations", act,
                       std::string(bf16 ? "bf16 (LayerNorm statistics, losses fp32)" : "fp32") + ", micro-batch " +
-                          std::to_string(p.micro_batch) + " x " + std::to_string(m.block_size) + " tokens"});
+                          std::to_string(p.micro_batch) + " x " + std::to_string(m.block_size) + " tokens" +
+                          (p.recompute == Recompute::blocks
+                               ? ", train.recompute blocks (block inputs kept; one block's activations)"
+                               : "")});
   for (const auto& l : p.memory) p.total_bytes += l.bytes;
   p.headroom_bytes = opt.headroom_bytes;
   p.device_bytes = opt.device.memory_bytes;

@@ -2,9 +2,8 @@
 // (trainer/flops.h), tokens per step and memory per GPU of a training run, without allocating
 // the model. Pure functions of the config and a few options.
 //
-// The activation bytes are the GPT's activation arena (trainer/model.cpp, GPT::Acts): every
-// buffer the constructor allocates, listed by activation_arena(). The two must stay in step:
-// test_trainer_plan builds GPTs on a counting backend and checks equality, byte for byte.
+// The activation bytes are the GPT's activation arena as GPT::activation_arena lists it (the
+// one layout that also allocates it, trainer/model.cpp), for train.recompute as configured.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -13,25 +12,26 @@
 
 #include "io/config.h"
 #include "trainer/flops.h"
+#include "trainer/model.h"
 
 namespace qisa {
 
 // One buffer of the activation arena, for all the blocks that hold one (`copies`).
 struct ArenaBuffer {
-  std::string name;     // "blocks.ln1", "logits", "grad.dfc_pre", ...
-  std::string shape;    // "[B*T, C]"
+  std::string name;     // "ln1", "logits", "dfc_pre", ... (GPT::Acts in trainer/model.cpp)
+  std::string shape;    // "[N, C]", N = micro-batch * block_size
   int64_t elements;     // per copy
-  int64_t copies;       // n_layer for per-block buffers, else 1
+  int64_t copies;       // n_layer for per-block buffers (1 for most under recompute), else 1
   bool is_int;          // int32 token ids
   bool keeps_fp32;      // LayerNorm statistics and row losses: fp32 under bf16 too
   int64_t total() const { return elements * copies; }
 };
 
-// Every buffer GPT(cfg, backend, max_batch) allocates for its activations and gradient scratch
-// (everything but the flat params and grads), in the constructor's order.
-std::vector<ArenaBuffer> activation_arena(const ModelConfig& m, int64_t max_batch);
+// The buffers GPT(cfg, backend, max_batch, ..., recompute) allocates for its activations and
+// gradient scratch (everything but the flat params and grads), without the empty ones.
+std::vector<ArenaBuffer> activation_arena(const ModelConfig& m, int64_t max_batch, Recompute recompute);
 // Their bytes as the GPT allocates them (float32 and int32: 4 bytes each).
-int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch);
+int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch, Recompute recompute);
 
 enum class Precision { fp32, bf16 };
 const char* to_string(Precision p);
@@ -67,6 +67,7 @@ struct Plan {
   int64_t tokens_per_step = 0;          // batch_size * block_size (global)
   int64_t local_batch = 0, micro_batch = 0, micro_steps = 0;  // per GPU
   int64_t flat = 0, shard = 0;          // flat buffer (padded for ZeRO-1) and this GPU's optimizer shard
+  Recompute recompute = Recompute::none;  // train.recompute
   std::vector<ArenaBuffer> arena;
   std::vector<MemoryLine> memory;       // per GPU
   double total_bytes = 0;               // sum of `memory`

@@ -77,7 +77,8 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
       spike_detector_(cfg.train.spike_factor, cfg.train.spike_warmup) {
   QISA_CHECK(cfg.model.vocab_size > 0, "model.vocab_size is unset", "check the config against the corpus first");
   const bool zero1 = cfg.dist.zero == 1;
-  model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1);
+  model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1,
+                                 cfg.train.recompute == "blocks" ? Recompute::blocks : Recompute::none);
   model_->init(cfg.train.seed);
   shard_size_ = zero1 ? model_->flat_size() / world_ : model_->flat_size();
   shard_begin_ = zero1 ? rank_ * shard_size_ : 0;

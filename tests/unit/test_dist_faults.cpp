@@ -355,7 +355,9 @@ TEST_F(DistFaults, GradientSpikesAreSkippedByAllRanksAndResumeAcrossThemIsExact)
       EXPECT_EQ(j["spikes"], step == 30 ? 1 : 2);
       EXPECT_EQ(j["skipped_spikes"], step == 30 ? 1 : 2);
     }
-    if (j.contains("loss")) EXPECT_EQ(j["spikes"], step < 30 ? 0 : step < 45 ? 1 : 2) << j.dump();
+    if (j.contains("loss")) {
+      EXPECT_EQ(j["spikes"], step < 30 ? 0 : step < 45 ? 1 : 2) << j.dump();
+    }
   }
   EXPECT_EQ(spike_lines, 2);
   const auto straight = losses("spike_straight");

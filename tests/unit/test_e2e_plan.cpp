@@ -179,10 +179,13 @@ TEST(Configs, EveryConfigLoadsAndValidates) {
 }
 
 // Our GPT at GPT-2's shapes (separate head.weight + head.bias; csa without q/k/v biases; qisa with
-// q/k biases and an [H, C, C] value map), vocab 50257 padded to 50304.
+// q/k biases and an [H, C, C] value map, or one [C, C] map with qisa_value: shared), vocab 50257
+// padded to 50304.
 int64_t expected_params(const std::string& att, int64_t L, int64_t H, int64_t C) {
   const int64_t V = 50304, T = 1024;
-  const int64_t per_layer = att == "csa" ? 12 * C * C + 10 * C : (11 + H) * C * C + 12 * C;
+  const int64_t per_layer = att == "csa"    ? 12 * C * C + 10 * C
+                            : att == "qisa" ? (11 + H) * C * C + 12 * C
+                                            : 12 * C * C + 12 * C;  // qisa_shared
   return V * C + T * C + L * per_layer + 2 * C + V * C + V;
 }
 
@@ -193,9 +196,9 @@ TEST(Configs, Gpt2ConfigsPlanTheirShapes) {
   };
   const Size sizes[] = {{"124m", 12, 12, 768}, {"350m", 24, 16, 1024}, {"774m", 36, 20, 1280}, {"1558m", 48, 25, 1600}};
   const auto files = yaml_files("configs/gpt2");
-  EXPECT_EQ(files.size(), 8u);
+  EXPECT_EQ(files.size(), 12u);
   for (const auto& s : sizes)
-    for (const std::string att : {"csa", "qisa"}) {
+    for (const std::string att : {"csa", "qisa", "qisa_shared"}) {
       const std::string path = std::string(QISA_SOURCE_DIR) + "/configs/gpt2/gpt2_" + s.name + "_" + att + ".yaml";
       SCOPED_TRACE(path);
       const Config c = load_config(path);
@@ -204,7 +207,8 @@ TEST(Configs, Gpt2ConfigsPlanTheirShapes) {
       EXPECT_EQ(c.model.n_embd, s.C);
       EXPECT_EQ(c.model.block_size, 1024);
       EXPECT_EQ(c.model.vocab_multiple, 128);
-      EXPECT_EQ(to_string(c.model.attention), att);
+      EXPECT_EQ(to_string(c.model.attention), att == "csa" ? "csa" : "qisa");
+      EXPECT_EQ(c.model.qisa_value, att == "qisa_shared" ? QisaValue::shared : QisaValue::per_head);
       EXPECT_EQ(c.data.corpus, "data/gpt2/tinyshakespeare_gpt2.h5");
       // the plan of the configured run: 8 GPUs, fp32, fits an H100 (what the configs promise)
       const auto j = plan_json(path + " --vocab 50257 --gpus 8");

@@ -149,6 +149,8 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"model.attention", "QISA", "csa | qisa | qisa_a"},
       {"model.mask", "full", "causal | reference"},
       {"model.activation", "silu", "relu | gelu"},
+      {"model.qisa_value", "share", "did you mean 'shared'?"},
+      {"model.qisa_value", "per-head", "per_head | shared"},
       {"train.batch_size", "0", "must be >= 1"},
       {"train.micro_batch_size", "-2", "must be >= 0"},
       {"train.micro_batch_size", "300", "does not divide batch_size (1024)"},
@@ -186,6 +188,8 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"train.spike_factor", "-2", "must be 0 (off) or > 1"},
       {"train.spike_warmup", "0", "must be >= 1"},
       {"train.on_spike", "stop", "must be one of warn | skip"},
+      {"train.recompute", "block", "did you mean 'blocks'?"},
+      {"train.recompute", "true", "none | blocks"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.key + " = " + c.value);
@@ -206,6 +210,20 @@ TEST(Config, HeadsMustDivideEmbedding) {
   // n_head left at its default is not the culprit: n_embd is named.
   expect_mentions(parse_error(base_with("model:\n  n_head: 4\n"), {"model.n_embd=18"}),
                   {"override 'model.n_embd=18'", "n_embd (18) is not divisible by n_head (4)"});
+}
+
+// model.qisa_value: shared exists only for attention qisa; the default is per_head (the paper's).
+TEST(Config, SharedQisaValueOnlyWithAttentionQisa) {
+  EXPECT_EQ(parse_config(base_with(""), "x.yaml").model.qisa_value, QisaValue::per_head);
+  EXPECT_EQ(parse_config(base_with("model:\n  qisa_value: shared\n"), "x.yaml").model.qisa_value, QisaValue::shared);
+  EXPECT_EQ(parse_config(base_with("model:\n  attention: csa\n  qisa_value: per_head\n"), "x.yaml").model.qisa_value,
+            QisaValue::per_head);
+  expect_mentions(parse_error(base_with("model:\n  attention: csa\n  qisa_value: shared\n")),
+                  {"configs/x.yaml:5: model.qisa_value = shared", "attention is csa", "hint:", "model.attention=qisa"});
+  expect_mentions(parse_error(base_with("model:\n  qisa_value: shared\n"), {"model.attention=qisa_a"}),
+                  {"configs/x.yaml:4: model.qisa_value = shared", "attention is qisa_a", "circuit"});
+  EXPECT_STREQ(to_string(QisaValue::shared), "shared");
+  EXPECT_STREQ(to_string(QisaValue::per_head), "per_head");
 }
 
 TEST(Config, OverridesApplyBeforeValidation) {
@@ -242,7 +260,8 @@ Config unusual_config() {
   n_embd: 30
   n_head: 5
   n_layer: 3
-  attention: csa
+  attention: qisa
+  qisa_value: shared
   mask: reference
   activation: gelu
   dropout: 0.1
@@ -270,6 +289,7 @@ train:
   on_spike: skip
   seed: 18446744073709551615
   threads: 2
+  recompute: blocks
 eval:
   every: 0
   windows: 3
@@ -299,7 +319,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 44u);
+  EXPECT_EQ(config_keys().size(), 46u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {

@@ -284,6 +284,35 @@ TEST_F(GradCheck, PauliValue) {
   }
 }
 
+// model.qisa_value: shared, as the model composes it: u = a L^T once (L [C, C]), head h measures
+// that same u with its own D strings (one pauli_value call per head, H = 1, terms + h*D), the
+// heads' dL/du accumulate (+=) into one du, then ONE linear backward gives dL/dL and dL/da.
+TEST_F(GradCheck, SharedPauliValue) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  struct Shape { int C, n, H; int64_t N; };
+  for (const Shape s : {Shape{12, 4, 3, 7}, Shape{6, 3, 2, 5}, Shape{9, 4, 3, 17}}) {
+    const int C = s.C, H = s.H, D = C / H;
+    const auto terms = random_terms(rng, H * D, s.n);
+    Vec a = rnd(s.N * C), L = rnd(C * C), R = rnd(s.N * C), u(s.N * C), v(s.N * C);
+    auto loss = [&] {
+      qisa::cpu::linear_forward(u.data(), a.data(), L.data(), static_cast<const double*>(nullptr), s.N, C, C);
+      for (int h = 0; h < H; ++h)
+        qisa::cpu::pauli_value_forward(v.data() + h * D, C, u.data(), C, terms.data() + h * D, s.N, 1, D, C, s.n, ws);
+      return dot(v, R);
+    };
+    loss();
+    Vec du(s.N * C, 0.0), da0 = rnd(a.size()), dL0 = rnd(L.size()), da = da0, dL = dL0;
+    for (int h = 0; h < H; ++h)
+      qisa::cpu::pauli_value_backward(du.data(), C, R.data() + h * D, C, u.data(), terms.data() + h * D, s.N, 1, D, C,
+                                      s.n, ws);
+    qisa::cpu::linear_backward(da.data(), dL.data(), static_cast<double*>(nullptr), du.data(), a.data(), L.data(), s.N,
+                               C, C, ws);
+    const std::string tag = " C=" + std::to_string(C) + " H=" + std::to_string(H);
+    expect_grad(added(dL, dL0), numeric_grad(L, loss), "dL" + tag);
+    expect_grad(added(da, da0), numeric_grad(a, loss), "da" + tag);
+  }
+}
+
 TEST_F(GradCheck, QisaA) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   struct Shape { int C, n, D, H; int64_t N; };

@@ -122,6 +122,14 @@ TEST(Flops, QisaExceedsCsaByExactlyItsExtraTerms) {
                          (q.term("attn.scores") - c.term("attn.scores")));
     EXPECT_NEAR(q.forward() - c.forward(), extra, 1e-9 * q.forward());
     EXPECT_GT(q.forward(), c.forward());
+
+    // model.qisa_value: shared: the value map costs what csa's v projection costs; what is left
+    // over is the Pauli measurement and the Gaussian kernel's extra D per pair.
+    ModelConfig sm = qm;
+    sm.qisa_value = QisaValue::shared;
+    const FlopBreakdown s = forward_flops(sm);
+    EXPECT_EQ(s.term("attn.v"), c.term("attn.v"));
+    EXPECT_NEAR(s.forward() - c.forward(), L * (3 * Cd * N + Cd * P), 1e-9 * s.forward());
   }
 }
 

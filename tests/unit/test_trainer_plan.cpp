@@ -161,19 +161,25 @@ TEST(Plan, ActivationBytesAndParamsAreWhatAGptAllocates) {
       {AttentionKind::qisa, 12, 3, 2, 8, 13, 2, 1},  {AttentionKind::qisa, 20, 4, 1, 7, 33, 3, 3},
       {AttentionKind::qisa_a, 8, 2, 2, 6, 11, 1, 2}, {AttentionKind::qisa_a, 16, 1, 3, 16, 64, 5, 1},
   };
-  for (const auto& k : cases) {
+  for (const auto& k : cases)
+  for (const auto value : {QisaValue::per_head, QisaValue::shared})
+  for (const auto rc : {Recompute::none, Recompute::blocks}) {
+    if (value == QisaValue::shared && k.att != AttentionKind::qisa) continue;
     ModelConfig m = model(k.att, k.C, k.H, k.L, k.T, k.V);
-    SCOPED_TRACE(std::string(to_string(k.att)) + " C=" + std::to_string(k.C) + " micro=" + std::to_string(k.micro));
+    m.qisa_value = value;
+    SCOPED_TRACE(std::string(to_string(k.att)) + " C=" + std::to_string(k.C) + " micro=" + std::to_string(k.micro) +
+                 " " + to_string(value) + (rc == Recompute::blocks ? " recompute blocks" : ""));
     CountingBackend be;
     {
-      GPT gpt(m, be, k.micro, k.align);
+      GPT gpt(m, be, k.micro, k.align, rc);
       const int64_t flat_bytes = gpt.flat_size() * static_cast<int64_t>(sizeof(float));
       // the constructor allocates the flat params and grads, and the arena: nothing else
-      EXPECT_EQ(be.live_bytes(), 2 * flat_bytes + activation_arena_bytes(m, k.micro));
+      EXPECT_EQ(be.live_bytes(), 2 * flat_bytes + activation_arena_bytes(m, k.micro, rc));
       EXPECT_EQ(gpt.num_params(), ParamTable(m).total());
 
       // the planner's numbers for the same model, micro-batch and ZeRO alignment
       Config c = config_for(m, k.micro * k.align, k.micro, k.align > 1 ? 1 : 0);
+      c.train.recompute = rc == Recompute::blocks ? "blocks" : "none";
       c.model.vocab_size = 0;  // the plan pads the corpus's vocab itself
       PlanOptions opt;
       opt.gpus = static_cast<int>(k.align);
@@ -187,7 +193,7 @@ TEST(Plan, ActivationBytesAndParamsAreWhatAGptAllocates) {
         if (l.name == "activations") act = l.bytes;
         if (l.name == "weights") weights = l.bytes;
       }
-      EXPECT_EQ(act, static_cast<double>(activation_arena_bytes(m, k.micro)));
+      EXPECT_EQ(act, static_cast<double>(activation_arena_bytes(m, k.micro, rc)));
 
       // Pauli strings (init) are the only other model memory; the plan counts them with the weights.
       const int64_t before = be.live_bytes();

@@ -62,7 +62,9 @@ TEST(VocabPadding, GenerationNeverDrawsAPaddingId) {
         ASSERT_EQ(out.size(), 120u);
         std::set<int32_t> seen(out.begin(), out.end());
         for (int32_t id : out) ASSERT_LT(id, kReal) << "temperature " << temperature << " top_k " << top_k;
-        if (temperature >= 100.0 && top_k == 0) EXPECT_GE(seen.size(), 5u);  // a flat draw over the real ids
+        if (temperature >= 100.0 && top_k == 0) {
+          EXPECT_GE(seen.size(), 5u);  // a flat draw over the real ids
+        }
       }
     }
     SampleOptions greedy;
