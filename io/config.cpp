@@ -278,6 +278,8 @@ const std::vector<Field>& fields() {
       choice_field<&Config::train, &TrainConfig::recompute>(
           "train.recompute", "none | blocks (keep only block inputs, recompute in backward: less memory)",
           {"none", "blocks"}),
+      field<&Config::train, &TrainConfig::peak_tflops>(
+          "train.peak_tflops", "peak TFLOP/s per rank for MFU; 0 = from the GPU table (none for cpu)"),
       field<&Config::eval, &EvalConfig::every>("eval.every", "steps between evaluations; 0 = only at the end"),
       field<&Config::eval, &EvalConfig::windows>("eval.windows", "validation windows per evaluation (>= 1)"),
       field<&Config::log, &LogConfig::every>("log.every", "steps between metrics lines (>= 1)"),
@@ -538,6 +540,8 @@ class ConfigParser {
             "e.g. 4: a step whose loss or gradient norm is over 4 x its recent average is a spike");
     require(t.spike_warmup >= 1, c, "train.spike_warmup", "must be >= 1");
     require(t.threads >= 0, c, "train.threads", "must be >= 0 (0 = OpenMP default)");
+    require(t.peak_tflops >= 0, c, "train.peak_tflops", "must be >= 0 (0 = from the GPU table)",
+            "an H100 SXM's dense bf16 peak is 989.4");
   }
 
   std::string source_;

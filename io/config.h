@@ -77,6 +77,9 @@ struct TrainConfig {
   // blocks (forward keeps only each block's input; backward recomputes a block's forward just
   // before its backward: bit-identical results, about one more forward, a much smaller arena).
   std::string recompute = "none";
+  // Peak dense FLOP/s of one rank's device, in TFLOP/s, for the MFU each step reports; 0 = from
+  // the table of known GPUs (trainer/flops.h; none for the CPU backend: MFU is then not shown).
+  double peak_tflops = 0.0;
   bool operator==(const TrainConfig&) const = default;
 };
 

@@ -57,6 +57,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;  // "cpu", "cuda:0"
+  // What the hardware is, as its driver names it ("NVIDIA H100 80GB HBM3"); MFU looks its peak
+  // up by this. The CPU backend has no peak table entry.
+  virtual std::string device_model() const { return name(); }
   virtual int threads() const = 0;       // worker threads (cpu) or 1
 
   // ---- memory (bytes). Pointers returned by alloc are owned by the caller; use Buffer.

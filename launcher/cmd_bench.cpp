@@ -6,6 +6,7 @@
 #include "kernels/backend.h"
 #include "launcher/commands.h"
 #include "launcher/run_setup.h"
+#include "trainer/flops.h"
 #include "trainer/trainer.h"
 
 namespace qisa::cli {
@@ -61,6 +62,9 @@ void add_bench(CLI::App& app) {
       if (comm.rank() != 0) return;
       const double med = median(ms);
       const int64_t tokens = cfg.train.batch_size * cfg.model.block_size;
+      const double tokens_per_s = static_cast<double>(tokens) / (med / 1000.0);
+      const double flops_per_token = forward_flops(cfg.model).training();
+      const RankPeak peak = resolve_peak(cfg.train.peak_tflops, backend->device_model(), "fp32");
       nlohmann::json j{{"bench", "step"},
                        {"config", cfg.source},
                        {"attention", to_string(cfg.model.attention)},
@@ -84,8 +88,14 @@ void add_bench(CLI::App& app) {
                        {"data_ms", median(data)},
                        {"compute_ms", median(compute)},
                        {"comm_ms", median(net)},
-                       {"tokens_per_s", static_cast<double>(tokens) / (med / 1000.0)},
+                       {"tokens_per_s", tokens_per_s},
+                       {"flops_per_token", flops_per_token},
+                       {"tflops_per_rank", flops_per_token * tokens_per_s / comm.size() / 1e12},
                        {"last_loss", loss}};
+      if (peak.flops > 0) {
+        j["peak_tflops_per_rank"] = peak.flops / 1e12;
+        j["mfu"] = model_flops_utilization(flops_per_token, tokens_per_s, comm.size(), peak.flops);
+      }
       std::printf("%s\n", j.dump().c_str());
     });
   });

@@ -1,5 +1,9 @@
 #include "trainer/flops.h"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+
 #include "kernels/error.h"
 
 namespace qisa {
@@ -64,6 +68,61 @@ FlopBreakdown forward_flops(const ModelConfig& m) {
 double standard_training_flops(const ModelConfig& m, int64_t non_embedding_params) {
   return 6.0 * static_cast<double>(non_embedding_params) +
          12.0 * m.n_layer * static_cast<double>(m.n_embd) * m.block_size;
+}
+
+const std::vector<DevicePeak>& device_peaks() {
+  // Dense tensor-core peaks of the datasheets (the "with sparsity" figures halved).
+  static const std::vector<DevicePeak> table = {
+      {"H100 PCIe", "H100 PCIe", 756.0e12, 378.0e12, 51.2e12},
+      {"H100 NVL", "H100 NVL", 835.0e12, 417.5e12, 60.0e12},
+      {"H100", "H100 SXM", 989.4e12, 494.7e12, 66.9e12},  // "NVIDIA H100 80GB HBM3"
+      {"H200", "H200 SXM", 989.4e12, 494.7e12, 66.9e12},  // the H100's compute, more memory
+      {"A100", "A100 SXM", 312.0e12, 156.0e12, 19.5e12},
+  };
+  return table;
+}
+
+const DevicePeak* find_device_peak(const std::string& device_name) {
+  auto lower = [](std::string x) {
+    std::transform(x.begin(), x.end(), x.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    return x;
+  };
+  const std::string name = lower(device_name);
+  for (const auto& d : device_peaks())
+    if (name.find(lower(d.match)) != std::string::npos) return &d;
+  return nullptr;
+}
+
+double peak_for(const DevicePeak& d, const std::string& math) {
+  if (math == "bf16") return d.bf16;
+  if (math == "tf32") return d.tf32;
+  if (math == "fp32") return d.fp32;
+  throw Error("no peak FLOP/s for math '" + math + "'", "use bf16, tf32 or fp32");
+}
+
+RankPeak resolve_peak(double override_tflops, const std::string& device_model, const std::string& math) {
+  auto per_rank = [](double flops) {
+    char b[48];
+    std::snprintf(b, sizeof b, "%g TFLOP/s per rank", flops / 1e12);
+    return std::string(b);
+  };
+  RankPeak p;
+  if (override_tflops > 0) {
+    p.flops = override_tflops * 1e12;
+    p.note = per_rank(p.flops) + " (train.peak_tflops)";
+  } else if (const DevicePeak* d = find_device_peak(device_model)) {
+    p.flops = peak_for(*d, math);
+    p.note = per_rank(p.flops) + " (" + d->label + ", " + math + ")";
+  } else {
+    p.note = "unknown for '" + device_model + "': no MFU (set train.peak_tflops to report one)";
+  }
+  return p;
+}
+
+double model_flops_utilization(double training_flops_per_token, double tokens_per_s, int ranks,
+                               double peak_flops_per_rank) {
+  if (peak_flops_per_rank <= 0 || ranks < 1) return 0.0;
+  return training_flops_per_token * tokens_per_s / (static_cast<double>(ranks) * peak_flops_per_rank);
 }
 
 }  // namespace qisa

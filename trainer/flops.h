@@ -61,4 +61,33 @@ FlopBreakdown forward_flops(const ModelConfig& m);
 // estimate_mfu; PaLM's 6N + 12 L H Q T with H Q = C). For comparison only.
 double standard_training_flops(const ModelConfig& m, int64_t non_embedding_params);
 
+// ---- MFU: model FLOPs utilisation = (training FLOPs per token x tokens/s) / (ranks x peak).
+// The FLOPs are the model's (forward_flops().training()): recomputation is not counted, as in
+// PaLM's definition, so MFU does not reward extra work.
+
+// Dense (no sparsity) peak FLOP/s of a GPU, per math mode, from NVIDIA's datasheets.
+struct DevicePeak {
+  std::string match;   // a device name containing this (case-insensitive) is this device
+  std::string label;   // "H100 SXM"
+  double bf16, tf32, fp32;  // FLOP/s: tensor-core bf16 and tf32, and plain fp32 (CUDA cores)
+};
+// Most specific first ("H100 PCIe" before "H100").
+const std::vector<DevicePeak>& device_peaks();
+// The entry for a device name as the backend reports it ("NVIDIA H100 80GB HBM3"), or null.
+const DevicePeak* find_device_peak(const std::string& device_name);
+// Its peak for `math` (bf16 | tf32 | fp32); throws on another math.
+double peak_for(const DevicePeak& d, const std::string& math);
+
+// One rank's peak for MFU: `override_tflops` (train.peak_tflops) when > 0, else the table's
+// entry for the device and math, else unknown (flops 0). `note` says which, for the log.
+struct RankPeak {
+  double flops = 0;
+  std::string note;  // "989.4 TFLOP/s per rank (H100 SXM, bf16)", "unknown for 'cpu': ..."
+};
+RankPeak resolve_peak(double override_tflops, const std::string& device_model, const std::string& math);
+
+// MFU of a step; 0 when the peak is unknown (<= 0).
+double model_flops_utilization(double training_flops_per_token, double tokens_per_s, int ranks,
+                               double peak_flops_per_rank);
+
 }  // namespace qisa

@@ -14,6 +14,7 @@
 #include "io/metrics_log.h"
 #include "io/model_file.h"
 #include "kernels/error.h"
+#include "trainer/flops.h"
 #include "trainer/model_io.h"
 #include "trainer/signals.h"
 #include "trainer/trainer.h"
@@ -146,6 +147,12 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
 
   const int64_t steps = cfg.train.steps;
   const int64_t tokens_per_step = cfg.train.batch_size * cfg.model.block_size;
+  // MFU: the model's training FLOPs per token against one rank's peak (train.peak_tflops, or the
+  // GPU table by the backend's device name; the math is fp32 until train.precision comes).
+  const double flops_per_token = forward_flops(cfg.model).training();
+  const RankPeak rank_peak = resolve_peak(cfg.train.peak_tflops, backend.device_model(), "fp32");
+  const double peak = rank_peak.flops;
+  const std::string& peak_note = rank_peak.note;
   if (lead) {
     std::printf("model: %s attention, %s mask, %lld parameters, vocab %lld | %d rank%s (%s), backend %s, %d threads | "
                 "%lld steps of %lld tokens (per rank %lld sequences, micro-batch %lld)\n",
@@ -154,6 +161,8 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
                 comm.size(), comm.size() == 1 ? "" : "s", comm.name().c_str(), backend.name().c_str(), backend.threads(),
                 static_cast<long long>(steps), static_cast<long long>(tokens_per_step),
                 static_cast<long long>(trainer.local_batch()), static_cast<long long>(trainer.micro_batch()));
+    std::printf("FLOPs: %.3e per token (training, model FLOPs: trainer/flops.h); peak %s\n", flops_per_token,
+                peak_note.c_str());
     if (!resume_path.empty()) {
       std::printf("resumed from %s at step %lld\n", resume_path.c_str(), static_cast<long long>(sum.resumed_from));
       log(json{{"step", sum.resumed_from}, {"resumed_from", resume_path}, {"world_size", comm.size()}});
@@ -263,21 +272,30 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
         std::fflush(stdout);
       }
     }
+    // achieved model TFLOP/s per rank, and MFU when the peak is known
+    const double tflops = flops_per_token * s.tokens_per_s / comm.size() / 1e12;
+    const double mfu = model_flops_utilization(flops_per_token, s.tokens_per_s, comm.size(), peak);
     if (!s.skipped && !s.spike_skipped && log_now) {
-      log(json{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms},
-               {"data_ms", s.data_ms}, {"compute_ms", s.compute_ms}, {"comm_ms", s.comm_ms},
-               {"tokens_per_s", s.tokens_per_s}, {"skipped_nonfinite", s.skipped_total}, {"spikes", s.spikes_total}});
+      json j{{"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm}, {"ms", s.ms},
+             {"data_ms", s.data_ms}, {"compute_ms", s.compute_ms}, {"comm_ms", s.comm_ms},
+             {"tokens_per_s", s.tokens_per_s}, {"tflops", tflops}, {"skipped_nonfinite", s.skipped_total},
+             {"spikes", s.spikes_total}};
+      if (peak > 0) j["mfu"] = mfu;
+      log(j);
     }
+    char mfu_text[32] = "";
+    if (peak > 0) std::snprintf(mfu_text, sizeof mfu_text, "  MFU %.1f%%", 100.0 * mfu);
     const double eta = train_s / static_cast<double>(timed_steps) * static_cast<double>(steps - s.step);
     if (tty && !opt.quiet && (seconds_since(last_draw) > 0.1 || s.step == steps)) {
-      std::printf("\r\033[Kstep %lld/%lld  loss %.4f  %.1f ms/step  %.0f tok/s  ETA %s", static_cast<long long>(s.step),
-                  static_cast<long long>(steps), s.loss, s.ms, s.tokens_per_s, format_duration(eta).c_str());
+      std::printf("\r\033[Kstep %lld/%lld  loss %.4f  %.1f ms/step  %.0f tok/s%s  ETA %s", static_cast<long long>(s.step),
+                  static_cast<long long>(steps), s.loss, s.ms, s.tokens_per_s, mfu_text, format_duration(eta).c_str());
       std::fflush(stdout);
       last_draw = Clock::now();
     } else if (lead && !tty && !opt.quiet && log_now) {
-      std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.1f ms/step (data %.1f, compute %.1f, comm %.1f)  %.0f tok/s  ETA %s\n",
+      std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.1f ms/step (data %.1f, compute %.1f, comm %.1f)  %.0f tok/s  "
+                  "%.3g TFLOP/s%s  ETA %s\n",
                   static_cast<long long>(s.step), static_cast<long long>(steps), s.loss, s.lr, s.ms, s.data_ms,
-                  s.compute_ms, s.comm_ms, s.tokens_per_s, format_duration(eta).c_str());
+                  s.compute_ms, s.comm_ms, s.tokens_per_s, tflops, mfu_text, format_duration(eta).c_str());
       std::fflush(stdout);
     }
     if (s.stop_signal) {

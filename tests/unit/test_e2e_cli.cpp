@@ -7,7 +7,9 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
+#include "io/corpus.h"
 #include "test_util.h"
+#include "trainer/flops.h"
 
 namespace qisa {
 namespace {
@@ -157,6 +159,50 @@ TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
   auto over = run_command(test::qisa_bin() + " train --quiet --overwrite " + cfg);
   EXPECT_EQ(over.exit_code, 0) << over.output;
   EXPECT_EQ(over.output.find("resumed from"), std::string::npos) << over.output;
+}
+
+// MFU: every metrics line carries the achieved model TFLOP/s per rank (trainer/flops.h's count
+// times tokens/s), and the MFU against train.peak_tflops; without a peak (the CPU backend has
+// no table entry) there is no MFU, and the log says how to get one.
+TEST_F(CliEndToEnd, MetricsReportModelTflopsAndMfuAgainstThePeak) {
+  const std::string dir = tmp / "run_mfu";
+  std::string text = tiny_config(corpus(), dir);
+  text.replace(text.find("steps: 300"), 10, "steps: 20");
+  text.replace(text.find("every: 50"), 9, "every: 5");
+  test::write_file(tmp / "mfu.yaml", text);
+  auto r = run_command(test::qisa_bin() + " train " + (tmp / "mfu.yaml") + " train.peak_tflops=0.25");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("peak 0.25 TFLOP/s per rank (train.peak_tflops)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("TFLOP/s  MFU "), std::string::npos) << r.output;
+
+  ModelConfig m;  // the run's model: vocab from the corpus
+  m.block_size = 16, m.n_embd = 16, m.n_head = 2, m.n_layer = 2, m.attention = AttentionKind::qisa;
+  m.vocab_size = read_corpus_info(corpus()).vocab_size;
+  const double per_token = forward_flops(m).training();
+  std::istringstream lines(test::read_file(dir + "/metrics.jsonl"));
+  int seen = 0;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("loss")) continue;
+    ++seen;
+    ASSERT_TRUE(j.contains("tflops") && j.contains("mfu")) << line;
+    const double tflops = j["tflops"].get<double>(), tps = j["tokens_per_s"].get<double>();
+    EXPECT_NEAR(tflops, per_token * tps / 1e12, 1e-12 * tflops + 1e-18) << line;
+    EXPECT_NEAR(j["mfu"].get<double>(), tflops / 0.25, 1e-12) << line;
+    EXPECT_GT(tflops, 0.0);
+  }
+  EXPECT_EQ(seen, 5);  // steps 1, 5, 10, 15, 20
+
+  auto plain = run_command(test::qisa_bin() + " train " + (tmp / "mfu.yaml") + " --overwrite");
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_NE(plain.output.find("peak unknown for 'cpu'"), std::string::npos) << plain.output;
+  EXPECT_EQ(plain.output.find("  MFU "), std::string::npos) << plain.output;
+  for (std::istringstream again(test::read_file(dir + "/metrics.jsonl")); std::getline(again, text);) {
+    auto j = nlohmann::json::parse(text);
+    if (j.contains("loss")) {
+      EXPECT_TRUE(j.contains("tflops") && !j.contains("mfu")) << text;
+    }
+  }
 }
 
 TEST(Cli, HelpOnEverySubcommand) {

@@ -207,7 +207,7 @@ TEST(Configs, Gpt2ConfigsPlanTheirShapes) {
       EXPECT_EQ(c.model.n_embd, s.C);
       EXPECT_EQ(c.model.block_size, 1024);
       EXPECT_EQ(c.model.vocab_multiple, 128);
-      EXPECT_EQ(to_string(c.model.attention), att == "csa" ? "csa" : "qisa");
+      EXPECT_EQ(std::string(to_string(c.model.attention)), att == "csa" ? "csa" : "qisa");
       EXPECT_EQ(c.model.qisa_value, att == "qisa_shared" ? QisaValue::shared : QisaValue::per_head);
       EXPECT_EQ(c.data.corpus, "data/gpt2/tinyshakespeare_gpt2.h5");
       // the plan of the configured run: 8 GPUs, fp32, fits an H100 (what the configs promise)

@@ -319,7 +319,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 46u);
+  EXPECT_EQ(config_keys().size(), 47u);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {

@@ -1,11 +1,12 @@
 // The FLOP model (trainer/flops.h): GPT-2 124M csa against the standard 6N + 12LCT estimate
 // (nanoGPT's estimate_mfu, PaLM), every component against its formula, the components summing
-// to the total, and qisa exceeding csa by exactly the terms it adds.
+// to the total, and qisa exceeding csa by exactly the terms it adds; the GPU peak table and MFU.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "trainer/flops.h"
+#include "kernels/error.h"
 #include "trainer/param_table.h"
 
 namespace qisa {
@@ -131,6 +132,49 @@ TEST(Flops, QisaExceedsCsaByExactlyItsExtraTerms) {
     EXPECT_EQ(s.term("attn.v"), c.term("attn.v"));
     EXPECT_NEAR(s.forward() - c.forward(), L * (3 * Cd * N + Cd * P), 1e-9 * s.forward());
   }
+}
+
+TEST(Mfu, PeakTableFindsDevicesByTheirDriverNames) {
+  const DevicePeak* sxm = find_device_peak("NVIDIA H100 80GB HBM3");
+  ASSERT_NE(sxm, nullptr);
+  EXPECT_EQ(sxm->label, "H100 SXM");
+  EXPECT_DOUBLE_EQ(peak_for(*sxm, "bf16"), 989.4e12);
+  EXPECT_DOUBLE_EQ(peak_for(*sxm, "tf32"), 494.7e12);
+  EXPECT_DOUBLE_EQ(peak_for(*sxm, "fp32"), 66.9e12);
+  const DevicePeak* pcie = find_device_peak("NVIDIA H100 PCIe");  // not taken for the SXM part
+  ASSERT_NE(pcie, nullptr);
+  EXPECT_DOUBLE_EQ(peak_for(*pcie, "bf16"), 756.0e12);
+  const DevicePeak* h200 = find_device_peak("NVIDIA H200");
+  ASSERT_NE(h200, nullptr);
+  EXPECT_EQ(h200->label, "H200 SXM");
+  EXPECT_DOUBLE_EQ(peak_for(*h200, "bf16"), 989.4e12);
+  EXPECT_NE(find_device_peak("nvidia a100-sxm4-80gb"), nullptr);  // case does not matter
+  EXPECT_EQ(find_device_peak("cpu"), nullptr);
+  EXPECT_EQ(find_device_peak("NVIDIA GeForce RTX 4090"), nullptr);
+  EXPECT_THROW(peak_for(*sxm, "fp8"), Error);
+}
+
+TEST(Mfu, ThePeakComesFromTheOverrideElseTheTableElseIsUnknown) {
+  const RankPeak o = resolve_peak(123.5, "NVIDIA H100 80GB HBM3", "bf16");
+  EXPECT_DOUBLE_EQ(o.flops, 123.5e12);
+  EXPECT_NE(o.note.find("train.peak_tflops"), std::string::npos) << o.note;
+  const RankPeak t = resolve_peak(0, "NVIDIA H100 80GB HBM3", "bf16");
+  EXPECT_DOUBLE_EQ(t.flops, 989.4e12);
+  EXPECT_NE(t.note.find("H100 SXM, bf16"), std::string::npos) << t.note;
+  const RankPeak u = resolve_peak(0, "cpu", "fp32");
+  EXPECT_EQ(u.flops, 0.0);
+  EXPECT_NE(u.note.find("train.peak_tflops"), std::string::npos) << u.note;
+}
+
+TEST(Mfu, IsModelFlopsOverRanksTimesPeak) {
+  // GPT-2 124M csa (7.98e8 training FLOPs per token) at 500k tokens/s on 8 GPUs of 989.4 TFLOP/s
+  const double f = forward_flops(gpt2(AttentionKind::csa, 12, 12, 768)).training();
+  EXPECT_NEAR(model_flops_utilization(f, 5e5, 8, 989.4e12), f * 5e5 / (8 * 989.4e12), 1e-15);
+  EXPECT_NEAR(model_flops_utilization(f, 5e5, 8, 989.4e12), 0.0504, 1e-4);
+  EXPECT_EQ(model_flops_utilization(f, 5e5, 8, 0), 0.0);  // unknown peak: no MFU
+  // QISA's extra work is counted: the same tokens/s is a higher MFU for qisa than for csa
+  const double q = forward_flops(gpt2(AttentionKind::qisa, 12, 12, 768)).training();
+  EXPECT_GT(model_flops_utilization(q, 5e5, 8, 989.4e12), model_flops_utilization(f, 5e5, 8, 989.4e12));
 }
 
 }  // namespace
