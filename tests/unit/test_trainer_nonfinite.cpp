@@ -14,34 +14,21 @@
 #include "io/corpus.h"
 #include "kernels/backend.h"
 #include "test_util.h"
+#include "trainer_fixture.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/trainer.h"
 
 namespace qisa {
 namespace {
 
-// QISA_FAULT for the lifetime of the object.
-class ScopedFault {
- public:
-  explicit ScopedFault(const std::string& spec) { setenv("QISA_FAULT", spec.c_str(), 1); }
-  ~ScopedFault() { unsetenv("QISA_FAULT"); }
-};
+using test::ScopedFault;
 
-class NonFinite : public ::testing::Test {
+class NonFinite : public test::CorpusSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    test::write_file(*dir_ / "text.txt", test::make_training_text(800));
-    PrepareOptions p;
-    p.inputs = {*dir_ / "text.txt"};
-    p.out = *dir_ / "corpus.h5";
-    prepare_corpus(p);
-  }
-  static void TearDownTestSuite() { delete dir_; }
 
   static Config config(const std::string& extra = "") {
     Config c = parse_config("model:\n  block_size: 8\n  n_embd: 8\n  n_head: 2\n  n_layer: 1\n  dropout: 0.1\n"
-                            "data:\n  corpus: " + (*dir_ / "corpus.h5") + "\n"
+                            "data:\n  corpus: " + corpus() + "\n"
                             "train:\n  batch_size: 8\n  lr: 0.001\n  seed: 3\n  threads: 1\n" + extra +
                             "eval:\n  windows: 4\n",
                             "nonfinite.yaml");
@@ -64,15 +51,13 @@ class NonFinite : public ::testing::Test {
 
   std::unique_ptr<Backend> be_ = make_cpu_backend(1);
   std::unique_ptr<Communicator> comm_ = make_communicator("none");
-  static test::TempDir* dir_;
 };
-test::TempDir* NonFinite::dir_ = nullptr;
 
 TEST_F(NonFinite, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
   Trainer t(config("  on_nonfinite: skip\n"), *be_, *comm_);
   t.step();
   t.step();
-  ASSERT_TRUE(t.save_checkpoint(*dir_ / "before.h5").empty());
+  ASSERT_TRUE(t.save_checkpoint(dir() / "before.h5").empty());
   StepStats s;
   {
     ScopedFault f("train.grad@step=3:nan");
@@ -84,15 +69,15 @@ TEST_F(NonFinite, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
   EXPECT_EQ(s.skipped_total, 1);
   EXPECT_EQ(t.steps_done(), 3);      // the batch is consumed
   EXPECT_EQ(t.optimizer_steps(), 2);  // but AdamW took no step
-  ASSERT_TRUE(t.save_checkpoint(*dir_ / "after.h5").empty());
-  EXPECT_EQ(tensors(*dir_ / "before.h5"), tensors(*dir_ / "after.h5"));
-  EXPECT_EQ(CheckpointReader(*dir_ / "after.h5").state().skipped_nonfinite, 1);
+  ASSERT_TRUE(t.save_checkpoint(dir() / "after.h5").empty());
+  EXPECT_EQ(tensors(dir() / "before.h5"), tensors(dir() / "after.h5"));
+  EXPECT_EQ(CheckpointReader(dir() / "after.h5").state().skipped_nonfinite, 1);
   const StepStats next = t.step();  // training goes on, finite
   EXPECT_TRUE(next.nonfinite.empty());
   EXPECT_TRUE(std::isfinite(next.loss));
   EXPECT_EQ(next.skipped_total, 1);
-  ASSERT_TRUE(t.save_checkpoint(*dir_ / "next.h5").empty());
-  EXPECT_NE(tensors(*dir_ / "after.h5"), tensors(*dir_ / "next.h5"));  // a real update again
+  ASSERT_TRUE(t.save_checkpoint(dir() / "next.h5").empty());
+  EXPECT_NE(tensors(dir() / "after.h5"), tensors(dir() / "next.h5"));  // a real update again
 }
 
 // AdamW's bias correction at its first update makes every step lr * g / (|g| + eps): with no
@@ -125,13 +110,13 @@ TEST_F(NonFinite, ResumeAcrossASkippedStepIsExact) {
     ScopedFault f("train.grad@step=2:nan");
     Trainer a(cfg, *be_, *comm_);
     for (int i = 0; i < 3; ++i) a.step();
-    ASSERT_TRUE(a.save_checkpoint(*dir_ / "skipped3.h5").empty());
+    ASSERT_TRUE(a.save_checkpoint(dir() / "skipped3.h5").empty());
     for (int i = 0; i < 3; ++i) a.step();
     EXPECT_EQ(a.skipped_nonfinite(), 1);
     straight = a.model().params_host();
   }
   Trainer b(cfg, *be_, *comm_);
-  b.load_checkpoint(*dir_ / "skipped3.h5", nullptr);
+  b.load_checkpoint(dir() / "skipped3.h5", nullptr);
   EXPECT_EQ(b.steps_done(), 3);
   EXPECT_EQ(b.skipped_nonfinite(), 1);
   EXPECT_EQ(b.optimizer_steps(), 2);

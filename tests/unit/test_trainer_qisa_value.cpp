@@ -17,6 +17,7 @@
 #include "io/model_file.h"
 #include "kernels/backend.h"
 #include "test_util.h"
+#include "trainer_fixture.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/model.h"
 #include "trainer/model_io.h"
@@ -195,22 +196,13 @@ TEST(QisaValueShared, ParameterCountIsCsasPlusTheQkBiases) {
 }
 
 // Training, resume and files go through a Trainer on a corpus of its own.
-class QisaValueTraining : public ::testing::Test {
+class QisaValueTraining : public test::CorpusSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    test::write_file(*dir_ / "text.txt", test::make_training_text(800));
-    PrepareOptions p;
-    p.inputs = {*dir_ / "text.txt"};
-    p.out = *dir_ / "corpus.h5";
-    prepare_corpus(p);
-  }
-  static void TearDownTestSuite() { delete dir_; }
 
   static Config config(const std::string& value, const std::string& extra = "") {
     Config c = parse_config("model:\n  block_size: 8\n  n_embd: 12\n  n_head: 3\n  n_layer: 2\n  dropout: 0.1\n"
                             "  attention: qisa\n  qisa_value: " + value + "\n"
-                            "data:\n  corpus: " + (*dir_ / "corpus.h5") + "\n"
+                            "data:\n  corpus: " + corpus() + "\n"
                             "train:\n  batch_size: 8\n  lr: 0.01\n  seed: 3\n  threads: 1\n" + extra +
                             "eval:\n  windows: 4\n",
                             "shared.yaml");
@@ -220,9 +212,7 @@ class QisaValueTraining : public ::testing::Test {
 
   std::unique_ptr<Backend> be_ = make_cpu_backend(1);
   std::unique_ptr<Communicator> comm_ = make_communicator("none");
-  static test::TempDir* dir_;
 };
-test::TempDir* QisaValueTraining::dir_ = nullptr;
 
 TEST_F(QisaValueTraining, AFewStepsLowerTheLoss) {
   Trainer t(config("shared"), *be_, *comm_);
@@ -243,19 +233,19 @@ TEST_F(QisaValueTraining, ResumeIsExactAndTheCheckpointKeepsTheKey) {
   {
     Trainer a(cfg, *be_, *comm_);
     for (int i = 0; i < 3; ++i) a.step();
-    ASSERT_TRUE(a.save_checkpoint(*dir_ / "shared3.h5").empty());
+    ASSERT_TRUE(a.save_checkpoint(dir() / "shared3.h5").empty());
     for (int i = 0; i < 3; ++i) a.step();
     straight = a.model().params_host();
   }
-  const Config saved = parse_config(CheckpointReader(*dir_ / "shared3.h5").config_yaml(), "ckpt");
+  const Config saved = parse_config(CheckpointReader(dir() / "shared3.h5").config_yaml(), "ckpt");
   EXPECT_EQ(saved.model.qisa_value, QisaValue::shared);
   Trainer b(cfg, *be_, *comm_);
-  b.load_checkpoint(*dir_ / "shared3.h5", nullptr);
+  b.load_checkpoint(dir() / "shared3.h5", nullptr);
   for (int i = 0; i < 3; ++i) b.step();
   EXPECT_EQ(b.model().params_host(), straight);
   // a per_head run cannot resume from it: the key is named
   Trainer c(config("per_head"), *be_, *comm_);
-  test::expect_mentions(test::error_of([&] { c.load_checkpoint(*dir_ / "shared3.h5", nullptr); }),
+  test::expect_mentions(test::error_of([&] { c.load_checkpoint(dir() / "shared3.h5", nullptr); }),
                         {"model.qisa_value", "shared", "per_head"});
 }
 
@@ -265,7 +255,7 @@ TEST_F(QisaValueTraining, ModelFilesKeepTheKeyAndOlderFilesArePerHead) {
     const Config cfg = config(value);
     Trainer t(cfg, *be_, *comm_);
     t.step();
-    const std::string path = *dir_ / (std::string("final_") + value + ".h5");
+    const std::string path = dir() / (std::string("final_") + value + ".h5");
     write_model_file(path, snapshot_model(t.model(), cfg.to_yaml(), 1, t.vocab()));
     LoadedModel m = load_model(path, *be_, 2);
     EXPECT_EQ(m.config.model.qisa_value, cfg.model.qisa_value);
@@ -280,7 +270,7 @@ TEST_F(QisaValueTraining, ModelFilesKeepTheKeyAndOlderFilesArePerHead) {
   yaml.erase(at, yaml.find('\n', at) + 1 - at);
   ASSERT_EQ(yaml.find("qisa_value"), std::string::npos);
   Trainer t(cfg, *be_, *comm_);
-  const std::string path = *dir_ / "old.h5";
+  const std::string path = dir() / "old.h5";
   write_model_file(path, snapshot_model(t.model(), yaml, 0, t.vocab()));
   LoadedModel m = load_model(path, *be_, 2);
   EXPECT_EQ(m.config.model.qisa_value, QisaValue::per_head);

@@ -14,6 +14,7 @@
 #include "io/corpus.h"
 #include "kernels/backend.h"
 #include "test_util.h"
+#include "trainer_fixture.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/model.h"
 #include "trainer/trainer.h"
@@ -150,20 +151,7 @@ TEST(Recompute, ActivationArenaShrinks) {
 
 // A short run through the Trainer (micro-batches, dropout) with train.recompute none and blocks:
 // the same parameters, bit for bit.
-class RecomputeTraining : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    test::write_file(*dir_ / "text.txt", test::make_training_text(800));
-    PrepareOptions p;
-    p.inputs = {*dir_ / "text.txt"};
-    p.out = *dir_ / "corpus.h5";
-    prepare_corpus(p);
-  }
-  static void TearDownTestSuite() { delete dir_; }
-  static test::TempDir* dir_;
-};
-test::TempDir* RecomputeTraining::dir_ = nullptr;
+class RecomputeTraining : public test::CorpusSuite {};
 
 Config training_config(const std::string& corpus, const std::string& att, const std::string& value,
                        const std::string& recompute) {
@@ -188,7 +176,7 @@ TEST_F(RecomputeTraining, ShortRunEndsInTheSameParameters) {
       std::vector<float> params[2];
       std::vector<double> losses[2];
       for (int r = 0; r < 2; ++r) {
-        Trainer t(training_config(*dir_ / "corpus.h5", att, value, r ? "blocks" : "none"), *be, *comm);
+        Trainer t(training_config(corpus(), att, value, r ? "blocks" : "none"), *be, *comm);
         EXPECT_EQ(t.model().recompute(), r ? Recompute::blocks : Recompute::none);
         for (int i = 0; i < 5; ++i) losses[r].push_back(t.step().loss);
         params[r] = t.model().params_host();
@@ -206,16 +194,16 @@ TEST_F(RecomputeTraining, ResumingWithTheOtherSettingIsExactAndSilent) {
   for (int first = 0; first < 2; ++first) {
     const std::string a = first ? "blocks" : "none", b = first ? "none" : "blocks";
     SCOPED_TRACE(a + " then " + b);
-    const std::string corpus = *dir_ / "corpus.h5", ckpt = *dir_ / ("ckpt_" + a + ".h5");
+    const std::string data = corpus(), ckpt = dir() / ("ckpt_" + a + ".h5");
     std::vector<float> straight;
     {
-      Trainer t(training_config(corpus, "qisa", "shared", a), *be, *comm);
+      Trainer t(training_config(data, "qisa", "shared", a), *be, *comm);
       for (int i = 0; i < 2; ++i) t.step();
       ASSERT_TRUE(t.save_checkpoint(ckpt).empty());
       for (int i = 0; i < 3; ++i) t.step();
       straight = t.model().params_host();
     }
-    Trainer t(training_config(corpus, "qisa", "shared", b), *be, *comm);
+    Trainer t(training_config(data, "qisa", "shared", b), *be, *comm);
     std::vector<std::string> warnings;
     t.load_checkpoint(ckpt, [&](const std::string& w) { warnings.push_back(w); });
     EXPECT_TRUE(warnings.empty()) << warnings.front();

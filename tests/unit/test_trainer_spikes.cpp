@@ -15,6 +15,7 @@
 #include "io/corpus.h"
 #include "kernels/backend.h"
 #include "test_util.h"
+#include "trainer_fixture.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/spikes.h"
 #include "trainer/trainer.h"
@@ -82,29 +83,15 @@ TEST(SpikeDetector, RestartsAfterSpikesInARow) {
   EXPECT_TRUE(d.observe(11.0, 1.0).loss);
 }
 
-// QISA_FAULT for the lifetime of the object.
-class ScopedFault {
- public:
-  explicit ScopedFault(const std::string& spec) { setenv("QISA_FAULT", spec.c_str(), 1); }
-  ~ScopedFault() { unsetenv("QISA_FAULT"); }
-};
+using test::ScopedFault;
 
-class Spikes : public ::testing::Test {
+class Spikes : public test::CorpusSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
-    test::write_file(*dir_ / "text.txt", test::make_training_text(800));
-    PrepareOptions p;
-    p.inputs = {*dir_ / "text.txt"};
-    p.out = *dir_ / "corpus.h5";
-    prepare_corpus(p);
-  }
-  static void TearDownTestSuite() { delete dir_; }
 
   // Spikes are over 4 x the average of the steps before, detected from step 4 on.
   static Config config(const std::string& extra = "") {
     Config c = parse_config("model:\n  block_size: 8\n  n_embd: 8\n  n_head: 2\n  n_layer: 1\n  dropout: 0.1\n"
-                            "data:\n  corpus: " + (*dir_ / "corpus.h5") + "\n"
+                            "data:\n  corpus: " + corpus() + "\n"
                             "train:\n  batch_size: 8\n  lr: 0.001\n  seed: 3\n  threads: 1\n"
                             "  spike_factor: 4\n  spike_warmup: 3\n" + extra +
                             "eval:\n  windows: 4\n",
@@ -136,14 +123,12 @@ class Spikes : public ::testing::Test {
 
   std::unique_ptr<Backend> be_ = make_cpu_backend(1);
   std::unique_ptr<Communicator> comm_ = make_communicator("none");
-  static test::TempDir* dir_;
 };
-test::TempDir* Spikes::dir_ = nullptr;
 
 TEST_F(Spikes, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
   Trainer t(config("  on_spike: skip\n"), *be_, *comm_);
   quiet_steps(t, 4);
-  ASSERT_TRUE(t.save_checkpoint(*dir_ / "before.h5").empty());
+  ASSERT_TRUE(t.save_checkpoint(dir() / "before.h5").empty());
   StepStats s;
   {
     ScopedFault f("train.grad@step=5:value=1000");
@@ -161,9 +146,9 @@ TEST_F(Spikes, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
   EXPECT_EQ(s.skipped_spikes_total, 1);
   EXPECT_EQ(t.steps_done(), 5);       // the batch is consumed
   EXPECT_EQ(t.optimizer_steps(), 4);  // but AdamW took no step
-  ASSERT_TRUE(t.save_checkpoint(*dir_ / "after.h5").empty());
-  EXPECT_EQ(tensors(*dir_ / "before.h5"), tensors(*dir_ / "after.h5"));
-  const TrainState st = CheckpointReader(*dir_ / "after.h5").state();
+  ASSERT_TRUE(t.save_checkpoint(dir() / "after.h5").empty());
+  EXPECT_EQ(tensors(dir() / "before.h5"), tensors(dir() / "after.h5"));
+  const TrainState st = CheckpointReader(dir() / "after.h5").state();
   EXPECT_EQ(st.spikes, 1);
   EXPECT_EQ(st.skipped_spikes, 1);
   EXPECT_EQ(st.skipped_nonfinite, 0);
@@ -173,8 +158,8 @@ TEST_F(Spikes, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
   EXPECT_FALSE(next.spike.any());
   EXPECT_EQ(next.spikes_total, 1);
   EXPECT_EQ(t.optimizer_steps(), 5);
-  ASSERT_TRUE(t.save_checkpoint(*dir_ / "next.h5").empty());
-  EXPECT_NE(tensors(*dir_ / "after.h5"), tensors(*dir_ / "next.h5"));  // a real update again
+  ASSERT_TRUE(t.save_checkpoint(dir() / "next.h5").empty());
+  EXPECT_NE(tensors(dir() / "after.h5"), tensors(dir() / "next.h5"));  // a real update again
 }
 
 TEST_F(Spikes, ALossSpikeIsFoundAsWell) {
@@ -218,7 +203,7 @@ TEST_F(Spikes, ResumeAcrossSpikesIsExact) {
   {
     Trainer a(cfg, *be_, *comm_);
     for (int i = 0; i < 6; ++i) a.step();
-    ASSERT_TRUE(a.save_checkpoint(*dir_ / "spikes6.h5").empty());
+    ASSERT_TRUE(a.save_checkpoint(dir() / "spikes6.h5").empty());
     for (int i = 0; i < 4; ++i) a.step();
     EXPECT_EQ(a.spikes(), 2);
     EXPECT_EQ(a.skipped_spikes(), 2);
@@ -227,7 +212,7 @@ TEST_F(Spikes, ResumeAcrossSpikesIsExact) {
     state10 = a.spike_detector().state();
   }
   Trainer b(cfg, *be_, *comm_);
-  b.load_checkpoint(*dir_ / "spikes6.h5", nullptr);
+  b.load_checkpoint(dir() / "spikes6.h5", nullptr);
   EXPECT_EQ(b.steps_done(), 6);
   EXPECT_EQ(b.spikes(), 1);
   EXPECT_EQ(b.optimizer_steps(), 5);
