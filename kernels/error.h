@@ -53,7 +53,7 @@ class Error : public std::runtime_error {
 class CollectiveError : public Error {
  public:
   explicit CollectiveError(const std::string& what, std::string hint = {},
-                           std::source_location loc = std::source_location::current())
+                           SourceLocation loc = SourceLocation::current())
       : Error(what, std::move(hint), loc) {}
 };
 
