@@ -20,6 +20,9 @@ void print_human(const CheckpointSummary& s) {
   std::printf("tokens seen    %lld\n", static_cast<long long>(t.tokens_seen));
   std::printf("seed           %llu\n", static_cast<unsigned long long>(t.seed));
   std::printf("world size     %lld (at save)\n", static_cast<long long>(t.world_size));
+  std::printf("skipped steps  %lld non-finite (train.on_nonfinite), %lld of %lld spikes (train.on_spike)\n",
+              static_cast<long long>(t.skipped_nonfinite), static_cast<long long>(t.skipped_spikes),
+              static_cast<long long>(t.spikes));
   std::printf("parameters     %lld in %lld tensors\n", static_cast<long long>(s.parameters),
               static_cast<long long>(s.tensors));
   std::printf("optimizer      %lld AdamW moment tensors\n", static_cast<long long>(s.optim_tensors));
@@ -43,6 +46,9 @@ std::string to_json(const CheckpointSummary& s) {
                    {"tokens_seen", t.tokens_seen},
                    {"seed", t.seed},
                    {"world_size", t.world_size},
+                   {"skipped_nonfinite", t.skipped_nonfinite},
+                   {"spikes", t.spikes},
+                   {"skipped_spikes", t.skipped_spikes},
                    {"parameters", s.parameters},
                    {"tensors", s.tensors},
                    {"optim_tensors", s.optim_tensors},

@@ -366,6 +366,14 @@ TEST_F(DistFaults, GradientSpikesAreSkippedByAllRanksAndResumeAcrossThemIsExact)
   const TrainState st = CheckpointReader(ckpt("spike_straight", 60)).state();
   EXPECT_EQ(st.spikes, 2);
   EXPECT_EQ(st.skipped_spikes, 2);
+  auto insp = run_command(test::qisa_bin() + " inspect --json " + ckpt("spike_straight", 60));
+  ASSERT_EQ(insp.exit_code, 0) << insp.output;
+  const auto ij = nlohmann::json::parse(insp.output);
+  EXPECT_EQ(ij["spikes"], 2);
+  EXPECT_EQ(ij["skipped_spikes"], 2);
+  EXPECT_EQ(ij["skipped_nonfinite"], 0);
+  auto human = run_command(test::qisa_bin() + " inspect " + ckpt("spike_straight", 60));
+  EXPECT_TRUE(contains(human.output, "skipped steps  0 non-finite (train.on_nonfinite), 2 of 2 spikes")) << human.output;
 
   auto b = train(2, config("spike_resumed"), keys, "QISA_FAULT='" + spikes + ",train.step@rank=0@step=40:signal=15'");
   ASSERT_EQ(b.exit_code, 0) << b.output;
