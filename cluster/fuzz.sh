@@ -4,13 +4,16 @@
 # Fails on any crash, leak, timeout (one input over 10 s), out-of-memory (2 GiB) or sanitizer
 # report, and prints every target's exec count. CI runs it after cluster/sanitize.sh.
 #   bash cluster/fuzz.sh [TARGET...]
-# Environment: FUZZ_SECONDS (per target, default 60), FUZZ_BUILD_DIR (default build-fuzz),
+# Environment: FUZZ_SECONDS (per target, default 60), FUZZ_SEED (default 1: the same mutation
+# sequence every run, so CI's verdict is reproducible; 0 = a fresh random seed, to explore),
+# FUZZ_BUILD_DIR (default build-fuzz),
 # JOBS (build jobs), QISA_SKIP_APT=1. A failing input is kept in
 # FUZZ_BUILD_DIR/artifacts/TARGET/; replay it with build-fuzz/tests/fuzz/fuzz_TARGET FILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
 SECONDS_EACH=${FUZZ_SECONDS:-60}
+SEED=${FUZZ_SEED:-1}
 TARGETS=${*:-config tokenizer corpus checkpoint model_file}
 
 # clang with libFuzzer and the sanitizer runtimes (libclang-rt-dev), its OpenMP (libomp-dev),
@@ -42,7 +45,7 @@ for t in $TARGETS; do
   mkdir -p "$work" "$BUILD_DIR/artifacts/$t"
   log=$BUILD_DIR/fuzz-$t.log
   rc=0
-  "$exe" "$work" "tests/fuzz/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
+  "$exe" "$work" "tests/fuzz/$t" -max_total_time="$SECONDS_EACH" -seed="$SEED" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$BUILD_DIR/artifacts/$t/" >"$log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
@@ -54,7 +57,7 @@ for t in $TARGETS; do
     echo "fuzz: input kept in: $(ls "$BUILD_DIR/artifacts/$t"/* 2>/dev/null | tr '\n' ' ')" >&2
     failed="$failed $t"
   else
-    echo "fuzz: $t ok: ${runs:-?} runs in ${SECONDS_EACH} s (${rate:-?} exec/s, $cov, log $log)"
+    echo "fuzz: $t ok: ${runs:-?} runs in ${SECONDS_EACH} s (seed $SEED, ${rate:-?} exec/s, $cov, log $log)"
   fi
   rm -rf "$TMPDIR"
 done

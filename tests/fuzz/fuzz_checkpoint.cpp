@@ -31,9 +31,7 @@ void read_everything(const qisa::CheckpointReader& r) {
   for (const auto& name : r.string_names()) {
     std::vector<int64_t> shape;
     const std::vector<std::string> v = r.read_strings(name, &shape);
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    QISA_FUZZ_REQUIRE(static_cast<int64_t>(v.size()) == n, "read_strings: count != product of the shape");
+    QISA_FUZZ_REQUIRE(static_cast<int64_t>(v.size()) == qisa::fuzz::shape_elements(shape), "read_strings: count != product of the shape");
   }
 }
 

@@ -67,14 +67,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   for (const auto& t : m.params) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    QISA_FUZZ_REQUIRE(static_cast<int64_t>(t.data.size()) == n, "tensor size != product of its shape");
+    QISA_FUZZ_REQUIRE(static_cast<int64_t>(t.data.size()) == qisa::fuzz::shape_elements(t.shape), "tensor size != product of its shape");
   }
   for (const auto& s : m.pauli) {
-    int64_t n = 1;
-    for (int64_t d : s.shape) n *= d;
-    QISA_FUZZ_REQUIRE(static_cast<int64_t>(s.values.size()) == n, "string count != product of the shape");
+    QISA_FUZZ_REQUIRE(static_cast<int64_t>(s.values.size()) == qisa::fuzz::shape_elements(s.shape), "string count != product of the shape");
   }
   try {
     qisa::parse_config(m.config_yaml, path + ":config");

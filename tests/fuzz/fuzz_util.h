@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace qisa::fuzz {
 
@@ -20,6 +21,18 @@ namespace qisa::fuzz {
       std::abort();                                                                         \
     }                                                                                       \
   } while (0)
+
+// The number of elements a shape claims, or -1 when that product does not fit in int64
+// (a zero extent makes it 0 whatever the others are). The readers may accept such a shape only
+// with no data, so -1 never equals a size.
+inline int64_t shape_elements(const std::vector<int64_t>& shape) {
+  for (int64_t d : shape)
+    if (d == 0) return 0;
+  int64_t n = 1;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) return -1;
+  return n;
+}
 
 // One scratch file per process in $TMPDIR (cluster/fuzz.sh points it into the build
 // directory and empties it after each target), removed at a normal exit. write() replaces its
