@@ -108,30 +108,37 @@ class Backend {
   virtual void dropout_add_backward(float* dx, float* dy, const float* dout, int64_t n,
                                     const Dropout& d) = 0;
 
+  // ---- Attention saves one statistic per row ([B,H,T]), never the [B,H,T,T] probabilities:
+  // backward recomputes the scores from q and k, and p from the statistic, tile by tile (the
+  // flash-attention scheme). Memory saved for backward is O(B*H*T) per layer.
+
   // ---- classical causal self-attention (SPEC §1.1 csa), per (b, h):
   //   w_ij = (q_i . k_j) * scale, p_i = softmax_{j<=i}(w_i), p = dropout(p), out_i = sum_j p_ij v_j
   // q, k, v: rows of [N, ld_in] with head h at columns h*D .. h*D+D-1 of each.
-  // out [N, ld_out], head h at columns h*D. att [B,H,T,T]: softmax probabilities before
-  // dropout, saved for backward (entries j > i are written as 0).
-  // Dropout element index inside att: ((b*H + h)*T + i)*T + j (plus d.elem_offset).
-  virtual void csa_forward(float* out, int ld_out, float* att, const float* q, const float* k,
+  // out [N, ld_out], head h at columns h*D. lse [B,H,T]: lse_i = log sum_{j<=i} exp(w_ij), saved
+  // for backward (p_ij = exp(w_ij - lse_i)).
+  // Dropout element index of p_ij: ((b*H + h)*T + i)*T + j (plus d.elem_offset); backward draws
+  // the same mask again from the same counters.
+  virtual void csa_forward(float* out, int ld_out, float* lse, const float* q, const float* k,
                            const float* v, int ld_in, int64_t B, int T, int H, int D, float scale,
                            const Dropout& d) = 0;
   // dq, dk, dv share ld_in with q, k, v; all +=
   virtual void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out,
-                            const float* att, const float* q, const float* k, const float* v,
+                            const float* lse, const float* q, const float* k, const float* v,
                             int ld_in, int64_t B, int T, int H, int D, float scale, const Dropout& d) = 0;
 
   // ---- Gaussian-kernel attention (SPEC §1.1 qisa), per (b, h):
   //   alpha_ij = exp(-|q_i - k_j|^2), p_i = softmax_{j<=i}(alpha_i)
   //   causal: out_i = sum_{j<=i} p_ij v_j;   reference: out_j = sum_{i>=j} p_ij v_i
   // q, k: rows of [N, ld_qk], head h at columns h*D; v: [N, ld_v], head h at columns h*D;
-  // out [N, ld_out], head h at columns h*D; att [B,H,T,T] saved p (0 above the diagonal).
-  virtual void gaussian_attention_forward(float* out, int ld_out, float* att, const float* q,
+  // out [N, ld_out], head h at columns h*D. z [B,H,T]: the row normaliser
+  // z_i = sum_{j<=i} exp(alpha_ij - 1/2), saved for backward (p_ij = exp(alpha_ij - 1/2) / z_i).
+  // alpha is in (0, 1], so no running maximum is needed; the shift by 1/2 cancels in p.
+  virtual void gaussian_attention_forward(float* out, int ld_out, float* z, const float* q,
                                           const float* k, int ld_qk, const float* v, int ld_v,
                                           int64_t B, int T, int H, int D, AttnMask mask) = 0;
   virtual void gaussian_attention_backward(float* dq, float* dk, int ld_qk, float* dv, int ld_v,
-                                           const float* dout, int ld_out, const float* att,
+                                           const float* dout, int ld_out, const float* z,
                                            const float* q, const float* k, const float* v,
                                            int64_t B, int T, int H, int D, AttnMask mask) = 0;
 

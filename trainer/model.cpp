@@ -42,7 +42,7 @@ struct GPT::Acts {
     Buffer<float> qkv;                      // [N, 3C] csa (q|k|v) or [N, 2C] qisa/qisa_a (q|k)
     Buffer<float> u;                        // qisa: [N, H*C] per_head (u_h = a L_h^T), [N, C] shared (u = a L^T)
     Buffer<float> vals;                     // [N, C] qisa/qisa_a: Pauli values (H heads x D)
-    Buffer<float> att;                      // [B, H, T, T] attention probabilities
+    Buffer<float> att_stat;                 // [B, H, T] per attention row: csa log-sum-exp, qisa normaliser
     Buffer<float> heads;                    // [N, C] concatenated head outputs
     Buffer<float> x_mid;                    // [N, C] residual stream after the attention branch
     Buffer<float> ln2, ln2_mean, ln2_rstd;  // [N, C], [N], [N]
@@ -82,7 +82,7 @@ struct GPT::Acts {
       fn(b.qkv, qkv, "qkv", "[N, 3C] csa, [N, 2C] qisa/qisa_a");
       fn(b.u, u, "u", "[N, H*C] per_head, [N, C] shared");
       fn(b.vals, vals, "vals", "[N, C]");
-      fn(b.att, max_batch * H * T * T, "att", "[B, H, T, T]");
+      fn(b.att_stat, max_batch * H * T, "att_stat", "[B, H, T]");
       fn(b.heads, N * C, "heads", "[N, C]");
       fn(b.x_mid, N * C, "x_mid", "[N, C]");
       fn(b.ln2, N * C, "ln2", "[N, C]");
@@ -405,7 +405,7 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
       be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, nullptr, N, C, 3 * C);
       const Dropout d = dropout_at(l, kSiteAttn, ctx, static_cast<uint64_t>(H) * T * T);
       const float* q = b.qkv.get();
-      be_.csa_forward(b.heads.get(), C, b.att.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
+      be_.csa_forward(b.heads.get(), C, b.att_stat.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
                       1.0f / std::sqrt(static_cast<float>(C)), d);
       break;
     }
@@ -429,7 +429,7 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
                            H, D, C, nq);
       }
       const float* q = b.qkv.get();
-      be_.gaussian_attention_forward(b.heads.get(), C, b.att.get(), q, q + C, 2 * C, b.vals.get(), C, B, T, H, D,
+      be_.gaussian_attention_forward(b.heads.get(), C, b.att_stat.get(), q, q + C, 2 * C, b.vals.get(), C, B, T, H, D,
                                      cfg_.mask);
       break;
     }
@@ -522,7 +522,7 @@ void GPT::attention_backward(int l, int64_t B, int T) {
     case AttentionKind::csa: {
       const Dropout d = dropout_at(l, kSiteAttn, ctx, static_cast<uint64_t>(H) * T * T);
       be_.zero(dq, static_cast<size_t>(N) * 3 * C * sizeof(float));
-      be_.csa_backward(dq, dq + C, dq + 2 * C, a.dheads.get(), C, b.att.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
+      be_.csa_backward(dq, dq + C, dq + 2 * C, a.dheads.get(), C, b.att_stat.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
                        1.0f / std::sqrt(static_cast<float>(C)), d);
       be_.linear_backward(a.dln.get(), G + L.qk_w, nullptr, dq, b.ln1.get(), P + L.qk_w, N, C, 3 * C);
       break;
@@ -531,7 +531,7 @@ void GPT::attention_backward(int l, int64_t B, int T) {
     case AttentionKind::qisa_a: {
       be_.zero(dq, static_cast<size_t>(N) * 2 * C * sizeof(float));
       be_.zero(a.dvals.get(), static_cast<size_t>(N) * C * sizeof(float));
-      be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att.get(), q, q + C,
+      be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att_stat.get(), q, q + C,
                                       b.vals.get(), B, T, H, D, cfg_.mask);
       be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), P + L.qk_w, N, C, 2 * C);
       if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/error.h"
@@ -217,18 +218,17 @@ inline void wsum_to(F* dst, int64_t ld, F* Y, const F* w, int64_t Tp, const F* X
   }
 }
 
-// p[0..np*W): att row i for j <= i, 0 for j > i (entries above the diagonal are never read;
-// packs past np are not needed: no product reads them).
+// Row i of softmax probabilities recomputed from the raw scores p[0..np*W) (q_i . k_j) and the
+// row's saved log-sum-exp: p_ij = exp(scale * p[j] - lse) for j <= i, 0 for j > i (the lanes
+// past i are cleared by a bit mask, so nothing of a later position reaches row i).
 template <typename F>
-inline void load_att_row(F* p, const F* a, int i, int T, int np) {
+inline void recompute_softmax_row(F* p, int i, int np, F scale, F lse) {
   constexpr int L = W<F>;
   for (int pk = 0; pk < np; ++pk) {
-    const int j = pk * L;
-    if (j + L <= T) {
-      pack_store(p + j, pack_keep_below<F>(pack_load(a + j), i + 1 - j));
-    } else {
-      for (int l = 0; l < L; ++l) p[j + l] = j + l <= i ? a[j + l] : F(0);
-    }
+    F* pp = p + pk * L;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) pp[l] = exp_t<F>(pp[l] * scale - lse);
+    pack_store(pp, pack_keep_below<F>(pack_load(pp), i + 1 - pk * L));
   }
 }
 

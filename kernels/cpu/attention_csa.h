@@ -1,10 +1,14 @@
 // Classical causal self-attention (SPEC §1.1 csa), per (batch, head) block:
 //   w_ij = (q_i . k_j) * scale, p_i = softmax_{j<=i}(w_i), p = dropout(p), out_i = sum_j p_ij v_j.
-// att keeps p BEFORE dropout (0 above the diagonal); dropout element index inside att is
-// ((b*H + h)*T + i)*T + j + d.elem_offset, and backward recomputes the mask from it.
+// Forward saves one float per row, lse [B,H,T]: lse_i = log sum_{j<=i} exp(w_ij) (the flash-
+// attention statistic), never p. Backward recomputes the scores from q and k and p_ij =
+// exp(w_ij - lse_i), and regenerates the dropout mask from the same Philox counters: the
+// dropout element index of (b, h, i, j) is ((b*H + h)*T + i)*T + j + d.elem_offset.
+// Memory: O(B*H*T) saved; the T x T block of one (b, h) lives only in per-thread scratch.
 // Layout and summation order: attention_blocks.h.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -17,9 +21,9 @@
 
 namespace qisa::cpu {
 
-// out [N, ld_out]; att [B,H,T,T]; q, k, v [N, ld_in]; head h at columns h*D.
+// out [N, ld_out]; lse [B,H,T]; q, k, v [N, ld_in]; head h at columns h*D.
 template <typename F>
-void csa_forward(F* out, int ld_out, F* att, const F* q, const F* k, const F* v, int ld_in, int64_t B, int T,
+void csa_forward(F* out, int ld_out, F* lse, const F* q, const F* k, const F* v, int ld_in, int64_t B, int T,
                  int H, int D, F scale, const Dropout& d, Workspace& ws) {
   using namespace attn;
   check_heads("csa_forward", B, T, H, D, ld_in, "ld_in", ld_out, "ld_out");
@@ -45,7 +49,7 @@ void csa_forward(F* out, int ld_out, F* att, const F* q, const F* k, const F* v,
     const F* vb = v + r0 * ld_in + col;
     if (!direct) pad_rows(V, vb, ld_in, T, D, Dp);
     if (drop) dropout_multipliers(mult, TT, d, d.elem_offset + static_cast<uint64_t>(bh * TT));
-    F* attb = att + bh * TT;
+    F* lseb = lse + bh * T;
     // rows i in [i0, i0 + L) need the packs p < np (those holding j <= i)
     for (int i0 = 0; i0 < T; i0 += L) {
       const int np = i0 / L + 1, rows = std::min(L, T - i0);
@@ -85,7 +89,7 @@ void csa_forward(F* out, int ld_out, F* att, const F* q, const F* k, const F* v,
         const F inv = F(1) / sum[r];
         for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
         for (int p = np; p < Tp / L; ++p) pack_store(sr + p * L, Pack<F>{});
-        copy_row<F, false>(attb + static_cast<int64_t>(i) * T, sr, T);
+        lseb[i] = mx[r] + std::log(sum[r]);
         if (drop) {
           const F* m = mult + static_cast<int64_t>(i) * T;
           for (int j = 0; j <= i; ++j) sr[j] *= m[j];
@@ -98,9 +102,9 @@ void csa_forward(F* out, int ld_out, F* att, const F* q, const F* k, const F* v,
   });
 }
 
-// dq, dk, dv [N, ld_in] += (any may be null); dout [N, ld_out]; att as saved by forward.
+// dq, dk, dv [N, ld_in] += (any may be null); dout [N, ld_out]; lse [B,H,T] as saved by forward.
 template <typename F>
-void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* att, const F* q, const F* k, const F* v,
+void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* lse, const F* q, const F* k, const F* v,
                   int ld_in, int64_t B, int T, int H, int D, F scale, const Dropout& d, Workspace& ws) {
   using namespace attn;
   check_heads("csa_backward", B, T, H, D, ld_in, "ld_in", ld_out, "ld_out");
@@ -110,7 +114,7 @@ void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* att, 
   const bool direct = D == Dp;
   const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
                 TTp = static_cast<int64_t>(T) * Tp, TT = static_cast<int64_t>(T) * T;
-  const int64_t per = round_up(static_cast<int>(DTp + 4 * TDp + 2 * TTp + TT), 16);
+  const int64_t per = round_up(static_cast<int>(2 * DTp + 4 * TDp + 2 * TTp + TT), 16);
   F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
   const bool drop = d.active();
   parallel_for(B * H, [&](int64_t bh) {
@@ -118,7 +122,8 @@ void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* att, 
     const int64_t col = (bh % H) * static_cast<int64_t>(D);
     const F sc = scale;
     F* vT = scratch + thread_index() * per;  // [D][Tp]
-    F* Q = vT + DTp;                         // [T][Dp] padded copies (when !direct)
+    F* kT = vT + DTp;                        // [D][Tp]
+    F* Q = kT + DTp;                         // [T][Dp] padded copies (when !direct)
     F* K = Q + TDp;                          // [T][Dp]
     F* G = K + TDp;                          // [T][Dp]: dout
     F* Y = G + TDp;                          // [T][Dp]: dq, dk or dv (when !direct)
@@ -130,21 +135,24 @@ void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* att, 
     const F* vb = v + r0 * ld_in + col;
     const F* gb = dout + r0 * ld_out + col;
     transpose_pad(vT, vb, ld_in, T, D, Tp);
+    transpose_pad(kT, kb, ld_in, T, D, Tp);
     if (!direct) {
       pad_rows(Q, qb, ld_in, T, D, Dp);
       pad_rows(K, kb, ld_in, T, D, Dp);
       pad_rows(G, gb, ld_out, T, D, Dp);
     }
     if (drop) dropout_multipliers(mult, TT, d, d.elem_offset + static_cast<uint64_t>(bh * TT));
-    const F* attb = att + bh * TT;
+    const F* lseb = lse + bh * T;
     for (int i0 = 0; i0 < T; i0 += L) {
       const int np = i0 / L + 1, rows = std::min(L, T - i0);
+      // the scores again, as forward computed them: q_i . k_j
+      rows_cols<F, false>(PD + static_cast<int64_t>(i0) * Tp, qb + i0 * ld_in, ld_in, kT, Tp, D, rows, np);
       // dL/d(dropped p_ij) = dout_i . v_j
       rows_cols<F, false>(GS + static_cast<int64_t>(i0) * Tp, gb + i0 * ld_out, ld_out, vT, Tp, D, rows, np);
       for (int i = i0; i < i0 + rows; ++i) {
         F* p = PD + static_cast<int64_t>(i) * Tp;
         F* g = GS + static_cast<int64_t>(i) * Tp;
-        load_att_row(p, attb + static_cast<int64_t>(i) * T, i, T, np);
+        recompute_softmax_row(p, i, np, sc, lseb[i]);
         const F* m = mult + static_cast<int64_t>(i) * T;
         if (drop)  // dL/dp = dL/d(dropped p) * multiplier
           for (int j = 0; j <= i; ++j) g[j] *= m[j];

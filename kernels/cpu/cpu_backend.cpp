@@ -129,28 +129,28 @@ class CpuBackend final : public Backend {
     cpu::dropout_add_backward(dx, dy, dout, n, d);
   }
 
-  void csa_forward(float* out, int ld_out, float* att, const float* q, const float* k, const float* v, int ld_in,
+  void csa_forward(float* out, int ld_out, float* lse, const float* q, const float* k, const float* v, int ld_in,
                    int64_t B, int T, int H, int D, float scale, const Dropout& d) override {
     ThreadScope ts(threads_);
-    cpu::csa_forward(out, ld_out, att, q, k, v, ld_in, B, T, H, D, scale, d, ws_);
+    cpu::csa_forward(out, ld_out, lse, q, k, v, ld_in, B, T, H, D, scale, d, ws_);
   }
-  void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out, const float* att, const float* q,
+  void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out, const float* lse, const float* q,
                     const float* k, const float* v, int ld_in, int64_t B, int T, int H, int D, float scale,
                     const Dropout& d) override {
     ThreadScope ts(threads_);
-    cpu::csa_backward(dq, dk, dv, dout, ld_out, att, q, k, v, ld_in, B, T, H, D, scale, d, ws_);
+    cpu::csa_backward(dq, dk, dv, dout, ld_out, lse, q, k, v, ld_in, B, T, H, D, scale, d, ws_);
   }
 
-  void gaussian_attention_forward(float* out, int ld_out, float* att, const float* q, const float* k, int ld_qk,
+  void gaussian_attention_forward(float* out, int ld_out, float* z, const float* q, const float* k, int ld_qk,
                                   const float* v, int ld_v, int64_t B, int T, int H, int D, AttnMask mask) override {
     ThreadScope ts(threads_);
-    cpu::gaussian_attention_forward(out, ld_out, att, q, k, ld_qk, v, ld_v, B, T, H, D, mask, ws_);
+    cpu::gaussian_attention_forward(out, ld_out, z, q, k, ld_qk, v, ld_v, B, T, H, D, mask, ws_);
   }
   void gaussian_attention_backward(float* dq, float* dk, int ld_qk, float* dv, int ld_v, const float* dout, int ld_out,
-                                   const float* att, const float* q, const float* k, const float* v, int64_t B, int T,
+                                   const float* z, const float* q, const float* k, const float* v, int64_t B, int T,
                                    int H, int D, AttnMask mask) override {
     ThreadScope ts(threads_);
-    cpu::gaussian_attention_backward(dq, dk, ld_qk, dv, ld_v, dout, ld_out, att, q, k, v, B, T, H, D, mask, ws_);
+    cpu::gaussian_attention_backward(dq, dk, ld_qk, dv, ld_v, dout, ld_out, z, q, k, v, B, T, H, D, mask, ws_);
   }
 
   void pauli_value_forward(float* v, int ld_v, const float* u, int ld_u, const PauliTerm* terms, int64_t N, int H,

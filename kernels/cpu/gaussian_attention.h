@@ -2,7 +2,13 @@
 //   alpha_ij = exp(-|q_i - k_j|^2), p_i = softmax_{j<=i}(alpha_i)
 //   causal: out_i = sum_{j<=i} p_ij v_j;   reference: out_j = sum_{i>=j} p_ij v_i (p transposed,
 //   as the published code does).
-// Backward recomputes alpha from q and k (att keeps only p).
+// Forward saves one float per row, z [B,H,T]: the row normaliser z_i = sum_{j<=i} exp(alpha_ij -
+// 1/2), never p. alpha lies in (0, 1], so the softmax needs no running maximum (no exponent can
+// overflow; the constant shift by 1/2 centres the float polynomial's range and cancels in p).
+// Backward recomputes alpha from q and k and p_ij = exp(alpha_ij - 1/2) / z_i. The reference
+// mask sums over i >= j, so it needs every row's normaliser first: two passes over the rows
+// of a (b, h) block (rows, then columns).
+// Memory: O(B*H*T) saved; the T x T block of one (b, h) lives only in per-thread scratch.
 // Layout and summation order: attention_blocks.h.
 #pragma once
 #include <algorithm>
@@ -18,9 +24,9 @@
 
 namespace qisa::cpu {
 
-// out [N, ld_out]; att [B,H,T,T]; q, k [N, ld_qk]; v [N, ld_v]; head h at columns h*D.
+// out [N, ld_out]; z [B,H,T]; q, k [N, ld_qk]; v [N, ld_v]; head h at columns h*D.
 template <typename F>
-void gaussian_attention_forward(F* out, int ld_out, F* att, const F* q, const F* k, int ld_qk, const F* v, int ld_v,
+void gaussian_attention_forward(F* out, int ld_out, F* z, const F* q, const F* k, int ld_qk, const F* v, int ld_v,
                                 int64_t B, int T, int H, int D, AttnMask mask, Workspace& ws) {
   using namespace attn;
   check_heads("gaussian_attention_forward", B, T, H, D, ld_qk, "ld_qk", ld_v, "ld_v");
@@ -43,7 +49,7 @@ void gaussian_attention_forward(F* out, int ld_out, F* att, const F* q, const F*
     transpose_pad(kT, k + r0 * ld_qk + col, ld_qk, T, D, Tp);
     const F* vb = v + r0 * ld_v + col;
     if (!direct) pad_rows(V, vb, ld_v, T, D, Dp);
-    F* attb = att + bh * T * T;
+    F* zb = z + bh * T;
     // rows i in [i0, i0 + L) need the packs p < np (those holding j <= i)
     for (int i0 = 0; i0 < T; i0 += L) {
       const int np = i0 / L + 1, rows = std::min(L, T - i0);
@@ -75,7 +81,7 @@ void gaussian_attention_forward(F* out, int ld_out, F* att, const F* q, const F*
         const F inv = F(1) / sum[r];
         for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
         for (int p = np; p < Tp / L; ++p) pack_store(sr + p * L, Pack<F>{});
-        copy_row<F, false>(attb + static_cast<int64_t>(i0 + r) * T, sr, T);
+        zb[i0 + r] = sum[r];
       }
     }
     // causal: out_r = sum_{j<=r} p_rj v_j (row r of p); reference: out_r = sum_{i>=r} p_ir v_i
@@ -90,9 +96,9 @@ void gaussian_attention_forward(F* out, int ld_out, F* att, const F* q, const F*
   });
 }
 
-// dq, dk [N, ld_qk] +=; dv [N, ld_v] += (any may be null); dout [N, ld_out]; att from forward.
+// dq, dk [N, ld_qk] +=; dv [N, ld_v] += (any may be null); dout [N, ld_out]; z [B,H,T] from forward.
 template <typename F>
-void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const F* dout, int ld_out, const F* att,
+void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const F* dout, int ld_out, const F* z,
                                  const F* q, const F* k, const F* v, int64_t B, int T, int H, int D, AttnMask mask,
                                  Workspace& ws) {
   using namespace attn;
@@ -132,7 +138,7 @@ void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const
       pad_rows(K, kb, ld_qk, T, D, Dp);
       pad_rows(G, gb, ld_out, T, D, Dp);
     }
-    const F* attb = att + bh * T * T;
+    const F* zb = z + bh * T;
     for (int i0 = 0; i0 < T; i0 += L) {
       const int np = i0 / L + 1, rows = std::min(L, T - i0);
       const int64_t o = static_cast<int64_t>(i0) * Tp;
@@ -141,23 +147,36 @@ void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const
         rows_cols<F, false>(dP + o, gb + i0 * ld_out, ld_out, xT, Tp, D, rows, np);
       else
         rows_cols<F, false>(dP + o, vb + i0 * ld_v, ld_v, xT, Tp, D, rows, np);
-      rows_cols<F, true>(Wm + o, qb + i0 * ld_qk, ld_qk, kT, Tp, D, rows, np);  // d2
+      rows_cols<F, true>(Wm + o, qb + i0 * ld_qk, ld_qk, kT, Tp, D, rows, np);  // d2, as forward computed it
       for (int i = i0; i < i0 + rows; ++i) {
         F* p = P + static_cast<int64_t>(i) * Tp;
+        F* w = Wm + static_cast<int64_t>(i) * Tp;
         const F* dp = dP + static_cast<int64_t>(i) * Tp;
-        load_att_row(p, attb + static_cast<int64_t>(i) * T, i, T, np);
+        // alpha_ij = exp(-d2) (kept in w), p_ij = exp(alpha_ij - 1/2) / z_i for j <= i, 0 above:
+        // the forward's p bit for bit (same d2, same operations)
+        const F inv = F(1) / zb[i];
         Pack<F> acc = {};
-        for (int pk = 0; pk < np; ++pk) acc += pack_load(p + pk * L) * pack_load(dp + pk * L);
+        for (int pk = 0; pk < np; ++pk) {
+          F* wp = w + pk * L;
+          F* pp = p + pk * L;
+#pragma omp simd
+          for (int l = 0; l < L; ++l) {
+            wp[l] = exp_t<F>(-wp[l]);
+            pp[l] = exp_unit_shifted<F>(wp[l]);
+          }
+          const Pack<F> pv = pack_keep_below<F>(pack_load(pp), i + 1 - pk * L) * inv;
+          pack_store(pp, pv);
+          acc += pv * pack_load(dp + pk * L);
+        }
         const F s = pack_sum<F>(acc);
         // softmax backward gives dL/dalpha; alpha = exp(-d2) gives dL/d(d2) = -alpha dL/dalpha;
         // d(d2)/dq_i = 2 (q_i - k_j) = -d(d2)/dk_j, so keep 2 dL/d(d2)
-        F* w = Wm + static_cast<int64_t>(i) * Tp;
         for (int pk = 0; pk < np; ++pk) {
           F* wp = w + pk * L;
           const F* pp = p + pk * L;
           const F* gp = dp + pk * L;
 #pragma omp simd
-          for (int l = 0; l < L; ++l) wp[l] = F(2) * (-exp_t<F>(-wp[l]) * (pp[l] * (gp[l] - s)));
+          for (int l = 0; l < L; ++l) wp[l] = F(2) * (-wp[l] * (pp[l] * (gp[l] - s)));
         }
       }
     }

@@ -112,6 +112,28 @@ TEST_F(DistTraining, SameLossTrajectoryOnOneTwoAndFourRanks) {
   EXPECT_NEAR(losses(run_dir("np4")).at(1), l1.at(1), 1e-6 * l1.at(1));
 }
 
+// Gradient buckets: a model whose flat gradients span many all-reduce buckets (dist.bucket_mb
+// tiny) ends with the same parameters, bit for bit, as one bucket, and as one rank up to float
+// rounding: one rank adds its second micro-batch into the gradients as backward goes (+= inside
+// the GEMMs and column sums), two ranks add two finished gradients, so the roundings differ.
+TEST_F(DistTraining, ManyGradientBucketsEqualOneBucketAndOneRank) {
+  const std::string micro = "train.micro_batch_size=8 train.steps=12";
+  auto one_rank = train(0, config("buckets_np1"), micro);
+  ASSERT_EQ(one_rank.exit_code, 0) << one_rank.output;
+  auto one_bucket = train(2, config("buckets_one"), micro + " dist.bucket_mb=64");
+  ASSERT_EQ(one_bucket.exit_code, 0) << one_bucket.output;
+  const double bucket_mb = 0.004;  // 1048 floats
+  auto many = train(2, config("buckets_many"), micro + " dist.bucket_mb=" + std::to_string(bucket_mb));
+  ASSERT_EQ(many.exit_code, 0) << many.output;
+  const auto p1 = final_params(run_dir("buckets_np1"));
+  const int64_t per_bucket = static_cast<int64_t>(bucket_mb * 1024 * 1024 / sizeof(float));
+  ASSERT_GE((static_cast<int64_t>(p1.size()) + per_bucket - 1) / per_bucket, 5) << "the model spans too few buckets";
+  EXPECT_EQ(final_params(run_dir("buckets_many")), final_params(run_dir("buckets_one")));
+  const auto pm = final_params(run_dir("buckets_many"));
+  ASSERT_EQ(pm.size(), p1.size());
+  EXPECT_LT(test::max_rel_err(pm, p1), 1e-5);
+}
+
 // 100 steps straight, or 60 steps, a SIGTERM (finish the step, checkpoint, exit 0), and a
 // resume to 100: the same parameters bit for bit.
 TEST_F(DistTraining, StopAndResumeIsBitIdenticalAtNpOneAndTwo) {

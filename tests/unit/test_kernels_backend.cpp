@@ -154,12 +154,12 @@ Results run_scenario(Ops& ops, Inputs& in) {
     d.p = 0.1f, d.seed = 5, d.step = 1, d.site = 0, d.elem_offset = 77;
     auto qkv = as<F>(in.get("csa.qkv", B * T * ld, -2, 2)), g = as<F>(in.get("csa.g", B * T * ldo));
     auto dqkv = as<F>(in.get("csa.dqkv", B * T * ld));
-    std::vector<F> o(B * T * ldo, F(0)), att(B * H * T * T);
+    std::vector<F> o(B * T * ldo, F(0)), stat(B * H * T);
     const F s = static_cast<F>(0.3f);
-    ops.csa_forward(o.data(), ldo, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d);
-    ops.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), ldo, att.data(), qkv.data(),
+    ops.csa_forward(o.data(), ldo, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d);
+    ops.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), ldo, stat.data(), qkv.data(),
                      qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d);
-    r["csa.out"] = out(o), r["csa.att"] = out(att), r["csa.dqkv"] = out(dqkv);
+    r["csa.out"] = out(o), r["csa.stat"] = out(stat), r["csa.dqkv"] = out(dqkv);
   }
   for (auto mask : {AttnMask::causal, AttnMask::reference}) {
     const std::string p = mask == AttnMask::causal ? "ga_causal" : "ga_reference";
@@ -168,12 +168,12 @@ Results run_scenario(Ops& ops, Inputs& in) {
     auto qk = as<F>(in.get("ga.qk", B * T * ldqk, -0.3, 0.3)), v = as<F>(in.get("ga.v", B * T * ldv));
     auto g = as<F>(in.get("ga.g", B * T * ldo)), dqk = as<F>(in.get("ga.dqk", B * T * ldqk)),
          dv = as<F>(in.get("ga.dv", B * T * ldv));
-    std::vector<F> o(B * T * ldo, F(0)), att(B * H * T * T);
-    ops.gaussian_attention_forward(o.data(), ldo, att.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
+    std::vector<F> o(B * T * ldo, F(0)), stat(B * H * T);
+    ops.gaussian_attention_forward(o.data(), ldo, stat.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
                                    D, mask);
-    ops.gaussian_attention_backward(dqk.data(), dqk.data() + HD, ldqk, dv.data(), ldv, g.data(), ldo, att.data(),
+    ops.gaussian_attention_backward(dqk.data(), dqk.data() + HD, ldqk, dv.data(), ldv, g.data(), ldo, stat.data(),
                                     qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask);
-    r[p + ".out"] = out(o), r[p + ".att"] = out(att), r[p + ".dqk"] = out(dqk), r[p + ".dv"] = out(dv);
+    r[p + ".out"] = out(o), r[p + ".stat"] = out(stat), r[p + ".dqk"] = out(dqk), r[p + ".dv"] = out(dv);
   }
   {  // pauli value
     const int64_t N = 600;
@@ -262,7 +262,7 @@ TEST(CpuBackend, FloatMatchesDoubleTemplates) {
   const Results rd = run_scenario<double>(dops, in_d);
   for (const auto& [name, want] : rd) {
     // forward outputs within 1e-5 of max|want|, gradients and optimizer state within 1e-4 (SPEC §4)
-    const bool fwd = name.find(".out") != std::string::npos || name.find(".att") != std::string::npos ||
+    const bool fwd = name.find(".out") != std::string::npos || name.find(".stat") != std::string::npos ||
                      name == "pv.v" || name == "qa.v" || name == "ce.loss" || name.find("ln.") == 0;
     const double tol = fwd && name != "ln.dx" && name != "ln.dw" && name != "ln.db" ? 1e-5 : 1e-4;
     EXPECT_LT(qisa::test::max_rel_err(rf.at(name), want), tol) << name;
@@ -338,25 +338,28 @@ TEST(CpuBackend, ForwardOutputsFullyWritten) {
   {
     const int ld = 3 * HD, ldo = HD + 3;
     auto qkv = rnd(B * T * ld, -3, 3);
-    std::vector<float> o(B * T * ldo, nan), att(B * H * T * T, nan);
+    std::vector<float> o(B * T * ldo, nan), stat(B * H * T, nan);
     Dropout d;
     d.p = 0.3f;
-    be->csa_forward(o.data(), ldo, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.5f,
+    be->csa_forward(o.data(), ldo, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.5f,
                     d);
     check_strided(o, B * T, ldo, HD, "csa out");
-    EXPECT_TRUE(all_finite(att)) << "csa att";
-    for (int64_t bh = 0; bh < B * H; ++bh)
-      for (int i = 0; i < T; ++i)
-        for (int j = i + 1; j < T; ++j) EXPECT_EQ(att[(bh * T + i) * T + j], 0.0f);
+    EXPECT_TRUE(all_finite(stat)) << "csa lse";  // every row statistic written
   }
   for (auto mask : {AttnMask::causal, AttnMask::reference}) {
     const int ldqk = 2 * HD, ldv = HD + 1, ldo = HD + 2;
     auto qk = rnd(B * T * ldqk, -3, 3), v = rnd(B * T * ldv);
-    std::vector<float> o(B * T * ldo, nan), att(B * H * T * T, nan);
-    be->gaussian_attention_forward(o.data(), ldo, att.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
+    std::vector<float> o(B * T * ldo, nan), stat(B * H * T, nan);
+    be->gaussian_attention_forward(o.data(), ldo, stat.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
                                    D, mask);
     check_strided(o, B * T, ldo, HD, "gaussian out");
-    EXPECT_TRUE(all_finite(att)) << "gaussian att";
+    // z_i sums i+1 terms exp(alpha - 1/2) with alpha in (0, 1]
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      for (int i = 0; i < T; ++i) {
+        const float z = stat[bh * T + i];
+        EXPECT_TRUE(z > (i + 1) * std::exp(-0.5f) * 0.999f && z <= (i + 1) * std::exp(0.5f) * 1.001f)
+            << "gaussian z row " << i << " = " << z;
+      }
   }
   {
     const int64_t N = 37;
@@ -398,18 +401,18 @@ TEST(CpuBackend, ResultsDoNotDependOnScratchHistory) {
     std::vector<float> r;
     Dropout d;
     d.p = 0.2f, d.seed = 3;
-    std::vector<float> o(B * T * HD), att(B * H * T * T), dqkv(B * T * ld, 0.f);
-    be.csa_forward(o.data(), HD, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d);
-    be.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), HD, att.data(), qkv.data(),
+    std::vector<float> o(B * T * HD), stat(B * H * T), dqkv(B * T * ld, 0.f);
+    be.csa_forward(o.data(), HD, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d);
+    be.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), HD, stat.data(), qkv.data(),
                     qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d);
-    for (auto* v : {&o, &att, &dqkv}) r.insert(r.end(), v->begin(), v->end());
+    for (auto* v : {&o, &stat, &dqkv}) r.insert(r.end(), v->begin(), v->end());
     for (auto mask : {AttnMask::causal, AttnMask::reference}) {
       std::fill(dqkv.begin(), dqkv.end(), 0.f);
-      be.gaussian_attention_forward(o.data(), HD, att.data(), qkv.data(), qkv.data() + HD, ld, qkv.data() + 2 * HD, ld,
+      be.gaussian_attention_forward(o.data(), HD, stat.data(), qkv.data(), qkv.data() + HD, ld, qkv.data() + 2 * HD, ld,
                                     B, T, H, D, mask);
       be.gaussian_attention_backward(dqkv.data(), dqkv.data() + HD, ld, dqkv.data() + 2 * HD, ld, g.data(), HD,
-                                     att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, B, T, H, D, mask);
-      for (auto* v : {&o, &att, &dqkv}) r.insert(r.end(), v->begin(), v->end());
+                                     stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, B, T, H, D, mask);
+      for (auto* v : {&o, &stat, &dqkv}) r.insert(r.end(), v->begin(), v->end());
     }
     return r;
   };
@@ -464,6 +467,67 @@ TEST(CpuBackend, InvalidArgumentsThrowWithHint) {
   expect_error([&] {
     be->adamw_update(a.data(), b.data(), a.data(), a.data(), 4, qisa::AdamWHyper{1e-3f, 0.9f, 0.999f, 1e-8f, 0.f, 0, 1.f});
   }, "AdamW step 0");
+}
+
+// The saved row statistics and the outputs against the plain formulas of SPEC §1.1, written out
+// in double with no tiling (fresh seed; odd T, D and strides; outputs poisoned with NaN):
+//   csa:      lse_i = log sum_{j<=i} exp(w_ij), out_i = sum_{j<=i} exp(w_ij - lse_i) v_j
+//   Gaussian: z_i = sum_{j<=i} exp(alpha_ij - 1/2); causal out_i = sum_{j<=i} p_ij v_j,
+//             reference out_j = sum_{i>=j} p_ij v_i, p_ij = exp(alpha_ij - 1/2) / z_i
+TEST(CpuBackend, AttentionRowStatisticsMatchPlainFormulas) {
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto be = qisa::make_cpu_backend(2);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t B = 2;
+  const int T = 23, H = 3, D = 5, HD = H * D, ld = 3 * HD + 1, ldo = HD + 1;
+  const float scale = 0.45f;
+  const auto x = qisa::test::random_vector<float>(rng, B * T * ld, -1.2, 1.2);  // q | k | v rows
+  auto q = [&](int64_t b, int t, int h, int c) { return double(x[(b * T + t) * ld + h * D + c]); };
+  auto k = [&](int64_t b, int t, int h, int c) { return double(x[(b * T + t) * ld + HD + h * D + c]); };
+  auto v = [&](int64_t b, int t, int h, int c) { return double(x[(b * T + t) * ld + 2 * HD + h * D + c]); };
+  for (int kind = 0; kind < 3; ++kind) {  // csa, Gaussian causal, Gaussian reference
+    std::vector<float> out(B * T * ldo, nan), stat(B * H * T, nan);
+    if (kind == 0)
+      be->csa_forward(out.data(), ldo, stat.data(), x.data(), x.data() + HD, x.data() + 2 * HD, ld, B, T, H, D, scale,
+                      Dropout{});
+    else
+      be->gaussian_attention_forward(out.data(), ldo, stat.data(), x.data(), x.data() + HD, ld, x.data() + 2 * HD, ld,
+                                     B, T, H, D, kind == 1 ? AttnMask::causal : AttnMask::reference);
+    std::vector<double> want_out(B * T * HD, 0.0), want_stat(B * H * T), got_out(B * T * HD);
+    for (int64_t b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h) {
+        std::vector<double> p(static_cast<size_t>(T) * T, 0.0);
+        for (int i = 0; i < T; ++i) {
+          double sum = 0;
+          for (int j = 0; j <= i; ++j) {
+            double dot = 0, d2 = 0;
+            for (int c = 0; c < D; ++c) {
+              dot += q(b, i, h, c) * k(b, j, h, c);
+              d2 += (q(b, i, h, c) - k(b, j, h, c)) * (q(b, i, h, c) - k(b, j, h, c));
+            }
+            p[i * T + j] = kind == 0 ? std::exp(dot * scale) : std::exp(std::exp(-d2) - 0.5);
+            sum += p[i * T + j];
+          }
+          for (int j = 0; j <= i; ++j) p[i * T + j] /= sum;
+          want_stat[(b * H + h) * T + i] = kind == 0 ? std::log(sum) : sum;
+        }
+        for (int i = 0; i < T; ++i)
+          for (int j = 0; j <= i; ++j)
+            for (int c = 0; c < D; ++c) {
+              if (kind == 2)  // reference: out_j += p_ij v_i
+                want_out[(b * T + j) * HD + h * D + c] += p[i * T + j] * v(b, i, h, c);
+              else
+                want_out[(b * T + i) * HD + h * D + c] += p[i * T + j] * v(b, j, h, c);
+            }
+      }
+    for (int64_t r = 0; r < B * T; ++r)
+      for (int c = 0; c < HD; ++c) got_out[r * HD + c] = out[r * ldo + c];
+    const std::string what = kind == 0 ? "csa" : kind == 1 ? "gaussian causal" : "gaussian reference";
+    EXPECT_LT(qisa::test::max_rel_err(stat, want_stat), 1e-5) << what << " row statistic";
+    EXPECT_LT(qisa::test::max_rel_err(got_out, want_out), 1e-5) << what << " out";
+  }
 }
 
 }  // namespace

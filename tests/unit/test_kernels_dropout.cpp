@@ -119,8 +119,8 @@ TEST(Dropout, AttentionDropoutIndexing) {
   const double scale = 0.6;
   const Dropout d = make(0.35f, seed, 9, 2, 0);
   auto qkv = qisa::test::random_vector<double>(rng, B * T * ld);
-  std::vector<double> out(B * T * HD), att(B * H * T * T);
-  qisa::cpu::csa_forward(out.data(), HD, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D,
+  std::vector<double> out(B * T * HD), stat(B * H * T);
+  qisa::cpu::csa_forward(out.data(), HD, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D,
                          scale, d, ws);
   for (int64_t b = 0; b < B; ++b)
     for (int h = 0; h < H; ++h)
@@ -130,7 +130,10 @@ TEST(Dropout, AttentionDropoutIndexing) {
           for (int j = 0; j <= i; ++j) {
             const uint64_t e = static_cast<uint64_t>(((b * H + h) * T + i) * T + j);
             const bool keep = qisa::philox_uniform(d.seed, d.step, d.site, e) >= d.p;
-            want += att[((b * H + h) * T + i) * T + j] * (keep ? 1.0 / (1.0 - static_cast<double>(d.p)) : 0.0) *
+            double qk = 0;  // p_ij = exp(w_ij - lse_i), lse as saved by forward
+            for (int c = 0; c < D; ++c) qk += qkv[(b * T + i) * ld + h * D + c] * qkv[(b * T + j) * ld + HD + h * D + c];
+            const double p_ij = std::exp(qk * scale - stat[(b * H + h) * T + i]);
+            want += p_ij * (keep ? 1.0 / (1.0 - static_cast<double>(d.p)) : 0.0) *
                     qkv[(b * T + j) * ld + 2 * HD + h * D + dd];
           }
           ASSERT_NEAR(out[(b * T + i) * HD + h * D + dd], want, 1e-12);
@@ -139,17 +142,17 @@ TEST(Dropout, AttentionDropoutIndexing) {
   const int64_t b0 = 2;
   Dropout ds = d;
   ds.elem_offset = static_cast<uint64_t>(b0 * H * T * T);
-  std::vector<double> out2((B - b0) * T * HD), att2((B - b0) * H * T * T);
+  std::vector<double> out2((B - b0) * T * HD), stat2((B - b0) * H * T);
   const double* q2 = qkv.data() + b0 * T * ld;
-  qisa::cpu::csa_forward(out2.data(), HD, att2.data(), q2, q2 + HD, q2 + 2 * HD, ld, B - b0, T, H, D, scale, ds, ws);
+  qisa::cpu::csa_forward(out2.data(), HD, stat2.data(), q2, q2 + HD, q2 + 2 * HD, ld, B - b0, T, H, D, scale, ds, ws);
   for (size_t i = 0; i < out2.size(); ++i) ASSERT_EQ(out2[i], out[b0 * T * HD + i]);
   // and the backward of the slice equals the slice of the backward
   auto g = qisa::test::random_vector<double>(rng, B * T * HD);
   std::vector<double> dqkv(B * T * ld, 0.0), dqkv2((B - b0) * T * ld, 0.0);
-  qisa::cpu::csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), HD, att.data(), qkv.data(),
+  qisa::cpu::csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), HD, stat.data(), qkv.data(),
                           qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, scale, d, ws);
   qisa::cpu::csa_backward(dqkv2.data(), dqkv2.data() + HD, dqkv2.data() + 2 * HD, g.data() + b0 * T * HD, HD,
-                          att2.data(), q2, q2 + HD, q2 + 2 * HD, ld, B - b0, T, H, D, scale, ds, ws);
+                          stat2.data(), q2, q2 + HD, q2 + 2 * HD, ld, B - b0, T, H, D, scale, ds, ws);
   for (size_t i = 0; i < dqkv2.size(); ++i) ASSERT_EQ(dqkv2[i], dqkv[b0 * T * ld + i]);
 }
 

@@ -219,9 +219,9 @@ TEST_F(GradCheck, CausalSelfAttention) {
     d.step = 7;
     d.site = 1;
     d.elem_offset = 5;
-    Vec qkv = rnd(B * T * ld_in, -1.5, 1.5), R = rnd(B * T * ld_out), out(B * T * ld_out), att(B * H * T * T);
+    Vec qkv = rnd(B * T * ld_in, -1.5, 1.5), R = rnd(B * T * ld_out), out(B * T * ld_out), stat(B * H * T);
     auto loss = [&] {
-      qisa::cpu::csa_forward(out.data(), ld_out, att.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld_in, B,
+      qisa::cpu::csa_forward(out.data(), ld_out, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld_in, B,
                              T, H, D, scale, d, ws);
       double s = 0;  // only the head columns are outputs
       for (int64_t r = 0; r < B * T; ++r)
@@ -230,7 +230,7 @@ TEST_F(GradCheck, CausalSelfAttention) {
     };
     loss();
     Vec g0 = rnd(qkv.size()), g = g0;
-    qisa::cpu::csa_backward(g.data(), g.data() + HD, g.data() + 2 * HD, R.data(), ld_out, att.data(), qkv.data(),
+    qisa::cpu::csa_backward(g.data(), g.data() + HD, g.data() + 2 * HD, R.data(), ld_out, stat.data(), qkv.data(),
                             qkv.data() + HD, qkv.data() + 2 * HD, ld_in, B, T, H, D, scale, d, ws);
     expect_grad(added(g, g0), numeric_grad(qkv, loss), "dq|dk|dv p=" + std::to_string(p) + " T=" + std::to_string(T));
   }
@@ -245,9 +245,9 @@ TEST_F(GradCheck, GaussianAttentionBothMasks) {
     const std::string m = (mask == qisa::AttnMask::causal ? "causal" : "reference") + std::string(" T=") +
                           std::to_string(T);
     Vec qk = rnd(B * T * ld_qk, D > 8 ? -0.25 : -0.6, D > 8 ? 0.25 : 0.6), v = rnd(B * T * ld_v), R = rnd(B * T * ld_out), out(B * T * ld_out),
-        att(B * H * T * T);
+        stat(B * H * T);
     auto loss = [&] {
-      qisa::cpu::gaussian_attention_forward(out.data(), ld_out, att.data(), qk.data(), qk.data() + HD, ld_qk, v.data(),
+      qisa::cpu::gaussian_attention_forward(out.data(), ld_out, stat.data(), qk.data(), qk.data() + HD, ld_qk, v.data(),
                                             ld_v, B, T, H, D, mask, ws);
       double s = 0;
       for (int64_t r = 0; r < B * T; ++r)
@@ -257,7 +257,7 @@ TEST_F(GradCheck, GaussianAttentionBothMasks) {
     loss();
     Vec gqk0 = rnd(qk.size()), gv0 = rnd(v.size()), gqk = gqk0, gv = gv0;
     qisa::cpu::gaussian_attention_backward(gqk.data(), gqk.data() + HD, ld_qk, gv.data(), ld_v, R.data(), ld_out,
-                                           att.data(), qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, ws);
+                                           stat.data(), qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, ws);
     expect_grad(added(gqk, gqk0), numeric_grad(qk, loss), m + " dq|dk");
     expect_grad(added(gv, gv0), numeric_grad(v, loss), m + " dv");
   }
