@@ -24,7 +24,8 @@ int threads_per_rank(const Config& cfg);
 
 // Runs `body` with the communicator of dist.comm. Under more than one rank an error on any
 // rank prints one line (with the rank) and aborts the whole job, so that no rank waits
-// forever in a collective. A CollectiveError (raised by every rank together) instead ends
+// forever in a collective. dist.comm: nccl (which config validation allows only with
+// train.device: cuda) is refused: this version has no NCCL communicator. A CollectiveError (raised by every rank together) instead ends
 // every rank with exit status 1 after a normal MPI_Finalize, printed once by rank 0.
 void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body);
 

@@ -24,12 +24,7 @@ struct StepContext {
   int64_t seq_offset = 0;   // index of this micro-batch's first sequence in the global batch
 };
 
-// Activation recomputation (train.recompute). none: forward keeps every block's activations for
-// backward. blocks: forward keeps only each block's input [B*T, C]; backward recomputes a
-// block's forward (same inputs, parameters and dropout bits: the same values, bit for bit)
-// just before that block's backward. Costs about one more forward of every block but the
-// last; the arena shrinks from O(L * block) to O(block + L * B*T*C).
-enum class Recompute { none, blocks };
+// Recompute (train.recompute: none | blocks) is declared with the config (io/config.h).
 
 class GPT {
  public:

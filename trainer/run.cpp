@@ -185,7 +185,7 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
       const std::string what = "cannot write checkpoint '" + path + "' at step " + std::to_string(step) + ": " + error +
                                " (its temporary file was removed; the newest checkpoint is " +
                                (sum.last_checkpoint.empty() ? std::string("none") : "'" + sum.last_checkpoint + "'") + ")";
-      if (cfg.checkpoint.on_error == "stop")
+      if (cfg.checkpoint.on_error == OnCheckpointError::stop)
         throw CollectiveError(what, "free disk space and rerun the same command: train.resume=auto continues from the "
                                     "newest checkpoint; or set checkpoint.on_error=warn to train on without this one");
       if (lead) {
@@ -267,7 +267,7 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
         if (tty) std::printf("\r\033[K");
         std::printf("warning: step %lld: spike: %s; %s (train.on_spike = %s; %lld spike%s so far)%s\n",
                     static_cast<long long>(s.step), s.spike.describe(s.loss, s.grad_norm, cfg.train.spike_factor).c_str(),
-                    s.spike_skipped ? "its update is skipped" : "trained on", cfg.train.on_spike.c_str(),
+                    s.spike_skipped ? "its update is skipped" : "trained on", to_string(cfg.train.on_spike),
                     static_cast<long long>(s.spikes_total), s.spikes_total == 1 ? "" : "s", restart.c_str());
         std::fflush(stdout);
       }
