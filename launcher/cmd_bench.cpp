@@ -63,7 +63,8 @@ void add_bench(CLI::App& app) {
       const int64_t tokens = cfg.train.batch_size * cfg.model.block_size;
       const double tokens_per_s = static_cast<double>(tokens) / (med / 1000.0);
       const double flops_per_token = forward_flops(cfg.model).training();
-      const RankPeak peak = resolve_peak(cfg.train.peak_tflops, backend->device_model(), "fp32");
+      // the run's math precision: fp32, the only one the trainer has until train.precision comes
+      const RankPeak peak = resolve_peak(cfg.train.peak_tflops, backend->device_model(), MathPrecision::fp32);
       nlohmann::json j{{"bench", "step"},
                        {"config", cfg.source},
                        {"attention", to_string(cfg.model.attention)},

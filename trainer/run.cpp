@@ -148,9 +148,10 @@ RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm,
   const int64_t steps = cfg.train.steps;
   const int64_t tokens_per_step = cfg.train.batch_size * cfg.model.block_size;
   // MFU: the model's training FLOPs per token against one rank's peak (train.peak_tflops, or the
-  // GPU table by the backend's device name; the math is fp32 until train.precision comes).
+  // GPU table by the backend's device name) for the run's math precision: fp32, the only one
+  // the trainer computes in until train.precision comes.
   const double flops_per_token = forward_flops(cfg.model).training();
-  const RankPeak rank_peak = resolve_peak(cfg.train.peak_tflops, backend.device_model(), "fp32");
+  const RankPeak rank_peak = resolve_peak(cfg.train.peak_tflops, backend.device_model(), MathPrecision::fp32);
   const double peak = rank_peak.flops;
   const std::string& peak_note = rank_peak.note;
   if (lead) {
