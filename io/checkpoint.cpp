@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <map>
+#include <variant>
 
 #include "io/atomic_file.h"
 #include "io/fault.h"
@@ -71,6 +73,59 @@ h5::WriteOptions checksummed(const std::vector<hsize_t>& dims, hsize_t budget) {
   o.fletcher32 = true;
   o.chunk_shape = chunk_shape(dims, budget);
   return o;
+}
+
+// The /state attributes: ONE table that set_state() writes and state() reads, so that no field
+// can be written and not read back, or the other way round. `required`: in every checkpoint of
+// format_version 1; the others are absent in checkpoints written before they existed (before
+// on_nonfinite or spike detection: nothing skipped then, a fresh spike detector) and read as 0.
+struct StateField {
+  const char* name;
+  std::variant<int64_t TrainState::*, uint64_t TrainState::*, double TrainState::*> member;
+  bool required;
+};
+constexpr StateField kStateFields[] = {
+    {"step", &TrainState::step, true},
+    {"epoch", &TrainState::epoch, true},
+    {"samples_seen", &TrainState::samples_seen, true},
+    {"tokens_seen", &TrainState::tokens_seen, true},
+    {"seed", &TrainState::seed, true},
+    {"world_size", &TrainState::world_size, true},
+    {"skipped_nonfinite", &TrainState::skipped_nonfinite, false},
+    {"spikes", &TrainState::spikes, false},
+    {"skipped_spikes", &TrainState::skipped_spikes, false},
+    {"spike_steps_seen", &TrainState::spike_steps_seen, false},
+    {"spikes_in_a_row", &TrainState::spikes_in_a_row, false},
+    {"spike_loss_ema", &TrainState::spike_loss_ema, false},
+    {"spike_grad_norm_ema", &TrainState::spike_grad_norm_ema, false},
+};
+// Every field of TrainState is 8 bytes: a field added to the struct but not to the table (or
+// dropped from the table) fails to compile here.
+static_assert(sizeof(TrainState) == std::size(kStateFields) * 8, "every TrainState field needs a row in kStateFields");
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
+void write_state(h5::File& f, const TrainState& s) {
+  for (const StateField& field : kStateFields)
+    std::visit(Overloaded{[&](int64_t TrainState::*m) { f.set_attr("/state", field.name, s.*m); },
+                          [&](uint64_t TrainState::*m) { f.set_attr_u64("/state", field.name, s.*m); },
+                          [&](double TrainState::*m) { f.set_attr("/state", field.name, s.*m); }},
+               field.member);
+}
+
+TrainState read_state(const h5::File& f) {
+  TrainState s;
+  for (const StateField& field : kStateFields) {
+    if (!field.required && !f.has_attr("/state", field.name)) continue;  // an older checkpoint: 0
+    std::visit(Overloaded{[&](int64_t TrainState::*m) { s.*m = f.attr_int("/state", field.name); },
+                          [&](uint64_t TrainState::*m) { s.*m = f.attr_u64("/state", field.name); },
+                          [&](double TrainState::*m) { s.*m = f.attr_double("/state", field.name); }},
+               field.member);
+  }
+  return s;
 }
 
 bool is_tensor_group(const std::string& g) { return g == "params" || g == "optim/m" || g == "optim/v"; }
@@ -232,19 +287,7 @@ void CheckpointWriter::set_state(const TrainState& s) {
                "this is a bug in the caller");
     h5::File& f = impl_->file;
     f.create_group("/state");
-    f.set_attr("/state", "step", s.step);
-    f.set_attr("/state", "epoch", s.epoch);
-    f.set_attr("/state", "samples_seen", s.samples_seen);
-    f.set_attr("/state", "tokens_seen", s.tokens_seen);
-    f.set_attr_u64("/state", "seed", s.seed);
-    f.set_attr("/state", "world_size", s.world_size);
-    f.set_attr("/state", "skipped_nonfinite", s.skipped_nonfinite);
-    f.set_attr("/state", "spikes", s.spikes);
-    f.set_attr("/state", "skipped_spikes", s.skipped_spikes);
-    f.set_attr("/state", "spike_steps_seen", s.spike_steps_seen);
-    f.set_attr("/state", "spikes_in_a_row", s.spikes_in_a_row);
-    f.set_attr("/state", "spike_loss_ema", s.spike_loss_ema);
-    f.set_attr("/state", "spike_grad_norm_ema", s.spike_grad_norm_ema);
+    write_state(f, s);
     f.set_attr("/state", "format_version", kCheckpointFormatVersion);
     f.set_attr_fixed("/state", "code_version", QISA_VERSION);
     impl_->have_state = true;
@@ -411,28 +454,7 @@ std::string CheckpointReader::config_yaml() const { return impl_->file.attr_stri
 
 std::string CheckpointReader::code_version() const { return impl_->file.attr_string("/state", "code_version"); }
 
-TrainState CheckpointReader::state() const {
-  const h5::File& f = impl_->file;
-  TrainState s;
-  s.step = f.attr_int("/state", "step");
-  s.epoch = f.attr_int("/state", "epoch");
-  s.samples_seen = f.attr_int("/state", "samples_seen");
-  s.tokens_seen = f.attr_int("/state", "tokens_seen");
-  s.seed = f.attr_u64("/state", "seed");
-  s.world_size = f.attr_int("/state", "world_size");
-  // Absent in checkpoints written before on_nonfinite or spike detection existed: nothing was
-  // skipped then, and the spike detector starts fresh.
-  auto int_or_0 = [&](const char* name) { return f.has_attr("/state", name) ? f.attr_int("/state", name) : 0; };
-  auto double_or_0 = [&](const char* name) { return f.has_attr("/state", name) ? f.attr_double("/state", name) : 0.0; };
-  s.skipped_nonfinite = int_or_0("skipped_nonfinite");
-  s.spikes = int_or_0("spikes");
-  s.skipped_spikes = int_or_0("skipped_spikes");
-  s.spike_steps_seen = int_or_0("spike_steps_seen");
-  s.spikes_in_a_row = int_or_0("spikes_in_a_row");
-  s.spike_loss_ema = double_or_0("spike_loss_ema");
-  s.spike_grad_norm_ema = double_or_0("spike_grad_norm_ema");
-  return s;
-}
+TrainState CheckpointReader::state() const { return read_state(impl_->file); }
 
 std::vector<std::string> CheckpointReader::vocab() const {
   if (!impl_->file.exists_checked("/tokenizer/vocab")) return {};

@@ -49,6 +49,8 @@ struct TrainState {
   // as the straight run does: EMAs of the loss and the gradient norm, steps in them, spikes in a row.
   double spike_loss_ema = 0, spike_grad_norm_ema = 0;
   int64_t spike_steps_seen = 0, spikes_in_a_row = 0;
+  // A new field needs its row in kStateFields (io/checkpoint.cpp), the one table of /state.
+  bool operator==(const TrainState&) const = default;
 };
 
 struct TensorSpec {

@@ -31,6 +31,20 @@ const char* to_string(AttentionKind a) {
 const char* to_string(QisaValue v) { return v == QisaValue::per_head ? "per_head" : "shared"; }
 const char* to_string(AttnMask m) { return m == AttnMask::causal ? "causal" : "reference"; }
 const char* to_string(Activation a) { return a == Activation::relu ? "relu" : "gelu"; }
+const char* to_string(Recompute r) { return r == Recompute::none ? "none" : "blocks"; }
+const char* to_string(OnNonfinite o) { return o == OnNonfinite::stop ? "stop" : "skip"; }
+const char* to_string(OnSpike o) { return o == OnSpike::warn ? "warn" : "skip"; }
+const char* to_string(OnCheckpointError o) { return o == OnCheckpointError::stop ? "stop" : "warn"; }
+const char* to_string(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
+const char* to_string(CommKind k) {
+  switch (k) {
+    case CommKind::automatic: return "auto";
+    case CommKind::none: return "none";
+    case CommKind::mpi: return "mpi";
+    case CommKind::nccl: return "nccl";
+  }
+  return "?";
+}
 
 int ModelConfig::n_qubits() const {
   int n = 1;
@@ -188,6 +202,16 @@ void read_value(const YAML::Node& n, AttentionKind& v) {
 void read_value(const YAML::Node& n, QisaValue& v) { v = parse_enum(n, {QisaValue::per_head, QisaValue::shared}); }
 void read_value(const YAML::Node& n, AttnMask& v) { v = parse_enum(n, {AttnMask::causal, AttnMask::reference}); }
 void read_value(const YAML::Node& n, Activation& v) { v = parse_enum(n, {Activation::relu, Activation::gelu}); }
+void read_value(const YAML::Node& n, Recompute& v) { v = parse_enum(n, {Recompute::none, Recompute::blocks}); }
+void read_value(const YAML::Node& n, OnNonfinite& v) { v = parse_enum(n, {OnNonfinite::stop, OnNonfinite::skip}); }
+void read_value(const YAML::Node& n, OnSpike& v) { v = parse_enum(n, {OnSpike::warn, OnSpike::skip}); }
+void read_value(const YAML::Node& n, OnCheckpointError& v) {
+  v = parse_enum(n, {OnCheckpointError::stop, OnCheckpointError::warn});
+}
+void read_value(const YAML::Node& n, Device& v) { v = parse_enum(n, {Device::cpu, Device::cuda}); }
+void read_value(const YAML::Node& n, CommKind& v) {
+  v = parse_enum(n, {CommKind::automatic, CommKind::none, CommKind::mpi, CommKind::nccl});
+}
 
 std::string write_value(int v) { return std::to_string(v); }
 std::string write_value(int64_t v) { return std::to_string(v); }
@@ -262,37 +286,37 @@ const std::vector<Field>& fields() {
           "train.weight_decay_on",
           "all | matrices (>= 2-dim weights only: not biases, LayerNorm weights, QISA-A angles)", {"all", "matrices"}),
       field<&Config::train, &TrainConfig::grad_clip>("train.grad_clip", "global-norm clip; 0 = off"),
-      choice_field<&Config::train, &TrainConfig::on_nonfinite>(
-          "train.on_nonfinite", "NaN/Inf loss or gradient: stop (checkpoint, exit 1) | skip (drop the update)",
-          {"stop", "skip"}),
+      field<&Config::train, &TrainConfig::on_nonfinite>(
+          "train.on_nonfinite", "NaN/Inf loss or gradient: stop (checkpoint, exit 1) | skip (drop the update)"),
       field<&Config::train, &TrainConfig::spike_factor>(
           "train.spike_factor", "spike: loss or gradient norm > factor x its recent average; 0 = off, else > 1"),
       field<&Config::train, &TrainConfig::spike_warmup>("train.spike_warmup",
                                                         "steps averaged before spikes are detected (>= 1)"),
-      choice_field<&Config::train, &TrainConfig::on_spike>(
-          "train.on_spike", "a spike: warn (train on) | skip (drop the update)", {"warn", "skip"}),
+      field<&Config::train, &TrainConfig::on_spike>("train.on_spike",
+                                                    "a spike: warn (train on) | skip (drop the update)"),
       field<&Config::train, &TrainConfig::seed>("train.seed", "init, Pauli strings, sampling, dropout"),
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
+      field<&Config::train, &TrainConfig::device>("train.device",
+                                                  "cpu | cuda (no CUDA backend in this version yet)"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
                                                   "auto (newest valid checkpoint, else fresh) | never | PATH"),
-      choice_field<&Config::train, &TrainConfig::recompute>(
-          "train.recompute", "none | blocks (keep only block inputs, recompute in backward: less memory)",
-          {"none", "blocks"}),
+      field<&Config::train, &TrainConfig::recompute>(
+          "train.recompute", "none | blocks (keep only block inputs, recompute in backward: less memory)"),
       field<&Config::train, &TrainConfig::peak_tflops>(
           "train.peak_tflops", "peak TFLOP/s per rank for MFU; 0 = from the GPU table (none for cpu)"),
       field<&Config::eval, &EvalConfig::every>("eval.every", "steps between evaluations; 0 = only at the end"),
       field<&Config::eval, &EvalConfig::windows>("eval.windows", "validation windows per evaluation (>= 1)"),
       field<&Config::log, &LogConfig::every>("log.every", "steps between metrics lines (>= 1)"),
       field<&Config::log, &LogConfig::dir>("log.dir", "run directory"),
-      choice_field<&Config::dist, &DistConfig::comm>("dist.comm", "auto | none | mpi", {"auto", "none", "mpi"}),
+      field<&Config::dist, &DistConfig::comm>("dist.comm", "auto | none | mpi | nccl (nccl needs train.device cuda)"),
       field<&Config::dist, &DistConfig::zero>("dist.zero", "0 = replicated AdamW state, 1 = ZeRO-1 (sharded)"),
       field<&Config::dist, &DistConfig::bucket_mb>("dist.bucket_mb", "gradient all-reduce bucket, MiB (> 0)"),
       field<&Config::checkpoint, &CheckpointConfig::dir>("checkpoint.dir", "\"\" = <log.dir>/checkpoints"),
       field<&Config::checkpoint, &CheckpointConfig::every_steps>("checkpoint.every_steps",
                                                                  "0 = only at the end and on SIGTERM/SIGUSR1"),
       field<&Config::checkpoint, &CheckpointConfig::keep_last>("checkpoint.keep_last", "checkpoints kept (>= 1)"),
-      choice_field<&Config::checkpoint, &CheckpointConfig::on_error>(
-          "checkpoint.on_error", "a failed write (disk full): stop (exit 1) | warn (train on)", {"stop", "warn"}),
+      field<&Config::checkpoint, &CheckpointConfig::on_error>(
+          "checkpoint.on_error", "a failed write (disk full): stop (exit 1) | warn (train on)"),
   };
   return table;
 }
@@ -485,6 +509,9 @@ class ConfigParser {
     require(c.data.chunk_cache_mb > 0, c, "data.chunk_cache_mb", "must be > 0");
     require(!c.train.resume.empty(), c, "train.resume", "must not be empty", "use auto, never, or a checkpoint path");
     require(c.dist.zero == 0 || c.dist.zero == 1, c, "dist.zero", "must be 0 or 1");
+    require(c.dist.comm != CommKind::nccl || c.train.device == Device::cuda, c, "dist.comm",
+            std::string("nccl needs train.device: cuda (train.device is ") + to_string(c.train.device) + ")",
+            "use dist.comm: auto (MPI between ranks) with train.device: cpu");
     require(c.dist.bucket_mb > 0, c, "dist.bucket_mb", "must be > 0");
     require(c.checkpoint.every_steps >= 0, c, "checkpoint.every_steps",
             "must be >= 0 (0 = only at the end and on SIGTERM/SIGUSR1)");

@@ -17,10 +17,39 @@ enum class AttentionKind { csa, qisa, qisa_a };
 // computed once per token and every head measures that same u with its own D Pauli strings).
 enum class QisaValue { per_head, shared };
 
+// Activation recomputation (train.recompute). none: forward keeps every block's activations for
+// backward. blocks: forward keeps only each block's input [B*T, C]; backward recomputes a
+// block's forward (same inputs, parameters and dropout bits: the same values, bit for bit)
+// just before that block's backward. Costs about one more forward of every block but the
+// last; the arena shrinks from O(L * block) to O(block + L * B*T*C).
+enum class Recompute { none, blocks };
+// train.on_nonfinite: a step whose loss or gradient norm is NaN/Inf: stop (checkpoint the state
+// before it, exit 1) | skip (no update, counted, training goes on).
+enum class OnNonfinite { stop, skip };
+// train.on_spike: a loss or gradient-norm spike: warn (train on) | skip (no update, as on_nonfinite: skip).
+enum class OnSpike { warn, skip };
+// checkpoint.on_error: a checkpoint that cannot be written: stop (exit 1) | warn (train on).
+enum class OnCheckpointError { stop, warn };
+// train.device: where the math runs. cpu: the reference backend (kernels/cpu). cuda: the GPU
+// backend of DESIGN.md, which this version does not have yet (launcher/run_setup.h: make_backend
+// refuses it at start).
+enum class Device { cpu, cuda };
+// dist.comm: auto (mpi when launched with more than one rank, else none) | none (one process,
+// never MPI; an error under a launcher with more ranks) | mpi | nccl (device buffers: needs
+// train.device cuda).
+enum class CommKind { automatic, none, mpi, nccl };
+
+// The names the config uses ("qisa_a", "blocks", "auto", ...).
 const char* to_string(AttentionKind a);
 const char* to_string(QisaValue v);
 const char* to_string(AttnMask m);
 const char* to_string(Activation a);
+const char* to_string(Recompute r);
+const char* to_string(OnNonfinite o);
+const char* to_string(OnSpike o);
+const char* to_string(OnCheckpointError o);
+const char* to_string(Device d);
+const char* to_string(CommKind k);
 
 struct ModelConfig {
   int64_t vocab_size = 0;          // not a YAML key: the corpus's, rounded up to vocab_multiple (or a model file's)
@@ -63,20 +92,21 @@ struct TrainConfig {
   double grad_clip = 0.0;          // global-norm clip; 0 = off
   // A step whose loss or gradient norm (after the all-reduce: every rank agrees) is NaN or Inf:
   // stop (checkpoint the state before it, exit 1) | skip (no update, counted, training goes on)
-  std::string on_nonfinite = "stop";
+  OnNonfinite on_nonfinite = OnNonfinite::stop;
   // A step whose loss or gradient norm (after the all-reduce) exceeds spike_factor x its reference
   // (an EMA over earlier non-spike steps; trainer/spikes.h) is a spike, once spike_warmup steps
   // are in. 0 = off. on_spike: warn (train on) | skip (no update, as on_nonfinite: skip)
   double spike_factor = 0.0;
   int64_t spike_warmup = 20;
-  std::string on_spike = "warn";
+  OnSpike on_spike = OnSpike::warn;
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
+  Device device = Device::cpu;     // cpu | cuda (not in this version: refused at start)
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH
   // Activation recomputation: none (forward keeps every block's activations for backward) |
   // blocks (forward keeps only each block's input; backward recomputes a block's forward just
   // before its backward: bit-identical results, about one more forward, a much smaller arena).
-  std::string recompute = "none";
+  Recompute recompute = Recompute::none;
   // Peak dense FLOP/s of one rank's device, in TFLOP/s, for the MFU each step reports; 0 = from
   // the table of known GPUs (trainer/flops.h; none for the CPU backend: MFU is then not shown).
   double peak_tflops = 0.0;
@@ -96,7 +126,7 @@ struct LogConfig {
 };
 
 struct DistConfig {
-  std::string comm = "auto";       // auto (mpi when launched with more than one rank) | none | mpi
+  CommKind comm = CommKind::automatic;  // auto (mpi when launched with more than one rank) | none | mpi | nccl
   int zero = 0;                    // 0: replicated optimizer state; 1: ZeRO-1 (AdamW state sharded)
   double bucket_mb = 25;           // gradient all-reduce bucket size (MiB)
   bool operator==(const DistConfig&) const = default;
@@ -108,7 +138,7 @@ struct CheckpointConfig {
   int64_t keep_last = 3;           // checkpoints kept (>= 1)
   // A checkpoint that cannot be written (disk full, ...): stop (exit 1) | warn (train on). Either
   // way its temporary file is removed and the previous checkpoint stays the newest.
-  std::string on_error = "stop";
+  OnCheckpointError on_error = OnCheckpointError::stop;
   bool operator==(const CheckpointConfig&) const = default;
 };
 

@@ -115,10 +115,12 @@ struct CorpusReader::Impl {
     Handle mem(H5Screate_simple(1, &total, nullptr), H5Sclose);
     QISA_CHECK(mem, what() + ": H5Screate_simple failed", "out of memory?");
     const herr_t rc = H5Dread(dset.get(), mem_type, mem.get(), space, H5P_DEFAULT, data);
+    // HDF5's reason now: closing the selection's dataspace below clears its error stack.
+    const std::string failed = rc < 0 ? h5::with_cause("reading " + std::to_string(total) + " tokens of " + what() +
+                                                       " failed (bad checksum or truncated file)")
+                                      : std::string();
     tree.reset();
-    QISA_CHECK(rc >= 0,
-               "reading " + std::to_string(total) + " tokens of " + what() + " failed (bad checksum or truncated file)",
-               rerun_hint(path));
+    QISA_CHECK(rc >= 0, failed, rerun_hint(path));
     tokens_read += static_cast<int64_t>(total);
     ++read_calls;
   }
@@ -188,7 +190,7 @@ CorpusReader::CorpusReader(const std::string& path, const std::string& split, do
   hsize_t chunk_tokens = 0;
   {
     Handle d(H5Dopen2(fid, m.dataset.c_str(), H5P_DEFAULT), H5Dclose);
-    QISA_CHECK(d, m.what() + ": cannot open " + m.dataset, rerun_hint(path));
+    QISA_CHECK(d, h5::with_cause(m.what() + ": cannot open " + m.dataset), rerun_hint(path));
     Handle t(H5Dget_type(d.get()), H5Tclose);
     const size_t size = t ? H5Tget_size(t.get()) : 0;
     QISA_CHECK(t && H5Tget_class(t.get()) == H5T_INTEGER && H5Tget_sign(t.get()) == H5T_SGN_NONE &&
@@ -214,9 +216,9 @@ CorpusReader::CorpusReader(const std::string& path, const std::string& split, do
                  std::to_string(nbytes) + " bytes)",
              "lower data.chunk_cache_mb");
   m.dset = Handle(H5Dopen2(fid, m.dataset.c_str(), m.dapl.get()), H5Dclose);
-  QISA_CHECK(m.dset, m.what() + ": cannot open " + m.dataset, rerun_hint(path));
+  QISA_CHECK(m.dset, h5::with_cause(m.what() + ": cannot open " + m.dataset), rerun_hint(path));
   m.fspace = Handle(H5Dget_space(m.dset.get()), H5Sclose);
-  QISA_CHECK(m.fspace, m.what() + ": cannot read the dataspace of " + m.dataset, rerun_hint(path));
+  QISA_CHECK(m.fspace, h5::with_cause(m.what() + ": cannot read the dataspace of " + m.dataset), rerun_hint(path));
 }
 
 CorpusReader::~CorpusReader() = default;

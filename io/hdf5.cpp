@@ -11,36 +11,43 @@ namespace qisa::h5 {
 
 namespace {
 
-// The underlying reason for the HDF5 failure just reported, when the error stack names one:
-// the operating system's, as HDF5's file driver records it ("..., errno = 28, error message =
-// 'No space left on device', ..."), or a file shorter than its superblock says ("truncated
-// file: eof = 100, ..., stored_eof = 200"); else "". Must run before the next HDF5 call,
+// HDF5's reason for the failure just reported, from its error stack: the operating system's, as
+// HDF5's file driver records it ("..., errno = 28, error message = 'No space left on device',
+// ..."), or a file shorter than its superblock says ("truncated file: eof = 100, ...,
+// stored_eof = 200"); else the description of the innermost error, where HDF5 detected the
+// problem ("file signature not found", "can't locate attribute", "data error detected by
+// Fletcher32 checksum"); "" when the stack is empty. Must run before the next HDF5 call,
 // which clears the stack.
-std::string system_cause() {
-  std::string cause;
+std::string error_cause() {
+  struct Found {
+    std::string system, innermost;
+  } found;
   auto visit = [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
-    auto& c = *static_cast<std::string*>(out);
-    if (!c.empty() || !e->desc) return 0;
-    const std::string desc = e->desc, key = "error message = '";
-    if (desc.rfind("truncated file", 0) == 0) {
-      c = desc;
-      return 0;
-    }
+    auto& f = *static_cast<Found*>(out);
+    if (!e->desc || !*e->desc) return 0;
+    std::string desc = e->desc;
+    std::replace(desc.begin(), desc.end(), '\n', ' ');
+    f.innermost = desc;  // walked from the API call down: the last one is the innermost
+    if (!f.system.empty()) return 0;
+    const std::string key = "error message = '";
     const auto b = desc.find(key);
-    if (b == std::string::npos) return 0;
-    const auto end = desc.find('\'', b + key.size());
-    if (end != std::string::npos) c = desc.substr(b + key.size(), end - b - key.size());
+    const auto end = b == std::string::npos ? b : desc.find('\'', b + key.size());
+    if (desc.rfind("truncated file", 0) == 0) f.system = desc;
+    else if (end != std::string::npos) f.system = desc.substr(b + key.size(), end - b - key.size());
     return 0;
   };
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &cause);
-  return cause;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &found);
+  return found.system.empty() ? found.innermost : found.system;
 }
 
-// `what`, with the system's reason appended when HDF5 recorded one (e.g. a full disk).
+}  // namespace
+
 std::string with_cause(const std::string& what) {
-  const std::string cause = system_cause();
+  const std::string cause = error_cause();
   return cause.empty() ? what : what + ": " + cause;
 }
+
+namespace {
 
 void check(herr_t rc, const std::string& what, const std::string& hint = "") {
   if (rc < 0) throw Error(with_cause(what), hint);
@@ -89,7 +96,7 @@ File::File(const std::string& path, Mode mode, const CreateOptions& create) : pa
       break;
     case Mode::read_write:
       id = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-      if (id < 0) throw Error("cannot open HDF5 file '" + path + "' for writing", kFileHint);
+      if (id < 0) throw Error(with_cause("cannot open HDF5 file '" + path + "' for writing"), kFileHint);
       break;
     case Mode::create: {
       Handle fcpl(check_id(H5Pcreate(H5P_FILE_CREATE), "H5Pcreate(H5P_FILE_CREATE) failed"), H5Pclose);
@@ -174,7 +181,7 @@ bool File::exists_checked(const std::string& path) const {
     if (!prefix.empty() && prefix != "/") {
       htri_t r = H5Lexists(file_.get(), prefix.c_str(), H5P_DEFAULT);
       if (r < 0)
-        throw Error("cannot look up '" + where(prefix) + "' (damaged metadata, or a parent is not a group)",
+        throw Error(with_cause("cannot look up '" + where(prefix) + "' (damaged metadata, or a parent is not a group)"),
                     "the file may be corrupt: regenerate it or use an earlier copy");
       if (r == 0) return false;
     }
@@ -243,7 +250,8 @@ void File::read_raw(const std::string& dataset, hid_t mem_type, void* out, hsize
   Handle d = open_object(dataset);
   Handle s(check_id(H5Dget_space(d.get()), "'" + where(dataset) + "' is not a dataset"), H5Sclose);
   hssize_t n = H5Sget_simple_extent_npoints(s.get());
-  if (n < 0 || static_cast<hsize_t>(n) != expect_count)
+  if (n < 0) throw Error(with_cause("cannot read the shape of '" + where(dataset) + "'"), kFileHint);
+  if (static_cast<hsize_t>(n) != expect_count)
     throw Error("'" + where(dataset) + "' has " + std::to_string(n) + " elements, expected " +
                     std::to_string(expect_count),
                 "the file was written by a different configuration or version");
@@ -464,7 +472,7 @@ namespace {
 Handle open_attr(hid_t file, const std::string& path, const std::string& obj, const std::string& name) {
   hid_t a = H5Aopen_by_name(file, obj.c_str(), name.c_str(), H5P_DEFAULT, H5P_DEFAULT);
   if (a < 0)
-    throw Error("attribute '" + name + "' missing on '" + path + ":" + obj + "'",
+    throw Error(with_cause("attribute '" + name + "' missing on '" + path + ":" + obj + "'"),
                 "the file was not written by this version of qisa, or is not the kind of file expected");
   return Handle(a, H5Aclose);
 }

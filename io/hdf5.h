@@ -1,6 +1,6 @@
 // Small RAII layer over the HDF5 C API. Every call is checked; failures throw qisa::Error
-// naming the file and the object. HDF5's own error-stack printing is turned off: we print
-// one line instead.
+// naming the file and the object, with HDF5's own reason (with_cause). HDF5's error-stack
+// printing is turned off: we print one line instead.
 #pragma once
 #include <hdf5.h>
 
@@ -215,5 +215,12 @@ class File {
 
 // Turn off HDF5's automatic error-stack printing (idempotent). Called by File.
 void silence_hdf5_errors();
+
+// `what` + ": " + HDF5's reason for the failure of the HDF5 call just made (the system's error
+// message, a truncated file, or else the innermost error of HDF5's stack, e.g. "file signature
+// not found"), or `what` alone when HDF5 recorded none. Every error this layer (and the corpus
+// reader) raises after a failed HDF5 call goes through it; call it before any other HDF5 call,
+// which clears the stack.
+std::string with_cause(const std::string& what);
 
 }  // namespace qisa::h5

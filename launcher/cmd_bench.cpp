@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "kernels/backend.h"
 #include "launcher/commands.h"
 #include "launcher/run_setup.h"
 #include "trainer/flops.h"
@@ -45,8 +44,8 @@ void add_bench(CLI::App& app) {
     std::vector<std::string> ov = args->overrides;
     ov.push_back("train.steps=" + std::to_string(args->steps + args->warmup));
     Config cfg = load_checked_config(args->config, ov, args->threads);
+    auto backend = make_backend(cfg);
     with_communicator(cfg, [&](Communicator& comm) {
-      auto backend = make_cpu_backend(threads_per_rank(cfg));
       Trainer trainer(cfg, *backend, comm);
       for (int64_t i = 0; i < args->warmup; ++i) trainer.step();
       std::vector<double> ms, data, compute, net;
@@ -64,7 +63,8 @@ void add_bench(CLI::App& app) {
       const int64_t tokens = cfg.train.batch_size * cfg.model.block_size;
       const double tokens_per_s = static_cast<double>(tokens) / (med / 1000.0);
       const double flops_per_token = forward_flops(cfg.model).training();
-      const RankPeak peak = resolve_peak(cfg.train.peak_tflops, backend->device_model(), "fp32");
+      // the run's math precision: fp32, the only one the trainer has until train.precision comes
+      const RankPeak peak = resolve_peak(cfg.train.peak_tflops, backend->device_model(), MathPrecision::fp32);
       nlohmann::json j{{"bench", "step"},
                        {"config", cfg.source},
                        {"attention", to_string(cfg.model.attention)},

@@ -5,6 +5,7 @@
 #include "io/corpus.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/run_setup.h"
 #include "trainer/evaluator.h"
 #include "trainer/generate.h"
 #include "trainer/model_io.h"
@@ -20,6 +21,7 @@ void add_eval(CLI::App& app) {
     int64_t batch = 256;
     int64_t gen_prompts = 0, gen_tokens = 32;
     int threads = 0;
+    Device device = Device::cpu;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("model", args->model, "model file (RUN_DIR/final.h5) or checkpoint (RUN_DIR/checkpoints/ckpt_*.h5)")
@@ -38,8 +40,9 @@ void add_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_device_option(*cmd, args->device);
   cmd->callback([args] {
-    auto backend = make_cpu_backend(args->threads);
+    auto backend = make_backend(args->device, args->threads, "--device");
     LoadedModel m = load_model(args->model, *backend, args->batch);
     const CorpusInfo info = read_corpus_info(args->data);
     // The model's vocab_size is the corpus's rounded up to model.vocab_multiple.

@@ -121,8 +121,15 @@ void run_cells(const ExperimentGrid& grid, const Args& a) {
   if (!a.cell.empty()) todo = {find_cell(all, a.cell)};
   Config first = cell_config(grid, todo.front());
   if (a.threads > 0) first.train.threads = a.threads;
+  for (const GridCell& c : todo) {  // one backend serves every cell
+    const Device d = load_config(grid.base, c.overrides).train.device;
+    QISA_CHECK(d == first.train.device,
+               "grid '" + a.grid + "': cell " + c.name + " has train.device = " + to_string(d) + ", cell " +
+                   todo.front().name + " " + to_string(first.train.device),
+               "an experiment runs on one device: set train.device in the grid's set: (or --set), not per cell");
+  }
+  auto backend = make_backend(first);
   with_communicator(first, [&](Communicator& comm) {
-    auto backend = make_cpu_backend(threads_per_rank(first));
     const bool lead = comm.rank() == 0;
     for (const GridCell& c : todo) {
       GridCell cell = c;

@@ -6,6 +6,7 @@
 #include "io/corpus.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/run_setup.h"
 #include "trainer/model_io.h"
 #include "trainer/probe.h"
 
@@ -21,6 +22,7 @@ void add_probe_leak(CLI::App& app) {
     int64_t windows = 8;
     uint64_t seed = 1;
     int threads = 0;
+    Device device = Device::cpu;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("model", args->model, "model file (RUN_DIR/final.h5) or checkpoint (RUN_DIR/checkpoints/ckpt_*.h5)")
@@ -31,8 +33,9 @@ void add_probe_leak(CLI::App& app) {
   cmd->add_option("--windows", args->windows, "number of windows to probe")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", args->seed, "seed of the random windows (without --data)");
   cmd->add_option("--threads", args->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  add_device_option(*cmd, args->device);
   cmd->callback([args] {
-    auto backend = make_cpu_backend(args->threads);
+    auto backend = make_backend(args->device, args->threads, "--device");
     LoadedModel m = load_model(args->model, *backend, 1);  // the probe runs one window at a time
     const int T = m.config.model.block_size;
     const int64_t V = m.config.model.vocab_size;

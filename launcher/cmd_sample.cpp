@@ -4,6 +4,7 @@
 #include "io/vocabulary.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/run_setup.h"
 #include "trainer/generate.h"
 #include "trainer/model_io.h"
 
@@ -15,6 +16,7 @@ void add_sample(CLI::App& app) {
     std::string model, prompt = "\n";
     SampleOptions opt;
     int threads = 0;
+    Device device = Device::cpu;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("model", args->model, "model file (RUN_DIR/final.h5) or checkpoint")->required()->check(CLI::ExistingFile);
@@ -32,8 +34,9 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--seed", args->opt.seed, "seed of the draws (same seed, same text)")->capture_default_str();
   cmd->add_flag("--greedy", args->opt.greedy, "always take the most likely token");
   cmd->add_option("--threads", args->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  add_device_option(*cmd, args->device);
   cmd->callback([args] {
-    auto backend = make_cpu_backend(args->threads);
+    auto backend = make_backend(args->device, args->threads, "--device");
     LoadedModel m = load_model(args->model, *backend, 1);
     QISA_CHECK(!m.vocab.empty(), "'" + args->model + "' holds no vocabulary to encode the prompt with",
                "sample from a model written by this version of qisa train");

@@ -1,7 +1,6 @@
 // qisa train CONFIG [a.b=value ...]   (also under mpirun / srun: data-parallel)
 #include <cstdio>
 
-#include "kernels/backend.h"
 #include "launcher/commands.h"
 #include "launcher/run_setup.h"
 #include "trainer/signals.h"
@@ -32,8 +31,8 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--quiet", args->quiet, "no per-step progress lines (metrics.jsonl is still written)");
   cmd->callback([args] {
     Config cfg = load_checked_config(args->config, args->overrides, args->threads);
+    auto backend = make_backend(cfg);  // before MPI: a device this build lacks ends the run at once
     with_communicator(cfg, [&](Communicator& comm) {
-      auto backend = make_cpu_backend(threads_per_rank(cfg));
       RunOptions opt;
       opt.overwrite = args->overwrite;
       opt.quiet = args->quiet;

@@ -35,8 +35,48 @@ int threads_per_rank(const Config& cfg) {
   return std::max(1, cores / local);
 }
 
+std::unique_ptr<Backend> make_backend(Device device, int threads, const std::string& key, const std::string& source) {
+  switch (device) {
+    case Device::cpu: return make_cpu_backend(threads);
+    case Device::cuda: break;
+  }
+  const bool flag = key.starts_with("--");
+  throw Error((source.empty() ? "" : source + ": ") + key + (flag ? " " : " = ") +
+                  "cuda: this build has no CUDA backend: it is not implemented yet in this version of qisa "
+                  "(only the CPU backend exists)",
+              "use the CPU backend: " + key + (flag ? " cpu" : ": cpu") + ", the default");
+}
+
+std::unique_ptr<Backend> make_backend(const Config& cfg) {
+  return make_backend(cfg.train.device, threads_per_rank(cfg), "train.device", cfg.source);
+}
+
+CLI::Option* add_device_option(CLI::App& cmd, Device& device) {
+  static constexpr Device kDevices[] = {Device::cpu, Device::cuda};
+  std::vector<std::string> names;
+  for (Device d : kDevices) names.push_back(to_string(d));
+  auto parse = [&device](const std::string& name) {  // IsMember has accepted it
+    for (Device d : kDevices)
+      if (name == to_string(d)) device = d;
+  };
+  return cmd.add_option_function<std::string>("--device", parse,
+                                              "where the math runs: cpu, or cuda (not in this version yet)")
+      ->check(CLI::IsMember(names))
+      ->default_str(to_string(device));
+}
+
+namespace {
+// dist.comm as the communicator library names it (it knows no config).
+std::unique_ptr<Communicator> communicator_of(const Config& cfg) {
+  QISA_CHECK(cfg.dist.comm != CommKind::nccl,
+             cfg.source + ": dist.comm = nccl: the NCCL communicator is not implemented yet in this version of qisa",
+             "use dist.comm: auto (MPI between ranks)");
+  return make_communicator(to_string(cfg.dist.comm));
+}
+}  // namespace
+
 void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body) {
-  std::unique_ptr<Communicator> comm = make_communicator(cfg.dist.comm);
+  std::unique_ptr<Communicator> comm = communicator_of(cfg);
   if (comm->size() == 1) {
     body(*comm);
     return;

@@ -1,6 +1,7 @@
-// Shared by the commands that train: config + overrides -> a config checked against its
-// corpus; the communicator; the CPU thread count per rank.
+// Shared by the commands: config + overrides -> a config checked against its corpus; the
+// communicator; the CPU thread count per rank; the one factory of compute backends.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,10 +23,25 @@ Config load_checked_config(const std::string& path, std::vector<std::string> ove
 // not oversubscribe the cores, which makes OpenMP's spinning threads crawl).
 int threads_per_rank(const Config& cfg);
 
+// The compute backend for `device` with `threads` CPU threads (0 = OpenMP's default): the one
+// place every command gets its Backend from. `key` ("train.device", "--device") and `source`
+// (the config file, or "") name where the device was chosen, for the error. Device::cuda
+// throws one line: this version has no CUDA backend yet.
+std::unique_ptr<Backend> make_backend(Device device, int threads, const std::string& key,
+                                      const std::string& source = "");
+// The training commands' form: train.device with threads_per_rank(cfg) threads.
+std::unique_ptr<Backend> make_backend(const Config& cfg);
+
+// `--device cpu|cuda` for the commands that take a model file instead of a config (eval, sample,
+// probe-leak): parsed into `device` once by CLI11, which lists the allowed names on a bad one.
+CLI::Option* add_device_option(CLI::App& cmd, Device& device);
+
 // Runs `body` with the communicator of dist.comm. Under more than one rank an error on any
 // rank prints one line (with the rank) and aborts the whole job, so that no rank waits
-// forever in a collective. A CollectiveError (raised by every rank together) instead ends
-// every rank with exit status 1 after a normal MPI_Finalize, printed once by rank 0.
+// forever in a collective. dist.comm: nccl (which config validation allows only with
+// train.device: cuda) is refused: this version has no NCCL communicator. A CollectiveError
+// (raised by every rank together) instead ends every rank with exit status 1 after a normal
+// MPI_Finalize, printed once by rank 0.
 void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body);
 
 }  // namespace qisa::cli

@@ -93,14 +93,25 @@ const DevicePeak* find_device_peak(const std::string& device_name) {
   return nullptr;
 }
 
-double peak_for(const DevicePeak& d, const std::string& math) {
-  if (math == "bf16") return d.bf16;
-  if (math == "tf32") return d.tf32;
-  if (math == "fp32") return d.fp32;
-  throw Error("no peak FLOP/s for math '" + math + "'", "use bf16, tf32 or fp32");
+const char* to_string(MathPrecision p) {
+  switch (p) {
+    case MathPrecision::fp32: return "fp32";
+    case MathPrecision::tf32: return "tf32";
+    case MathPrecision::bf16: return "bf16";
+  }
+  return "?";
 }
 
-RankPeak resolve_peak(double override_tflops, const std::string& device_model, const std::string& math) {
+double peak_for(const DevicePeak& d, MathPrecision math) {
+  switch (math) {
+    case MathPrecision::fp32: return d.fp32;
+    case MathPrecision::tf32: return d.tf32;
+    case MathPrecision::bf16: return d.bf16;
+  }
+  return 0.0;
+}
+
+RankPeak resolve_peak(double override_tflops, const std::string& device_model, MathPrecision math) {
   auto per_rank = [](double flops) {
     char b[48];
     std::snprintf(b, sizeof b, "%g TFLOP/s per rank", flops / 1e12);
@@ -112,7 +123,7 @@ RankPeak resolve_peak(double override_tflops, const std::string& device_model, c
     p.note = per_rank(p.flops) + " (train.peak_tflops)";
   } else if (const DevicePeak* d = find_device_peak(device_model)) {
     p.flops = peak_for(*d, math);
-    p.note = per_rank(p.flops) + " (" + d->label + ", " + math + ")";
+    p.note = per_rank(p.flops) + " (" + d->label + ", " + to_string(math) + ")";
   } else {
     p.note = "unknown for '" + device_model + "': no MFU (set train.peak_tflops to report one)";
   }

@@ -65,6 +65,12 @@ double standard_training_flops(const ModelConfig& m, int64_t non_embedding_param
 // The FLOPs are the model's (forward_flops().training()): recomputation is not counted, as in
 // PaLM's definition, so MFU does not reward extra work.
 
+// The precision of a run's matrix math; a datasheet quotes one peak per mode. tf32 is fp32
+// storage on tensor cores, so this is not plan.h's Precision (storage: fp32 | bf16). The
+// trainer passes the run's precision: fp32 today (train.precision is not a key yet).
+enum class MathPrecision { fp32, tf32, bf16 };
+const char* to_string(MathPrecision p);
+
 // Dense (no sparsity) peak FLOP/s of a GPU, per math mode, from NVIDIA's datasheets.
 struct DevicePeak {
   std::string match;   // a device name containing this (case-insensitive) is this device
@@ -75,16 +81,17 @@ struct DevicePeak {
 const std::vector<DevicePeak>& device_peaks();
 // The entry for a device name as the backend reports it ("NVIDIA H100 80GB HBM3"), or null.
 const DevicePeak* find_device_peak(const std::string& device_name);
-// Its peak for `math` (bf16 | tf32 | fp32); throws on another math.
-double peak_for(const DevicePeak& d, const std::string& math);
+// Its peak for `math`.
+double peak_for(const DevicePeak& d, MathPrecision math);
 
 // One rank's peak for MFU: `override_tflops` (train.peak_tflops) when > 0, else the table's
-// entry for the device and math, else unknown (flops 0). `note` says which, for the log.
+// entry for the device and the run's math precision, else unknown (flops 0). `note` says
+// which, for the log.
 struct RankPeak {
   double flops = 0;
   std::string note;  // "989.4 TFLOP/s per rank (H100 SXM, bf16)", "unknown for 'cpu': ..."
 };
-RankPeak resolve_peak(double override_tflops, const std::string& device_model, const std::string& math);
+RankPeak resolve_peak(double override_tflops, const std::string& device_model, MathPrecision math);
 
 // MFU of a step; 0 when the peak is unknown (<= 0).
 double model_flops_utilization(double training_flops_per_token, double tokens_per_s, int ranks,

@@ -346,6 +346,7 @@ double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T
   last_T_ = T;
   have_targets_ = targets != nullptr;
   last_ctx_ = ctx;
+  logits_valid_ = false;  // until the head has written them
 
   be_.embedding_forward(a.x_in[0].get(), a.idx.get(), P + table_.offset("tok_emb.weight"),
                         P + table_.offset("pos_emb.weight"), B, T, static_cast<int>(C));
@@ -354,6 +355,7 @@ double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T
                         P + table_.offset("ln_f.bias"), N, static_cast<int>(C));
   be_.linear_forward(a.logits.get(), a.lnf.get(), P + table_.offset("head.weight"), P + table_.offset("head.bias"), N,
                      static_cast<int>(C), static_cast<int>(V));
+  logits_valid_ = true;
   if (!targets) return 0.0;
   be_.cross_entropy_forward(a.losses.get(), a.logits.get(), a.targets.get(), N, static_cast<int>(V));
   // Sum on the host in a fixed order (double): the loss does not depend on thread count.
@@ -451,6 +453,7 @@ void GPT::backward(float loss_scale, const std::function<void(int64_t)>& on_read
   const size_t nc_bytes = static_cast<size_t>(N) * C * sizeof(float);
 
   // logits -> dlogits in place; then the head and the final layernorm.
+  logits_valid_ = false;
   be_.cross_entropy_backward(a.logits.get(), a.logits.get(), a.targets.get(), N, V, loss_scale);
   be_.zero(a.dln.get(), nc_bytes);
   be_.linear_backward(a.dln.get(), G + table_.offset("head.weight"), G + table_.offset("head.bias"), a.logits.get(),
@@ -558,6 +561,10 @@ void GPT::attention_backward(int l, int64_t B, int T) {
 
 std::vector<float> GPT::logits_host() const {
   QISA_CHECK(have_targets_ || last_B_ > 0, "no forward pass yet", "call forward() first");
+  QISA_CHECK(logits_valid_,
+             "logits_host() after backward(): the logits buffer now holds dL/dlogits (cross-entropy backward "
+             "runs in place on it)",
+             "read the logits between forward() and backward(), or run forward() again");
   std::vector<float> h(static_cast<size_t>(last_B_ * last_T_ * cfg_.vocab_size));
   be_.download(h.data(), acts_->logits.get(), h.size() * sizeof(float));
   return h;

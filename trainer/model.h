@@ -24,12 +24,7 @@ struct StepContext {
   int64_t seq_offset = 0;   // index of this micro-batch's first sequence in the global batch
 };
 
-// Activation recomputation (train.recompute). none: forward keeps every block's activations for
-// backward. blocks: forward keeps only each block's input [B*T, C]; backward recomputes a
-// block's forward (same inputs, parameters and dropout bits: the same values, bit for bit)
-// just before that block's backward. Costs about one more forward of every block but the
-// last; the arena shrinks from O(L * block) to O(block + L * B*T*C).
-enum class Recompute { none, blocks };
+// Recompute (train.recompute: none | blocks) is declared with the config (io/config.h).
 
 class GPT {
  public:
@@ -93,7 +88,10 @@ class GPT {
   void backward(float loss_scale, const std::function<void(int64_t)>& on_ready = {});
 
   // Results of the last forward, on the host.
-  std::vector<float> logits_host() const;             // [B, T, V]
+  // [B, T, V]. Between forward() and backward() only: backward turns the logits buffer into
+  // dL/dlogits in place (cross-entropy backward), so after it this refuses with an Error
+  // rather than return the gradient.
+  std::vector<float> logits_host() const;
   std::vector<float> row_losses_host() const;         // [B, T]
   // [B, T, C] concatenated heads of block `layer`, before proj. With Recompute::blocks only the
   // block whose activations the arena holds (the last after forward): others are an error.
@@ -125,6 +123,7 @@ class GPT {
   int64_t last_B_ = 0;
   int last_T_ = 0;
   bool have_targets_ = false;
+  bool logits_valid_ = false;  // the arena's logits are the last forward's (false after backward)
   StepContext last_ctx_;
 };
 

@@ -118,7 +118,7 @@ Plan make_plan(const Config& cfg, int64_t corpus_vocab, const PlanOptions& opt) 
     if (zero1)
       p.memory.push_back({"zero1_buffers", shard * 6, "reduce-scatter output (fp32) and all-gather input (bf16), one shard each"});
   }
-  p.recompute = cfg.train.recompute == "blocks" ? Recompute::blocks : Recompute::none;
+  p.recompute = cfg.train.recompute;
   p.arena = activation_arena(m, p.micro_batch, p.recompute);
   double act = 0;
   for (const auto& b : p.arena)

@@ -77,8 +77,7 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
       spike_detector_(cfg.train.spike_factor, cfg.train.spike_warmup) {
   QISA_CHECK(cfg.model.vocab_size > 0, "model.vocab_size is unset", "check the config against the corpus first");
   const bool zero1 = cfg.dist.zero == 1;
-  model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1,
-                                 cfg.train.recompute == "blocks" ? Recompute::blocks : Recompute::none);
+  model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1, cfg.train.recompute);
   model_->init(cfg.train.seed);
   shard_size_ = zero1 ? model_->flat_size() / world_ : model_->flat_size();
   shard_begin_ = zero1 ? rank_ * shard_size_ : 0;
@@ -168,7 +167,7 @@ StepStats Trainer::step() {
   if (s.nonfinite.empty()) {
     s.spike = spike_detector_.observe(s.loss, s.grad_norm);
     spikes_ += s.spike.any();
-    s.spike_skipped = s.spike.any() && cfg_.train.on_spike == "skip";
+    s.spike_skipped = s.spike.any() && cfg_.train.on_spike == OnSpike::skip;
   }
   if (s.spike_skipped) {
     ++skipped_spikes_;  // as a skipped non-finite step: no update, the batch counts as consumed
@@ -176,7 +175,7 @@ StepStats Trainer::step() {
   } else if (s.nonfinite.empty()) {
     optimizer_step(s, t - skipped_ - skipped_spikes_);  // AdamW counts only the updates it applied
     step_ = t;
-  } else if (cfg_.train.on_nonfinite == "skip") {
+  } else if (cfg_.train.on_nonfinite == OnNonfinite::skip) {
     s.skipped = true;  // parameters and AdamW state untouched; the batch counts as consumed
     ++skipped_;
     step_ = t;

@@ -34,7 +34,7 @@ void csa_forward(F* out, int ld_out, F* lse, const F* q, const F* k, const F* v,
   const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
                 TTp = static_cast<int64_t>(T) * Tp, TT = static_cast<int64_t>(T) * T;
   const int64_t per = round_up(static_cast<int>(DTp + 2 * TDp + TTp + TT), 16);  // 64-byte multiple
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "csa forward scratch (one [T, T] block per thread)");
   const bool drop = d.active();
   parallel_for(B * H, [&](int64_t bh) {
     const int64_t r0 = (bh / H) * T;  // first row of the block
@@ -115,7 +115,7 @@ void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* lse, 
   const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
                 TTp = static_cast<int64_t>(T) * Tp, TT = static_cast<int64_t>(T) * T;
   const int64_t per = round_up(static_cast<int>(2 * DTp + 4 * TDp + 2 * TTp + TT), 16);
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "csa backward scratch (one [T, T] block per thread)");
   const bool drop = d.active();
   parallel_for(B * H, [&](int64_t bh) {
     const int64_t r0 = (bh / H) * T;

@@ -37,7 +37,7 @@ void gaussian_attention_forward(F* out, int ld_out, F* z, const F* q, const F* k
   const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
                 TTp = static_cast<int64_t>(T) * Tp;
   const int64_t per = round_up(static_cast<int>(DTp + 2 * TDp + TTp), 16);  // 64-byte multiple
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "Gaussian attention forward scratch (one [T, T] block per thread)");
   const bool causal = mask == AttnMask::causal;
   parallel_for(B * H, [&](int64_t bh) {
     const int64_t r0 = (bh / H) * T;  // first row of the block
@@ -110,7 +110,7 @@ void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const
   const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
                 TTp = static_cast<int64_t>(T) * Tp;
   const int64_t per = round_up(static_cast<int>(2 * DTp + 4 * TDp + 3 * TTp), 16);
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "Gaussian attention backward scratch (one [T, T] blocks per thread)");
   const bool causal = mask == AttnMask::causal;
   parallel_for(B * H, [&](int64_t bh) {
     const int64_t r0 = (bh / H) * T;

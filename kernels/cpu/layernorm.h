@@ -147,7 +147,8 @@ void layernorm_backward(F* din, F* dw, F* db, const F* dout, const F* in, const 
                         const F* rstd, int64_t N, int C, Workspace& ws) {
   QISA_CHECK(N >= 0 && C >= 1, "layernorm shape N=" + std::to_string(N) + " C=" + std::to_string(C), "N >= 0, C >= 1");
   const int64_t items = ceil_div(N, kLayerNormRows);
-  F* part = ws.get<F>(0, static_cast<size_t>(items) * 2 * C);  // [items][dw C | db C]
+  // [items][dw C | db C]
+  F* part = ws.get<F>(0, static_cast<size_t>(items) * 2 * C, "layernorm backward partial sums");
   const F inv_c = F(1) / static_cast<F>(C);
   parallel_chunks(N, kLayerNormRows, [&](int64_t it, int64_t n0, int64_t n1) {
     F* pw = part + it * 2 * C;

@@ -142,7 +142,8 @@ void linear_forward(F* out, const F* in, const F* w, const F* bias, int64_t N, i
   check_linear(N, IC, OC);
   if (narrow(IC, OC)) {
     const int OCp = padded<F>(OC);
-    F* wT = ws.get<F>(0, static_cast<size_t>(IC + 1) * OCp);  // [IC][OCp] w^T, then [OCp] bias
+    // [IC][OCp] w^T, then [OCp] bias
+    F* wT = ws.get<F>(0, static_cast<size_t>(IC + 1) * OCp, "linear forward transposed weights");
     pad_copy(wT, w, OC, IC, OCp, true);
     F* bp = nullptr;
     if (bias) {
@@ -182,7 +183,7 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
     if (small) {
       const F* wp = w;  // rows of w are the B rows; padded when IC is not a whole number of packs
       if (ICp != IC) {
-        F* p = ws.get<F>(1, static_cast<size_t>(OC) * ICp);
+        F* p = ws.get<F>(1, static_cast<size_t>(OC) * ICp, "linear backward padded weights");
         pad_copy(p, w, OC, IC, ICp, false);
         wp = p;
       }
@@ -202,10 +203,11 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
   const int64_t ldp = small ? ICp : IC;  // row stride of a dw partial
   const int64_t wsz = dw ? static_cast<int64_t>(OC) * ldp : 0;
   const int64_t bsz = dbias ? OC : 0;
-  F* part = ws.get<F>(0, static_cast<size_t>(parts * (wsz + bsz)));
+  F* part = ws.get<F>(0, static_cast<size_t>(parts * (wsz + bsz)), "linear backward weight-gradient partials");
   // the narrow path reads `in` rows as packs: copied to rows of ICp when IC is not a whole number
   const bool pad_in = small && dw && ICp != IC;
-  F* in_pad = pad_in ? ws.get<F>(2, static_cast<size_t>(max_threads() * chunk * ICp)) : nullptr;
+  F* in_pad = pad_in ? ws.get<F>(2, static_cast<size_t>(max_threads() * chunk * ICp), "linear backward padded inputs")
+                     : nullptr;
   parallel_chunks(N, chunk, [&](int64_t it, int64_t n0, int64_t n1) {
     F* pw = part + it * (wsz + bsz);
     F* pb = pw + wsz;

@@ -12,8 +12,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
-#include <new>
+#include <string>
 #include <vector>
+
+#include "kernels/error.h"
 
 namespace qisa::cpu {
 
@@ -39,18 +41,23 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Scratch buffers that grow and are kept between calls (no allocation in steady state).
 // Each slot is one 64-byte aligned buffer; get() on a slot invalidates earlier pointers
-// into that slot only. Not thread-safe: call get() outside parallel regions.
+// into that slot only. Not thread-safe: call get() outside parallel regions. `purpose` names
+// the buffer for the error when it cannot be allocated (a qisa::Error with the bytes and the
+// settings that shrink it, never a bare std::bad_alloc).
 class Workspace {
  public:
   template <typename T>
-  T* get(int slot, size_t count) {
+  T* get(int slot, size_t count, const char* purpose = "kernel scratch") {
     if (static_cast<size_t>(slot) >= slots_.size()) slots_.resize(static_cast<size_t>(slot) + 1);
     Slot& s = slots_[static_cast<size_t>(slot)];
+    // Over PTRDIFF_MAX no allocator can deliver (and the size would overflow): refuse unasked.
+    constexpr size_t kMaxBytes = static_cast<size_t>(PTRDIFF_MAX) - 63;
+    if (count > kMaxBytes / sizeof(T)) fail(std::to_string(count) + " x " + std::to_string(sizeof(T)), purpose, slot);
     const size_t bytes = std::max<size_t>(count * sizeof(T), 64);
     if (s.bytes < bytes) {
       const size_t rounded = (bytes + 63) / 64 * 64;
       void* p = std::aligned_alloc(64, rounded);
-      if (!p) throw std::bad_alloc();
+      if (!p) fail(std::to_string(rounded), purpose, slot);
       s.ptr.reset(static_cast<std::byte*>(p));
       s.bytes = rounded;
     }
@@ -58,6 +65,12 @@ class Workspace {
   }
 
  private:
+  [[noreturn]] static void fail(const std::string& bytes, const char* purpose, int slot) {
+    throw Error("cannot allocate " + bytes + " bytes of " + purpose + " (CPU backend workspace slot " +
+                    std::to_string(slot) + ")",
+                "lower train.micro_batch_size (scratch grows with the rows of one micro-batch), model.block_size "
+                "(attention scratch grows with T x T per thread) or train.threads");
+  }
   struct Free {
     void operator()(std::byte* p) const noexcept { std::free(p); }
   };

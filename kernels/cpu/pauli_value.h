@@ -147,11 +147,11 @@ void pauli_value_forward(F* v, int ld_v, const F* u, int ld_u, const PauliTerm* 
   check_pauli_args("pauli_value_forward", N, H, D, C, n_qubits, ld_u, "ld_u", H * C, ld_v, "ld_v", H * D);
   validate_pauli_terms(terms, static_cast<size_t>(H) * D, n_qubits);
   const int64_t HD = static_cast<int64_t>(H) * D;
-  auto* pairs = ws.get<PauliPair<F>>(1, static_cast<size_t>(HD * C));
-  auto* offsets = ws.get<int32_t>(2, static_cast<size_t>(HD + 1));
+  auto* pairs = ws.get<PauliPair<F>>(1, static_cast<size_t>(HD * C), "Pauli value pair tables");
+  auto* offsets = ws.get<int32_t>(2, static_cast<size_t>(HD + 1), "Pauli value pair offsets");
   build_pauli_pairs(pairs, offsets, terms, HD, C, true);
   const int64_t per = static_cast<int64_t>(2 * C + D) * kLanes;
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "Pauli value forward scratch");
   constexpr int kP = kPackLanes<F>, kPacks = kLanes / kP;
   parallel_for(ceil_div(N, kLanes), [&](int64_t tile) {
     const int64_t n0 = tile * kLanes;
@@ -227,11 +227,11 @@ void pauli_value_backward(F* du, int ld_u, const F* dv, int ld_v, const F* u, co
                           int D, int C, int n_qubits, Workspace& ws) {
   check_pauli_args("pauli_value_backward", N, H, D, C, n_qubits, ld_u, "ld_u", H * C, ld_v, "ld_v", H * D);
   validate_pauli_terms(terms, static_cast<size_t>(H) * D, n_qubits);
-  auto* grads = ws.get<PauliGrad<F>>(1, static_cast<size_t>(H) * C * D);
-  auto* goff = ws.get<int32_t>(2, static_cast<size_t>(2 * H * C + 1));
+  auto* grads = ws.get<PauliGrad<F>>(1, static_cast<size_t>(H) * C * D, "Pauli value gradient tables");
+  auto* goff = ws.get<int32_t>(2, static_cast<size_t>(2 * H * C + 1), "Pauli value gradient offsets");
   build_pauli_grads(grads, goff, terms, H, D, C);
   const int64_t per = static_cast<int64_t>(2 * C + D) * kLanes;
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "Pauli value backward scratch");
   constexpr int kP = kPackLanes<F>, kPacks = kLanes / kP;
   parallel_for(ceil_div(N, kLanes), [&](int64_t tile) {
     const int64_t n0 = tile * kLanes;

@@ -194,11 +194,11 @@ int prepare(Workspace& ws, const PauliTerm* terms, const F* rx, const F* ry, con
             PauliPair<F>*& pairs, int32_t*& offsets, Gate<F>*& gates) {
   const int64_t HD = static_cast<int64_t>(H) * D;
   const int amps = 1 << n;
-  pairs = ws.get<PauliPair<F>>(1, static_cast<size_t>(HD * amps));
-  offsets = ws.get<int32_t>(2, static_cast<size_t>(HD + 1));
+  pairs = ws.get<PauliPair<F>>(1, static_cast<size_t>(HD * amps), "QISA-A pair tables");
+  offsets = ws.get<int32_t>(2, static_cast<size_t>(HD + 1), "QISA-A pair offsets");
   build_pauli_pairs(pairs, offsets, terms, HD, amps, false);
   const int per_head = 4 * n;
-  gates = ws.get<Gate<F>>(3, static_cast<size_t>(H * per_head));
+  gates = ws.get<Gate<F>>(3, static_cast<size_t>(H * per_head), "QISA-A gates");
   int ngates = 0;
   for (int h = 0; h < H; ++h) ngates = build_gates(gates + h * per_head, rx, ry, ry2, h, n);
   return ngates;
@@ -220,7 +220,7 @@ void qisa_a_forward(F* v, int ld_v, const F* x, int ld_x, const F* rx, const F* 
   Gate<F>* gates;
   const int ngates = prepare(ws, terms, rx, ry, ry2, H, D, n, pairs, offsets, gates);
   const int64_t per = (2 * static_cast<int64_t>(amps) + C + 1 + D) * kLanes;
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "QISA-A forward scratch");
   constexpr int kP = kPackLanes<F>, kPacks = kLanes / kP;
   parallel_for(ceil_div(N, kLanes), [&](int64_t tile) {
     const int64_t n0 = tile * kLanes;
@@ -268,9 +268,10 @@ void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int 
   Gate<F>* gates;
   const int ngates = prepare(ws, terms, rx, ry, ry2, H, D, n, pairs, offsets, gates);
   const int64_t tiles = ceil_div(N, kLanes);
-  double* part = ws.get<double>(4, static_cast<size_t>(tiles * H * nang));  // [tile][h][angle]
+  // [tile][h][angle]
+  double* part = ws.get<double>(4, static_cast<size_t>(tiles * H * nang), "QISA-A angle gradient partials");
   const int64_t per = (4 * static_cast<int64_t>(amps) + 2 * C + nang + 1 + D) * kLanes;
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per));
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "QISA-A backward scratch");
   constexpr int kP = kPackLanes<F>, kPacks = kLanes / kP;
   parallel_for(tiles, [&](int64_t tile) {
     const int64_t n0 = tile * kLanes;

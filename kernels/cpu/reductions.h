@@ -15,7 +15,7 @@ template <typename F>
 double sum_squares(const F* x, int64_t n, Workspace& ws) {
   const int64_t parts = ceil_div(n, kSumChunk);
   if (parts == 0) return 0.0;
-  double* part = ws.get<double>(0, static_cast<size_t>(parts));
+  double* part = ws.get<double>(0, static_cast<size_t>(parts), "sum of squares partials");
   parallel_chunks(n, kSumChunk, [&](int64_t c, int64_t i0, int64_t i1) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = i0;

@@ -89,16 +89,33 @@ TEST(CommNone, Collectives) {
   comm->barrier();
 }
 
+// Communicator's contract for empty buffers: null pointers are fine, nothing is read or
+// written, the request is complete, and the arguments are still checked.
 TEST(CommNone, EmptyBuffers) {
   LauncherEnv env;
   auto comm = make_communicator("none");
-  comm->allreduce_sum(static_cast<float*>(nullptr), 0);
-  comm->allreduce_sum(static_cast<double*>(nullptr), 0);
-  comm->allreduce_max(nullptr, 0);
-  comm->iallreduce_sum(nullptr, 0)->wait();
-  comm->reduce_scatter_sum(nullptr, nullptr, 0);
-  comm->all_gather(nullptr, nullptr, 0);
-  comm->broadcast(nullptr, 0, 0);
+  EXPECT_NO_THROW(comm->allreduce_sum(static_cast<float*>(nullptr), 0));
+  EXPECT_NO_THROW(comm->allreduce_sum(static_cast<double*>(nullptr), 0));
+  EXPECT_NO_THROW(comm->allreduce_max(nullptr, 0));
+  auto req = comm->iallreduce_sum(nullptr, 0);
+  ASSERT_NE(req, nullptr);
+  EXPECT_TRUE(req->test());
+  EXPECT_NO_THROW(req->wait());
+  EXPECT_NO_THROW(comm->reduce_scatter_sum(nullptr, nullptr, 0));
+  EXPECT_NO_THROW(comm->all_gather(nullptr, nullptr, 0));
+  EXPECT_NO_THROW(comm->broadcast(nullptr, 0, 0));
+  // Real buffers with a count of 0 stay as they were.
+  std::vector<float> send = {1.f, 2.f}, recv = {7.f, 8.f};
+  comm->reduce_scatter_sum(send.data(), recv.data(), 0);
+  EXPECT_EQ(recv, (std::vector<float>{7.f, 8.f}));
+  comm->all_gather(send.data(), recv.data(), 0);
+  EXPECT_EQ(recv, (std::vector<float>{7.f, 8.f}));
+  comm->iallreduce_sum(recv.data(), 0)->wait();
+  EXPECT_EQ(recv, (std::vector<float>{7.f, 8.f}));
+  EXPECT_EQ(send, (std::vector<float>{1.f, 2.f}));
+  // An empty broadcast still needs a root that exists.
+  EXPECT_NE(error_of([&] { comm->broadcast(nullptr, 0, 1); }).find("broadcast from root 1"), std::string::npos);
+  comm->barrier();
 }
 
 TEST(CommNone, NoPeers) {

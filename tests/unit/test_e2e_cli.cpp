@@ -205,6 +205,43 @@ TEST_F(CliEndToEnd, MetricsReportModelTflopsAndMfuAgainstThePeak) {
   }
 }
 
+// train.device: cuda ends the run at start with one line: this version has no CUDA backend.
+// dist.comm: nccl needs train.device: cuda. Nothing is written for either.
+TEST_F(CliEndToEnd, CudaDeviceAndNcclAreRefusedAtStartInOneLine) {
+  const std::string dir = tmp / "run_refused", cfg = tmp / "refused.yaml";
+  test::write_file(cfg, tiny_config(corpus(), dir));
+  auto one_line = [](const test::CommandResult& r) {
+    return std::count(r.output.begin(), r.output.end(), '\n') == 1 && r.output.rfind("qisa: error: ", 0) == 0;
+  };
+  for (const std::string extra : {" train.device=cuda", " train.device=cuda dist.comm=nccl"}) {
+    SCOPED_TRACE(extra);
+    auto r = run_command(test::qisa_bin() + " train " + cfg + extra);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_TRUE(one_line(r)) << r.output;
+    for (const char* part : {"refused.yaml: train.device = cuda: this build has no CUDA backend",
+                             "not implemented yet in this version", "hint: use the CPU backend: train.device: cpu"})
+      EXPECT_NE(r.output.find(part), std::string::npos) << part << " in " << r.output;
+  }
+  auto r = run_command(test::qisa_bin() + " train " + cfg + " dist.comm=nccl");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(one_line(r)) << r.output;
+  EXPECT_NE(r.output.find("override 'dist.comm=nccl': dist.comm = nccl: nccl needs train.device: cuda "
+                          "(train.device is cpu)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  // The commands that read a model file choose with --device (the corpus stands in for a model:
+  // the backend is made before the file is read).
+  r = run_command(test::qisa_bin() + " eval " + corpus() + " --data " + corpus() + " --device cuda");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(one_line(r)) << r.output;
+  EXPECT_NE(r.output.find("--device cuda: this build has no CUDA backend"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("hint: use the CPU backend: --device cpu"), std::string::npos) << r.output;
+  r = run_command(test::qisa_bin() + " sample " + corpus() + " --device gpu");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("cuda"), std::string::npos) << r.output;  // CLI11 lists the names
+}
+
 TEST(Cli, HelpOnEverySubcommand) {
   for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " sample", " inspect", " launch", " bench",
                           " bench step", " info", " plan"}) {

@@ -176,7 +176,10 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"data.corpus", "\"\"", "no corpus given"},
       {"data.sampler", "sequentail", "did you mean 'sequential'?"},
       {"train.resume", "\"\"", "must not be empty"},
-      {"dist.comm", "nccl2", "auto | none | mpi"},
+      {"dist.comm", "nccl2", "must be one of auto | none | mpi | nccl"},
+      {"dist.comm", "gloo", "valid: auto, none, mpi, nccl"},
+      {"train.device", "gpu", "must be one of cpu | cuda"},
+      {"train.device", "cudaa", "did you mean 'cuda'?"},
       {"dist.zero", "2", "must be 0 or 1"},
       {"dist.bucket_mb", "0", "must be > 0"},
       {"checkpoint.every_steps", "-5", "must be >= 0"},
@@ -290,12 +293,17 @@ train:
   seed: 18446744073709551615
   threads: 2
   recompute: blocks
+  device: cuda
 eval:
   every: 0
   windows: 3
 log:
   every: 1
   dir: "runs/x y"
+dist:
+  comm: nccl
+checkpoint:
+  on_error: warn
 )";
   return parse_config(yaml, "unusual.yaml");
 }
@@ -319,7 +327,49 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 47u);
+  EXPECT_EQ(config_keys().size(), 48u);
+}
+
+// The keys that were strings compared at run time are enums, parsed once; to_yaml writes their names.
+TEST(Config, ChoicesAreParsedIntoEnums) {
+  const Config c = unusual_config();
+  EXPECT_EQ(c.train.recompute, Recompute::blocks);
+  EXPECT_EQ(c.train.on_nonfinite, OnNonfinite::skip);
+  EXPECT_EQ(c.train.on_spike, OnSpike::skip);
+  EXPECT_EQ(c.checkpoint.on_error, OnCheckpointError::warn);
+  EXPECT_EQ(c.train.device, Device::cuda);
+  EXPECT_EQ(c.dist.comm, CommKind::nccl);
+  const Config d = parse_config(base_with(""), "d.yaml");
+  EXPECT_EQ(d.train.recompute, Recompute::none);
+  EXPECT_EQ(d.train.on_nonfinite, OnNonfinite::stop);
+  EXPECT_EQ(d.train.on_spike, OnSpike::warn);
+  EXPECT_EQ(d.checkpoint.on_error, OnCheckpointError::stop);
+  EXPECT_EQ(d.train.device, Device::cpu);
+  EXPECT_EQ(d.dist.comm, CommKind::automatic);
+  const std::string y = c.to_yaml();
+  for (const char* line : {"  recompute: blocks", "  on_nonfinite: skip", "  on_spike: skip", "  on_error: warn",
+                           "  device: cuda", "  comm: nccl"})
+    EXPECT_NE(y.find(line), std::string::npos) << line << " in\n" << y;
+  EXPECT_NE(d.to_yaml().find("  comm: auto"), std::string::npos);
+}
+
+// train.device: cpu | cuda and dist.comm: auto | none | mpi | nccl; nccl moves device buffers,
+// so it needs train.device: cuda.
+TEST(Config, DeviceAndCommunicator) {
+  for (const char* comm : {"auto", "none", "mpi"})
+    for (const char* device : {"cpu", "cuda"}) {
+      SCOPED_TRACE(std::string(comm) + " " + device);
+      const Config c = parse_config(base_with(""), "x.yaml", {std::string("dist.comm=") + comm,
+                                                              std::string("train.device=") + device});
+      EXPECT_STREQ(to_string(c.dist.comm), comm);
+      EXPECT_STREQ(to_string(c.train.device), device);
+    }
+  EXPECT_EQ(parse_config(base_with("train:\n  device: cuda\ndist:\n  comm: nccl\n"), "x.yaml").dist.comm,
+            CommKind::nccl);
+  expect_mentions(parse_error(base_with("dist:\n  comm: nccl\n")),
+                  {"configs/x.yaml:4: dist.comm = nccl: nccl needs train.device: cuda (train.device is cpu)", "hint:"});
+  expect_mentions(parse_error(base_with("train:\n  device: cpu\n"), {"dist.comm=nccl"}),
+                  {"override 'dist.comm=nccl'", "nccl needs train.device: cuda"});
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {

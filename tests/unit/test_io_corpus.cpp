@@ -348,6 +348,20 @@ TEST_F(Corpus, ReadErrorsNameTheFileAndHint) {
   EXPECT_THROW(read_split(path("badid.h5"), "test"), Error);
 }
 
+// An error after a failed HDF5 call carries HDF5's own reason from its error stack (the
+// innermost error when no system error is recorded), not only our description of the call.
+TEST_F(Corpus, Hdf5FailuresCarryHdf5sReason) {
+  write_file(path("text.h5"), "not hdf5 at all");
+  for (auto mode : {h5::File::Mode::read, h5::File::Mode::read_write}) {
+    const std::string msg = read_error([&] { h5::File f(path("text.h5"), mode); });
+    expect_mentions(msg, {"cannot open HDF5 file '" + path("text.h5") + "'", ": file signature not found", "hint:"});
+  }
+  { h5::File f(path("attrs.h5"), h5::File::Mode::create); f.create_group("/g"); f.close(); }
+  const h5::File f(path("attrs.h5"), h5::File::Mode::read);
+  expect_mentions(read_error([&] { f.attr_int("/g", "step"); }),
+                  {"attribute 'step' missing on '" + path("attrs.h5") + ":/g': can't locate attribute"});
+}
+
 // Each split's largest id is stored at prepare time, so a run checks the ids at start without
 // reading the splits; a corpus without the attribute is scanned instead.
 TEST_F(Corpus, TokenIdsAreCheckedAtStartCheaplyOrByAScan) {

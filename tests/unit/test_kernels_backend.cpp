@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -528,6 +529,29 @@ TEST(CpuBackend, AttentionRowStatisticsMatchPlainFormulas) {
     EXPECT_LT(qisa::test::max_rel_err(stat, want_stat), 1e-5) << what << " row statistic";
     EXPECT_LT(qisa::test::max_rel_err(got_out, want_out), 1e-5) << what << " out";
   }
+}
+
+// Kernel scratch that cannot exist is a qisa::Error naming the bytes, what the buffer is for and
+// the settings that shrink it (it was a bare std::bad_alloc); the workspace stays usable.
+TEST(Workspace, ImpossibleSizeIsAnErrorNamingBytesPurposeAndSettings) {
+  qisa::cpu::Workspace ws;
+  auto message = [&](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const qisa::Error& e) {
+      return e.message();
+    } catch (const std::exception& e) {
+      return std::string("not a qisa::Error: ") + e.what();
+    }
+    return std::string("no error");
+  };
+  const std::string big = message([&] { ws.get<float>(3, size_t{1} << 61, "Pauli value forward scratch"); });
+  for (const char* part : {"cannot allocate 2305843009213693952 x 4 bytes of Pauli value forward scratch",
+                           "workspace slot 3", "hint: lower train.micro_batch_size", "model.block_size"})
+    EXPECT_NE(big.find(part), std::string::npos) << part << " in: " << big;
+  const std::string wrap = message([&] { ws.get<double>(0, SIZE_MAX / 4); });  // count * 8 wraps around
+  EXPECT_NE(wrap.find("bytes of kernel scratch"), std::string::npos) << wrap;  // the default purpose
+  EXPECT_NE(ws.get<float>(3, 16), nullptr);
 }
 
 }  // namespace

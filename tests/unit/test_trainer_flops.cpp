@@ -138,32 +138,54 @@ TEST(Mfu, PeakTableFindsDevicesByTheirDriverNames) {
   const DevicePeak* sxm = find_device_peak("NVIDIA H100 80GB HBM3");
   ASSERT_NE(sxm, nullptr);
   EXPECT_EQ(sxm->label, "H100 SXM");
-  EXPECT_DOUBLE_EQ(peak_for(*sxm, "bf16"), 989.4e12);
-  EXPECT_DOUBLE_EQ(peak_for(*sxm, "tf32"), 494.7e12);
-  EXPECT_DOUBLE_EQ(peak_for(*sxm, "fp32"), 66.9e12);
+  EXPECT_DOUBLE_EQ(peak_for(*sxm, MathPrecision::bf16), 989.4e12);
+  EXPECT_DOUBLE_EQ(peak_for(*sxm, MathPrecision::tf32), 494.7e12);
+  EXPECT_DOUBLE_EQ(peak_for(*sxm, MathPrecision::fp32), 66.9e12);
   const DevicePeak* pcie = find_device_peak("NVIDIA H100 PCIe");  // not taken for the SXM part
   ASSERT_NE(pcie, nullptr);
-  EXPECT_DOUBLE_EQ(peak_for(*pcie, "bf16"), 756.0e12);
+  EXPECT_DOUBLE_EQ(peak_for(*pcie, MathPrecision::bf16), 756.0e12);
   const DevicePeak* h200 = find_device_peak("NVIDIA H200");
   ASSERT_NE(h200, nullptr);
   EXPECT_EQ(h200->label, "H200 SXM");
-  EXPECT_DOUBLE_EQ(peak_for(*h200, "bf16"), 989.4e12);
+  EXPECT_DOUBLE_EQ(peak_for(*h200, MathPrecision::bf16), 989.4e12);
   EXPECT_NE(find_device_peak("nvidia a100-sxm4-80gb"), nullptr);  // case does not matter
   EXPECT_EQ(find_device_peak("cpu"), nullptr);
   EXPECT_EQ(find_device_peak("NVIDIA GeForce RTX 4090"), nullptr);
-  EXPECT_THROW(peak_for(*sxm, "fp8"), Error);
 }
 
 TEST(Mfu, ThePeakComesFromTheOverrideElseTheTableElseIsUnknown) {
-  const RankPeak o = resolve_peak(123.5, "NVIDIA H100 80GB HBM3", "bf16");
+  const RankPeak o = resolve_peak(123.5, "NVIDIA H100 80GB HBM3", MathPrecision::bf16);
   EXPECT_DOUBLE_EQ(o.flops, 123.5e12);
   EXPECT_NE(o.note.find("train.peak_tflops"), std::string::npos) << o.note;
-  const RankPeak t = resolve_peak(0, "NVIDIA H100 80GB HBM3", "bf16");
+  const RankPeak t = resolve_peak(0, "NVIDIA H100 80GB HBM3", MathPrecision::bf16);
   EXPECT_DOUBLE_EQ(t.flops, 989.4e12);
   EXPECT_NE(t.note.find("H100 SXM, bf16"), std::string::npos) << t.note;
-  const RankPeak u = resolve_peak(0, "cpu", "fp32");
+  const RankPeak u = resolve_peak(0, "cpu", MathPrecision::fp32);
   EXPECT_EQ(u.flops, 0.0);
   EXPECT_NE(u.note.find("train.peak_tflops"), std::string::npos) << u.note;
+}
+
+// The peak follows the run's math precision: the datasheet's bf16, tf32 and fp32 figures (dense).
+TEST(Mfu, ThePeakIsTheDatasheetsForTheRunsPrecision) {
+  struct Row {
+    const char* device;
+    MathPrecision math;
+    double peak;
+    const char* note;
+  };
+  for (const Row& r : {Row{"NVIDIA H100 80GB HBM3", MathPrecision::bf16, 989.4e12, "(H100 SXM, bf16)"},
+                       Row{"NVIDIA H100 80GB HBM3", MathPrecision::tf32, 494.7e12, "(H100 SXM, tf32)"},
+                       Row{"NVIDIA H100 80GB HBM3", MathPrecision::fp32, 66.9e12, "(H100 SXM, fp32)"},
+                       Row{"NVIDIA H100 PCIe", MathPrecision::tf32, 378.0e12, "(H100 PCIe, tf32)"},
+                       Row{"NVIDIA H200", MathPrecision::tf32, 494.7e12, "(H200 SXM, tf32)"},
+                       Row{"NVIDIA A100-SXM4-80GB", MathPrecision::bf16, 312.0e12, "(A100 SXM, bf16)"},
+                       Row{"NVIDIA A100-SXM4-80GB", MathPrecision::tf32, 156.0e12, "(A100 SXM, tf32)"}}) {
+    SCOPED_TRACE(std::string(r.device) + " " + to_string(r.math));
+    const RankPeak p = resolve_peak(0, r.device, r.math);
+    EXPECT_DOUBLE_EQ(p.flops, r.peak);
+    EXPECT_NE(p.note.find(r.note), std::string::npos) << p.note;
+  }
+  EXPECT_STREQ(to_string(MathPrecision::tf32), "tf32");
 }
 
 TEST(Mfu, IsModelFlopsOverRanksTimesPeak) {

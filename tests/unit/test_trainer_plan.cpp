@@ -179,7 +179,7 @@ TEST(Plan, ActivationBytesAndParamsAreWhatAGptAllocates) {
 
       // the planner's numbers for the same model, micro-batch and ZeRO alignment
       Config c = config_for(m, k.micro * k.align, k.micro, k.align > 1 ? 1 : 0);
-      c.train.recompute = rc == Recompute::blocks ? "blocks" : "none";
+      c.train.recompute = rc;
       c.model.vocab_size = 0;  // the plan pads the corpus's vocab itself
       PlanOptions opt;
       opt.gpus = static_cast<int>(k.align);

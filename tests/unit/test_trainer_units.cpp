@@ -11,6 +11,7 @@
 #include "io/bpe.h"
 #include "io/model_file.h"
 #include "io/tokenizer.h"
+#include "expect_error.h"
 #include "kernels/error.h"
 #include "test_util.h"
 #include "trainer/evaluator.h"
@@ -258,6 +259,32 @@ TEST(ModelFile, NotAModelFileIsAClearError) {
   test::write_file(tmp / "x.h5", "not hdf5");
   EXPECT_THROW(read_model_file(tmp / "x.h5"), Error);
   EXPECT_THROW(read_model_file(tmp / "missing.h5"), Error);
+}
+
+// backward() runs the cross-entropy backward in place on the logits buffer, so the logits of
+// the last forward are gone after it: logits_host() then refuses instead of returning
+// dL/dlogits, and a new forward brings the logits back.
+TEST(ModelLogits, AfterBackwardAreRefusedNotReturnedAsTheGradient) {
+  auto be = make_cpu_backend(1);
+  for (auto att : {AttentionKind::csa, AttentionKind::qisa}) {
+    SCOPED_TRACE(to_string(att));
+    const ModelConfig m = small_model(att);
+    GPT model(m, *be, 2);
+    model.init(5);
+    const int T = m.block_size;
+    std::vector<int32_t> x(2 * T), y(2 * T);
+    for (size_t i = 0; i < x.size(); ++i) {
+      x[i] = static_cast<int32_t>((i * 7 + 3) % m.vocab_size);
+      y[i] = static_cast<int32_t>((i * 5 + 1) % m.vocab_size);
+    }
+    model.forward(x.data(), y.data(), 2, T, StepContext{});
+    const std::vector<float> after_forward = model.logits_host();
+    model.backward(1.0f / static_cast<float>(2 * T));
+    test::expect_mentions(test::error_of([&] { (void)model.logits_host(); }),
+                          {"logits_host() after backward()", "dL/dlogits", "hint: read the logits between forward()"});
+    model.forward(x.data(), y.data(), 2, T, StepContext{});
+    EXPECT_EQ(model.logits_host(), after_forward);
+  }
 }
 
 TEST(ModelInit, FollowsThePyTorchDistributions) {

@@ -37,6 +37,9 @@ class CommRequest {
   virtual bool test() = 0;   // true when complete (then wait() returns at once)
 };
 
+// Empty buffers (n or count 0, bytes 0) are valid in every collective and in broadcast: nothing
+// is read or written, so the pointers may be null; an empty iallreduce's request is complete at
+// once. Arguments are still checked (a broadcast root outside the world is an error).
 class Communicator {
  public:
   virtual ~Communicator() = default;
