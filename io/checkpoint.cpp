@@ -107,6 +107,8 @@ template <class... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;  // clang 14 has no CTAD for aggregates
 
 void write_state(h5::File& f, const TrainState& s) {
   for (const StateField& field : kStateFields)
