@@ -11,6 +11,10 @@
 //    gradients alike), so residual branches and gradient accumulation need no extra adds.
 //    A null gradient pointer means "not needed" where the comment says so.
 //  - Results do not depend on the number of threads: reductions use a fixed partition.
+//  - Ops are enqueued in order on the backend's stream and may return before they finish
+//    (cuda); the host learns that work is done only through an Event (or synchronize(), or
+//    download(), which waits for everything enqueued before it). The CPU backend runs each op
+//    to completion before it returns, so its events are complete when recorded.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -47,6 +51,23 @@ struct Dropout {
   bool active() const { return p > 0.0f; }
 };
 
+// Element types of backend buffers. Arithmetic is always fp32; bf16 is storage (kernels/bf16.h).
+enum class DType : uint8_t { f32, bf16 };
+inline size_t dtype_bytes(DType t) { return t == DType::bf16 ? 2 : 4; }
+inline const char* dtype_name(DType t) { return t == DType::bf16 ? "bf16" : "fp32"; }
+
+// A point in a backend's stream (cudaEvent_t on cuda). Backend::record(e) places it after all
+// work enqueued so far; a later record moves it.
+class Event {
+ public:
+  virtual ~Event() = default;
+  // The host blocks until the work before the last record() is done (at once if never
+  // recorded). Throws qisa::Error if that work failed.
+  virtual void wait() = 0;
+  // True when the work before the last record() is done (or it was never recorded); never blocks.
+  virtual bool query() = 0;
+};
+
 struct AdamWHyper {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t step;        // 1-based step count t used for the bias corrections
@@ -69,7 +90,11 @@ class Backend {
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within the backend
   virtual void zero(void* dst, size_t bytes) = 0;
-  virtual void synchronize() = 0;
+  virtual void synchronize() = 0;  // the host waits for everything enqueued so far
+
+  // ---- events (see Event): make one per use site and record it again each time.
+  virtual std::unique_ptr<Event> make_event() = 0;
+  virtual void record(Event& e) = 0;
 
   // ---- embedding: out[b,t,:] = tok[idx[b,t],:] + pos[t,:]
   // out [B,T,C]; idx [B,T] int32 in [0,V); tok [V,C]; pos [>=T,C]

@@ -40,6 +40,14 @@ class ThreadScope {
   int saved_;
 };
 
+// Every CPU op has finished when its call returns: an event is complete as soon as it is
+// recorded, so wait() and query() have nothing to wait for.
+class CpuEvent final : public Event {
+ public:
+  void wait() override {}
+  bool query() override { return true; }
+};
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
@@ -76,6 +84,11 @@ class CpuBackend final : public Backend {
     });
   }
   void synchronize() override {}
+  std::unique_ptr<Event> make_event() override { return std::make_unique<CpuEvent>(); }
+  void record(Event& e) override {
+    QISA_CHECK(dynamic_cast<CpuEvent*>(&e) != nullptr, "cpu backend: record() of an event made by another backend",
+               "make events with the backend that records them");
+  }
 
   // ---- ops
   void embedding_forward(float* out, const int32_t* idx, const float* tok, const float* pos, int64_t B, int T,

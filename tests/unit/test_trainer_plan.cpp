@@ -40,6 +40,8 @@ class CountingBackend : public Backend {
   void copy(void* d, const void* s, size_t n) override { be_->copy(d, s, n); }
   void zero(void* d, size_t n) override { be_->zero(d, n); }
   void synchronize() override { be_->synchronize(); }
+  std::unique_ptr<Event> make_event() override { return be_->make_event(); }
+  void record(Event& e) override { be_->record(e); }
   void embedding_forward(float* o, const int32_t* i, const float* t, const float* p, int64_t B, int T, int C) override {
     be_->embedding_forward(o, i, t, p, B, T, C);
   }
