@@ -173,9 +173,14 @@ void linear_forward(F* out, const F* in, const F* w, const F* bias, int64_t N, i
 
 template <typename F>
 void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const F* w, int64_t N, int IC, int OC,
-                     Workspace& ws) {
+                     Workspace& ws, GradMode din_mode, GradMode param_mode) {
   check_linear(N, IC, OC);
-  if (N == 0) return;
+  const bool din_add = din_mode == GradMode::accumulate, param_add = param_mode == GradMode::accumulate;
+  if (N == 0) {  // no rows: the sums over rows are empty, so an overwritten gradient is 0
+    if (!param_add && dw) std::fill_n(dw, static_cast<int64_t>(OC) * IC, F(0));
+    if (!param_add && dbias) std::fill_n(dbias, OC, F(0));
+    return;
+  }
   constexpr int L = kPackLanes<F>;
   const bool small = narrow(IC, OC);
   const int ICp = padded<F>(IC);
@@ -188,11 +193,14 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
         wp = p;
       }
       parallel_chunks(N, kRowTile, [&](int64_t, int64_t n0, int64_t n1) {
-        product<F, true>(din + n0 * IC, IC, dout + n0 * OC, OC, 1, wp, ICp, OC, IC, n1 - n0, nullptr);
+        if (din_add)
+          product<F, true>(din + n0 * IC, IC, dout + n0 * OC, OC, 1, wp, ICp, OC, IC, n1 - n0, nullptr);
+        else
+          product<F, false>(din + n0 * IC, IC, dout + n0 * OC, OC, 1, wp, ICp, OC, IC, n1 - n0, nullptr);
       });
     } else {
       parallel_chunks(N, kRowTile, [&](int64_t, int64_t n0, int64_t n1) {
-        gemm(false, false, n1 - n0, IC, OC, F(1), dout + n0 * OC, OC, w, IC, F(1), din + n0 * IC, IC);
+        gemm(false, false, n1 - n0, IC, OC, F(1), dout + n0 * OC, OC, w, IC, din_add ? F(1) : F(0), din + n0 * IC, IC);
       });
     }
   }
@@ -241,10 +249,16 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
     for (int64_t e = 0; e < wsz + bsz; ++e) p0[e] += pi[e];
   }
   if (dw)
-    for (int o = 0; o < OC; ++o)
-      for (int i = 0; i < IC; ++i) dw[static_cast<int64_t>(o) * IC + i] += part[o * ldp + i];
+    for (int o = 0; o < OC; ++o) {
+      F* d = dw + static_cast<int64_t>(o) * IC;
+      const F* p = part + o * ldp;
+      if (param_add)
+        for (int i = 0; i < IC; ++i) d[i] += p[i];
+      else
+        std::copy_n(p, IC, d);
+    }
   if (dbias)
-    for (int c = 0; c < OC; ++c) dbias[c] += part[wsz + c];
+    for (int c = 0; c < OC; ++c) dbias[c] = param_add ? dbias[c] + part[wsz + c] : part[wsz + c];
 }
 
 template void linear_forward<float>(float*, const float*, const float*, const float*, int64_t, int, int, Workspace&);
@@ -253,8 +267,8 @@ template void linear_forward<double>(double*, const double*, const double*, cons
 template void linear_forward<float>(float*, const float*, const float*, const float*, int64_t, int, int);
 template void linear_forward<double>(double*, const double*, const double*, const double*, int64_t, int, int);
 template void linear_backward<float>(float*, float*, float*, const float*, const float*, const float*, int64_t, int,
-                                     int, Workspace&);
+                                     int, Workspace&, GradMode, GradMode);
 template void linear_backward<double>(double*, double*, double*, const double*, const double*, const double*,
-                                      int64_t, int, int, Workspace&);
+                                      int64_t, int, int, Workspace&, GradMode, GradMode);
 
 }  // namespace qisa::cpu
