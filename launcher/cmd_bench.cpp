@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/blas_kernel.h"
 #include "launcher/commands.h"
 #include "launcher/run_setup.h"
 #include "trainer/flops.h"
@@ -78,6 +79,7 @@ void add_bench(CLI::App& app) {
                        {"params", trainer.model().num_params()},
                        {"backend", backend->name()},
                        {"threads", backend->threads()},
+                       {"gemm_kernel", cpu::blas_kernel_description()},
                        {"world_size", comm.size()},
                        {"zero", cfg.dist.zero},
                        {"steps", args->steps},
