@@ -130,6 +130,19 @@ Results run_scenario(Ops& ops, Inputs& in) {
     ops.linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC, GradMode::accumulate, GradMode::accumulate);
     r["lin.out"] = out(o), r["lin.dx"] = out(dx), r["lin.dw"] = out(dw), r["lin.db"] = out(db);
   }
+  {  // wide linear (OpenBLAS): fewer rows than a row tile, so the work splits over column tiles
+     // (IC, OC > 256, not multiples of it: partial tiles and a bias sum with a scalar tail)
+    const int64_t N = 300;
+    const int IC = 530, OC = 270;
+    auto x = as<F>(in.get("wl.x", N * IC)), w = as<F>(in.get("wl.w", OC * IC)), b = as<F>(in.get("wl.b", OC));
+    auto g = as<F>(in.get("wl.g", N * OC)), dx = as<F>(in.get("wl.dx", N * IC)),
+         dw = as<F>(in.get("wl.dw", OC * IC)), db = as<F>(in.get("wl.db", OC));
+    std::vector<F> o(N * OC);
+    ops.linear_forward(o.data(), x.data(), w.data(), b.data(), N, IC, OC);
+    ops.linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC, GradMode::accumulate,
+                        GradMode::accumulate);
+    r["wl.out"] = out(o), r["wl.dx"] = out(dx), r["wl.dw"] = out(dw), r["wl.db"] = out(db);
+  }
   for (auto act : {Activation::relu, Activation::gelu}) {
     const std::string p = act == Activation::relu ? "relu" : "gelu";
     const int64_t n = 40000;
