@@ -38,7 +38,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("overrides", args->overrides, "key overrides, e.g. model.attention=csa");
   cmd->add_option("--steps", args->steps, "timed steps")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
+  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS, else the cores this process may use)")
       ->check(CLI::NonNegativeNumber);
   add_bench_tokenizer(*bench);
   cmd->callback([args] {
