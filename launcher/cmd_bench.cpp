@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/blas_kernel.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "launcher/run_setup.h"
 #include "trainer/flops.h"
 #include "trainer/trainer.h"
@@ -36,10 +37,10 @@ void add_bench(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("overrides", args->overrides, "key overrides, e.g. model.attention=csa");
-  cmd->add_option("--steps", args->steps, "timed steps")->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--steps", args->steps, "timed steps")->transform(count_in(1, 100000));
+  cmd->add_option("--warmup", args->warmup, "untimed steps first")->transform(count_in(0, 100000));
   cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS, else the cores this process may use)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(count_in(0, 100000));
   add_bench_tokenizer(*bench);
   cmd->callback([args] {
     std::vector<std::string> ov = args->overrides;

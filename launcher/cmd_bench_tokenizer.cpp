@@ -11,6 +11,7 @@
 #include "io/tokenizer.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 
 namespace qisa::cli {
 
@@ -46,7 +47,7 @@ void add_bench_tokenizer(CLI::App& bench) {
   cmd->add_option("--tokenizer", a->tokenizer, "gpt2 or char")->check(CLI::IsMember({"gpt2", "char"}))->capture_default_str();
   cmd->add_option("--gpt2-dir", a->gpt2_dir, "folder with encoder.json and vocab.bpe (see qisa prepare --help)");
   cmd->add_option("--min-mb", a->min_mb, "repeat the file until the text has at least this many MB")
-      ->check(CLI::PositiveNumber)
+      ->check(real_in(0, 65536, true))
       ->capture_default_str();
   cmd->callback([a] {
     const std::string once = read_text(a->file);

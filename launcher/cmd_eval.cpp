@@ -5,6 +5,7 @@
 #include "io/corpus.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "launcher/run_setup.h"
 #include "trainer/evaluator.h"
 #include "trainer/generate.h"
@@ -29,17 +30,17 @@ void add_eval(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--data", args->data, "corpus written by qisa prepare")->required()->check(CLI::ExistingFile);
   cmd->add_option("--split", args->split, "split to evaluate: val or train")->check(CLI::IsMember({"val", "train"}));
-  cmd->add_option("--windows", args->windows, "number of windows (offsets 0, T, 2T, ...)")->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", args->batch, "windows per forward pass (memory, not results)")->check(CLI::PositiveNumber);
+  cmd->add_option("--windows", args->windows, "number of windows (offsets 0, T, 2T, ...)")->transform(count_in(1, 100000000));
+  cmd->add_option("--batch", args->batch, "windows per forward pass (memory, not results)")->transform(count_in(1, 1000000));
   cmd->add_option("--gen-prompts", args->gen_prompts,
                   "also score generation: this many held-out prompts (block_size tokens at evenly spaced offsets); "
                   "their greedy continuations vs the true text give gen_cer, which no mask can leak into")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(count_in(0, 1000000));
   cmd->add_option("--gen-tokens", args->gen_tokens, "tokens generated per prompt")
-      ->check(CLI::PositiveNumber)
+      ->transform(count_in(1, 1000000))
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS, else the cores this process may use)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(count_in(0, 100000));
   add_device_option(*cmd, args->device);
   cmd->callback([args] {
     auto backend = make_backend(args->device, args->threads, "--device");

@@ -8,6 +8,7 @@
 #include "io/plot.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "launcher/run_setup.h"
 #include "trainer/experiment.h"
 
@@ -170,7 +171,7 @@ void add_experiment(CLI::App& app) {
   cmd->add_option("--cell", a->cell, "run only this cell (index or name; see --list)");
   cmd->add_option("--set", a->set, "override for every cell, after the grid's set: (e.g. --set train.steps=100)");
   cmd->add_option("--threads", a->threads, "CPU threads per rank (default: OMP_NUM_THREADS, else the cores this rank may use)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(count_in(0, 100000));
   cmd->add_flag("--list", a->list, "list the cells and their state (pending, started, trained, finished)");
   cmd->add_flag("--remeasure", a->remeasure,
                 "measure finished cells again (their models are kept), e.g. for timings on a quiet machine");

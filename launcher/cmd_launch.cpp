@@ -10,6 +10,7 @@
 
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "launcher/launch_plan.h"
 
 namespace qisa::cli {
@@ -22,15 +23,15 @@ void add_launch(CLI::App& app) {
   auto req = std::make_shared<LaunchRequest>();
   auto dry = std::make_shared<bool>(false);
   auto slurm = std::make_shared<bool>(false), mpi = std::make_shared<bool>(false);
-  cmd->add_option("--nodes", req->nodes, "nodes")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--nodes", req->nodes, "nodes")->transform(count_in(1, 100000))->capture_default_str();
   auto* gpus = cmd->add_option("--gpus-per-node", req->gpus_per_node, "GPUs per node: one rank each")
-                   ->check(CLI::PositiveNumber);
+                   ->transform(count_in(1, 64));
   cmd->add_option("--procs", req->procs_per_node, "CPU ranks per node (default 1)")
-      ->check(CLI::PositiveNumber)
+      ->transform(count_in(1, 4096))
       ->excludes(gpus);
   cmd->add_option("--threads", req->threads,
                   "OpenMP threads per rank (default: cores per node / ranks per node; in Slurm SLURM_CPUS_ON_NODE)")
-      ->check(CLI::PositiveNumber);
+      ->transform(count_in(1, 100000));
   auto* s = cmd->add_flag("--slurm", *slurm, "use srun (default inside a Slurm allocation)");
   cmd->add_flag("--mpirun", *mpi, "use mpirun (default outside Slurm)")->excludes(s);
   cmd->add_option("--hostfile", req->hostfile, "mpirun hostfile for several nodes outside Slurm")

@@ -10,6 +10,7 @@
 #include "io/corpus.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "trainer/plan.h"
 
 namespace qisa::cli {
@@ -107,7 +108,7 @@ void add_plan(CLI::App& app) {
   cmd->add_option("config", a->config, "YAML config")->required()->check(CLI::ExistingFile);
   cmd->add_option("overrides", a->overrides, "key overrides, e.g. train.micro_batch_size=8 dist.zero=1");
   cmd->add_option("--gpus", a->gpus, "data-parallel GPUs (ranks): train.batch_size is split over them")
-      ->check(CLI::PositiveNumber)
+      ->transform(count_in(1, 10000000))
       ->capture_default_str();
   std::string devices;
   for (const auto& d : known_devices())
@@ -115,10 +116,10 @@ void add_plan(CLI::App& app) {
                std::to_string(static_cast<int64_t>(d.memory_bytes / (1024 * 1024))) + " MiB)";
   cmd->add_option("--device", a->device, "GPU whose memory (as nvidia-smi reports it) the plan is held against: " + devices)
       ->capture_default_str();
-  cmd->add_option("--gpu-mem", a->gpu_mem_gib, "GPU memory in GiB (overrides --device's)")->check(CLI::PositiveNumber);
+  cmd->add_option("--gpu-mem", a->gpu_mem_gib, "GPU memory in GiB (overrides --device's)")->check(real_in(0, 1048576, true));
   cmd->add_option("--headroom", a->headroom_gib,
                   "GiB kept free beyond the plan: CUDA context, cuBLAS/NCCL workspaces, allocator slack")
-      ->check(CLI::NonNegativeNumber)
+      ->check(real_in(0, 1048576))
       ->capture_default_str();
   cmd->add_option("--precision", a->precision,
                   "fp32 (as trained today), or bf16 mixed precision: bf16 weight copy + fp32 master weights, AdamW "
@@ -127,7 +128,7 @@ void add_plan(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--vocab", a->vocab,
                   "the corpus's vocab_size (before model.vocab_multiple); default: read from data.corpus. GPT-2's BPE: 50257")
-      ->check(CLI::PositiveNumber);
+      ->transform(count_in(1, 1000000000));
   cmd->add_flag("--json", a->json, "print one JSON object instead of the table");
   cmd->callback([a] {
     const Config cfg = load_config(a->config, a->overrides);

@@ -7,6 +7,7 @@
 #include "io/token_import.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 
 namespace qisa::cli {
 
@@ -113,7 +114,8 @@ void add_prepare(CLI::App& app) {
                              "Fraction of the tokens, taken from the END, that forms the validation split; in [0, 1). "
                              "0 = no validation split. Text: default 0.1. Token files: splits their concatenation "
                              "instead of the file names.")
-                 ->type_name("F");
+                 ->type_name("F")
+                 ->check(real_in(0, 1));  // finite; 1 itself is refused with the reason by prepare
   cmd->add_option("--gpt2-dir", a->text.gpt2_dir,
                   "Folder with GPT-2's encoder.json and vocab.bpe (default: $QISA_GPT2_DIR, else $QISA_DATA/gpt2, "
                   "else data/gpt2; fetch them with cluster/fetch_gpt2_bpe.sh).")

@@ -6,6 +6,7 @@
 #include "io/corpus.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "launcher/run_setup.h"
 #include "trainer/model_io.h"
 #include "trainer/probe.h"
@@ -30,9 +31,9 @@ void add_probe_leak(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--data", args->data, "corpus to take windows from (default: random tokens)")->check(CLI::ExistingFile);
   cmd->add_option("--split", args->split, "split the windows come from")->check(CLI::IsMember({"val", "train"}));
-  cmd->add_option("--windows", args->windows, "number of windows to probe")->check(CLI::PositiveNumber);
+  cmd->add_option("--windows", args->windows, "number of windows to probe")->transform(count_in(1, 100000000));
   cmd->add_option("--seed", args->seed, "seed of the random windows (without --data)");
-  cmd->add_option("--threads", args->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", args->threads, "CPU threads")->transform(count_in(0, 100000));
   add_device_option(*cmd, args->device);
   cmd->callback([args] {
     auto backend = make_backend(args->device, args->threads, "--device");

@@ -4,6 +4,7 @@
 #include "io/vocabulary.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "launcher/run_setup.h"
 #include "trainer/generate.h"
 #include "trainer/model_io.h"
@@ -24,16 +25,16 @@ void add_sample(CLI::App& app) {
                   "text to continue, encoded with the model's tokenizer (char: its characters must be in the "
                   "vocabulary; gpt2: any UTF-8 text)")
       ->capture_default_str();
-  cmd->add_option("--tokens", args->opt.tokens, "tokens to generate")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--tokens", args->opt.tokens, "tokens to generate")->transform(count_in(1, 10000000))->capture_default_str();
   cmd->add_option("--temperature", args->opt.temperature, "softmax temperature (> 0)")
-      ->check(CLI::PositiveNumber)
+      ->check(real_in(0, 1000000, true))
       ->capture_default_str();
   cmd->add_option("--top-k", args->opt.top_k, "sample among the k most likely tokens (0 = all)")
-      ->check(CLI::NonNegativeNumber)
+      ->transform(count_in(0, 1000000000))
       ->capture_default_str();
   cmd->add_option("--seed", args->opt.seed, "seed of the draws (same seed, same text)")->capture_default_str();
   cmd->add_flag("--greedy", args->opt.greedy, "always take the most likely token");
-  cmd->add_option("--threads", args->threads, "CPU threads")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", args->threads, "CPU threads")->transform(count_in(0, 100000));
   add_device_option(*cmd, args->device);
   cmd->callback([args] {
     auto backend = make_backend(args->device, args->threads, "--device");

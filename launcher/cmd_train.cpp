@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "launcher/commands.h"
+#include "launcher/numbers.h"
 #include "launcher/run_setup.h"
 #include "trainer/signals.h"
 #include "trainer/trainer.h"
@@ -26,7 +27,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("overrides", args->overrides, "key overrides, e.g. train.steps=100 model.mask=causal");
   cmd->add_option("--threads", args->threads,
                   "CPU threads per rank (same as train.threads=N; default: OMP_NUM_THREADS, else the cores this rank may use)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(count_in(0, 100000));
   cmd->add_flag("--overwrite", args->overwrite, "replace a run already in log.dir (its metrics and checkpoints)");
   cmd->add_flag("--quiet", args->quiet, "no per-step progress lines (metrics.jsonl is still written)");
   cmd->callback([args] {

@@ -270,6 +270,30 @@ TEST_F(CliEndToEnd, ThreadsHonourOmpNumThreadsAndHaveALimit) {
   EXPECT_NE(r.output.find("--threads = 100000 is more than"), std::string::npos) << r.output;
 }
 
+// Every numeric option: a finite number in a range that means something, said in words.
+TEST(Cli, NumericOptionsAreFiniteAndInRangeWithTheRangeInWords) {
+  const std::string plan = test::qisa_bin() + " plan " + std::string(QISA_SOURCE_DIR) + "/configs/gpt2/gpt2_124m_csa.yaml" + " --vocab 50257";
+  struct Case {
+    std::string args, says;
+  } cases[] = {
+      {plan + " --gpu-mem nan", "--gpu-mem: 'nan' is not a finite number > 0 and <= 1048576"},
+      {plan + " --headroom nan", "--headroom: 'nan' is not a finite number >= 0 and <= 1048576"},
+      {plan + " --headroom inf", "'inf' is not a finite number"},
+      {plan + " --gpus 0", "--gpus: '0' is not a whole number from 1 to 10000000"},
+      {plan + " --gpus 2.5", "'2.5' is not a whole number"},
+      {plan + " --vocab 1e300", "'1e300' is not a whole number from 1 to 1000000000"},
+      {test::qisa_bin() + " sample /etc/hostname --temperature -1", "'-1' is not a finite number > 0"},
+  };
+  for (const Case& c : cases) {
+    auto r = run_command(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << c.args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("1.797693"), std::string::npos) << r.output;
+  }
+  auto ok = run_command(plan + " --gpus 8e0 --headroom 0.5");  // 8e0 is a whole number
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+}
+
 TEST(Cli, HelpOnEverySubcommand) {
   for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " sample", " inspect", " launch", " bench",
                           " bench step", " info", " plan"}) {
