@@ -616,7 +616,7 @@ std::string Config::checkpoint_dir() const {
 }
 
 std::string Config::to_yaml() const {
-  std::string out = "# qisa configuration";
+  std::string out = kResolvedConfigHeader;
   if (!source.empty()) out += " (resolved from " + source + ")";
   out += "\n";
   std::string section;

@@ -142,6 +142,10 @@ struct CheckpointConfig {
   bool operator==(const CheckpointConfig&) const = default;
 };
 
+// The first words of every config.yaml qisa writes (Config::to_yaml): how a run tells its own
+// record from a user's file of the same name.
+inline constexpr const char* kResolvedConfigHeader = "# qisa configuration";
+
 struct Config {
   ModelConfig model;
   DataConfig data;
@@ -156,7 +160,7 @@ struct Config {
 
   // The resolved configuration as YAML (every key, defaults included). Parsing it back
   // gives the same Config, except model.vocab_size (not a key; written as a comment).
-  std::string to_yaml() const;
+  std::string to_yaml() const;  // starts with kResolvedConfigHeader
   // Every field, `source` included.
   bool operator==(const Config&) const = default;
 };

@@ -69,6 +69,13 @@ bool same_run_without_checkpoint(const Config& cfg, const std::string& model_pat
 // Rank 0 decides where the run starts: the checkpoint to resume from ("" = fresh start).
 std::string choose_start(const Config& cfg, const CheckpointStore& store, const RunOptions& opt,
                          const std::string& metrics_path, const std::string& model_path) {
+  // A config.yaml in log.dir that qisa did not write is the user's (e.g. log.dir: .): the run's
+  // record would replace it, --overwrite or not.
+  const std::string config_path = (fs::path(cfg.log.dir) / "config.yaml").string();
+  QISA_CHECK(!fs::exists(config_path) || file_text(config_path).rfind(kResolvedConfigHeader, 0) == 0,
+             "log.dir = '" + cfg.log.dir + "' holds a config.yaml that qisa did not write; the run would replace it "
+             "with its resolved config",
+             "choose a run directory of its own, e.g. log.dir=runs/" + fs::path(cfg.source).stem().string());
   std::error_code ec;
   fs::create_directories(cfg.log.dir, ec);
   QISA_CHECK(fs::is_directory(cfg.log.dir), "cannot create run directory log.dir = '" + cfg.log.dir + "': " + ec.message(),
@@ -124,12 +131,11 @@ class TrainingRun {
   void start() {
     if (lead_) resume_path_ = choose_start(cfg_, store_, opt_, sum_.metrics_path, sum_.model_path);
     broadcast_string(comm_, resume_path_);
-    if (lead_) {
-      std::printf("qisa train: resolved config (from %s)\n%s\n", cfg_.source.c_str(), yaml_.c_str());
-      write_text_atomic(sum_.config_path, yaml_);
-    }
+    if (lead_) std::printf("qisa train: resolved config (from %s)\n%s\n", cfg_.source.c_str(), yaml_.c_str());
     trainer_ = std::make_unique<Trainer>(cfg_, backend_, comm_);
     if (!resume_path_.empty()) resume();
+    // Only now, when the run really goes on: a refused resume leaves the run's record as it was.
+    if (lead_) write_text_atomic(sum_.config_path, yaml_);
     if (lead_) metrics_ = std::make_unique<MetricsLog>(sum_.metrics_path, /*append=*/true);
     // MFU: the model's training FLOPs per token against one rank's peak (train.peak_tflops, or the
     // GPU table by the backend's device name) for the run's math precision: fp32, the only one

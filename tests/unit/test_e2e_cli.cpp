@@ -161,6 +161,33 @@ TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
   EXPECT_EQ(over.output.find("resumed from"), std::string::npos) << over.output;
 }
 
+// Nothing a run wrote, and nothing a user wrote, is overwritten by a run that then stops: a
+// refused resume keeps the run's config.yaml byte for byte, and a config.yaml of the user's in
+// log.dir (log.dir: .) is never replaced, --overwrite or not.
+TEST_F(CliEndToEnd, ARefusedRunOverwritesNoConfigYaml) {
+  const std::string dir = tmp / "run_kept";
+  std::string cfg_text = tiny_config(corpus(), dir);
+  cfg_text.replace(cfg_text.find("steps: 300"), 10, "steps: 3");
+  const std::string cfg = tmp / "kept.yaml";
+  test::write_file(cfg, cfg_text);
+  ASSERT_EQ(run_command(test::qisa_bin() + " train --quiet " + cfg).exit_code, 0);
+  const std::string recorded = test::read_file(dir + "/config.yaml");
+  // another model in the same directory: its checkpoint cannot be resumed
+  auto refused = run_command(test::qisa_bin() + " train --quiet " + cfg + " model.n_embd=32 train.steps=6");
+  EXPECT_NE(refused.exit_code, 0) << refused.output;
+  EXPECT_EQ(test::read_file(dir + "/config.yaml"), recorded);
+
+  const std::string own = tmp / "own";
+  std::filesystem::create_directories(own);
+  test::write_file(own + "/config.yaml", "my notes\n");
+  for (const char* flag : {"", " --overwrite"}) {
+    auto r = run_command("cd " + own + " && " + test::qisa_bin() + " train --quiet" + flag + " " + cfg + " log.dir=.");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("log.dir = '.' holds a config.yaml that qisa did not write"), std::string::npos) << r.output;
+    EXPECT_EQ(test::read_file(own + "/config.yaml"), "my notes\n");
+  }
+}
+
 // MFU: every metrics line carries the achieved model TFLOP/s per rank (trainer/flops.h's count
 // times tokens/s), and the MFU against train.peak_tflops; without a peak (the CPU backend has
 // no table entry) there is no MFU, and the log says how to get one.
