@@ -35,6 +35,14 @@ struct Args {
   std::string doc_separator;
 };
 
+// A corpus without a val split is valid (eval --split train reads it), but qisa train evaluates
+// on val and refuses it: say so now, not at the first training run.
+void note_empty_val(int64_t val_tokens) {
+  if (val_tokens > 0) return;
+  std::printf("note: the corpus has no validation split: qisa train evaluates on it and will refuse this corpus "
+              "(re-run with --val-fraction > 0, e.g. 0.1, to train on it; qisa eval --split train reads it as is)\n");
+}
+
 void run(const Args& a, bool val_fraction_given) {
   const int sources = !a.text.inputs.empty() + !a.llmc.empty() + !a.raw_u16.empty();
   QISA_CHECK(sources == 1, "qisa prepare: pass exactly one of --input, --import-llmc, --import-raw-u16",
@@ -53,6 +61,7 @@ void run(const Args& a, bool val_fraction_given) {
     if (o.tokenizer == "gpt2")
       std::printf(", %lld document%s", static_cast<long long>(r.documents), r.documents == 1 ? "" : "s");
     std::printf(")\n");
+    note_empty_val(r.val_tokens);
     return;
   }
   QISA_CHECK(a.doc_separator.empty(), "qisa prepare: --doc-separator applies to text (--input), not to token files",
@@ -75,6 +84,7 @@ void run(const Args& a, bool val_fraction_given) {
   else
     std::printf("by file name: %lld train, %lld val file%s)\n", static_cast<long long>(r.train_files),
                 static_cast<long long>(r.val_files), r.val_files == 1 ? "" : "s");
+  note_empty_val(r.val_tokens);
 }
 
 }  // namespace

@@ -59,6 +59,15 @@ std::string file_text(const std::string& path) {
   return ss.str();
 }
 
+// What to do about a checkpoint that could not be written, from its cause (the OS's words).
+std::string checkpoint_write_hint(const std::string& error) {
+  if (error.find("No space left") != std::string::npos || error.find("quota") != std::string::npos)
+    return "free disk space";
+  if (error.find("Read-only file system") != std::string::npos || error.find("Permission denied") != std::string::npos)
+    return "make checkpoint.dir writable, or choose a writable one (checkpoint.dir=...)";
+  return "fix the cause above";
+}
+
 // log.dir holds this very run (the same resolved config), stopped before its first
 // checkpoint and unfinished: rerunning the command starts it again rather than refusing.
 bool same_run_without_checkpoint(const Config& cfg, const std::string& model_path) {
@@ -225,6 +234,11 @@ class TrainingRun {
                 static_cast<long long>(trainer_->local_batch()), static_cast<long long>(trainer_->micro_batch()));
     std::printf("FLOPs: %.3e per token (training, model FLOPs: trainer/flops.h); peak %s\n", flops_per_token_,
                 peak_.note.c_str());
+    if (cfg_.train.warmup_steps > cfg_.train.steps)
+      std::printf("warning: train.warmup_steps = %lld is longer than the run (train.steps = %lld): the learning rate "
+                  "never reaches train.lr = %g (hint: fewer warm-up steps)\n",
+                  static_cast<long long>(cfg_.train.warmup_steps), static_cast<long long>(cfg_.train.steps),
+                  cfg_.train.lr);
     if (!resume_path_.empty()) {
       std::printf("resumed from %s at step %lld\n", resume_path_.c_str(), static_cast<long long>(sum_.resumed_from));
       log(json{{"step", sum_.resumed_from}, {"resumed_from", resume_path_}, {"world_size", comm_.size()}});
@@ -246,8 +260,9 @@ class TrainingRun {
                                (sum_.last_checkpoint.empty() ? std::string("none") : "'" + sum_.last_checkpoint + "'") +
                                ")";
       if (cfg_.checkpoint.on_error == OnCheckpointError::stop)
-        throw CollectiveError(what, "free disk space and rerun the same command: train.resume=auto continues from the "
-                                    "newest checkpoint; or set checkpoint.on_error=warn to train on without this one");
+        throw CollectiveError(what, checkpoint_write_hint(error) +
+                                        " and rerun the same command: train.resume=auto continues from the newest "
+                                        "checkpoint; or set checkpoint.on_error=warn to train on without this one");
       say("warning: %s; training continues (checkpoint.on_error = warn)\n", what.c_str());
       return false;
     }

@@ -188,6 +188,46 @@ TEST_F(CliEndToEnd, ARefusedRunOverwritesNoConfigYaml) {
   }
 }
 
+// Silent oddities are said when they happen: a corpus without a val split (at prepare, not
+// at the first training run), a warm-up longer than the run.
+TEST_F(CliEndToEnd, OdditiesAreSaidWhenTheyHappen) {
+  auto r = run_command(test::qisa_bin() + " prepare --input " + (tmp / "text.txt") + " --out " + (tmp / "noval.h5") +
+                       " --val-fraction 0");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("note: the corpus has no validation split: qisa train evaluates on it"), std::string::npos)
+      << r.output;
+  std::string text = tiny_config(corpus(), tmp / "run_warm");
+  text.replace(text.find("steps: 300"), 10, "steps: 2");
+  test::write_file(tmp / "warm.yaml", text);
+  r = run_command(test::qisa_bin() + " train " + (tmp / "warm.yaml") + " train.warmup_steps=10");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: train.warmup_steps = 10 is longer than the run (train.steps = 2)"),
+            std::string::npos)
+      << r.output;
+}
+
+// A checkpoint directory on a read-only file system: the hint says so (not "free disk space").
+// Needs a tmpfs mount (root in a container that allows it); skipped where mounting is refused.
+TEST_F(CliEndToEnd, ReadOnlyCheckpointDirGetsItsOwnHint) {
+  const std::string mnt = tmp / "ro";
+  std::filesystem::create_directories(mnt);
+  if (run_command("mount -t tmpfs -o size=4m tmpfs " + mnt).exit_code != 0) GTEST_SKIP() << "cannot mount a tmpfs here";
+  std::filesystem::create_directories(mnt + "/ckpt");
+  const bool ro = run_command("mount -o remount,ro " + mnt).exit_code == 0;
+  if (ro) {
+    std::string text = tiny_config(corpus(), tmp / "run_ro");
+    text.replace(text.find("steps: 300"), 10, "steps: 3");
+    test::write_file(tmp / "ro.yaml", text);
+    auto r = run_command(test::qisa_bin() + " train --quiet " + (tmp / "ro.yaml") + " checkpoint.dir=" + mnt + "/ckpt");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("Read-only file system"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("hint: make checkpoint.dir writable"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("free disk space"), std::string::npos) << r.output;
+  }
+  run_command("umount " + mnt);
+  if (!ro) GTEST_SKIP() << "cannot remount the tmpfs read-only here";
+}
+
 // MFU: every metrics line carries the achieved model TFLOP/s per rank (trainer/flops.h's count
 // times tokens/s), and the MFU against train.peak_tflops; without a peak (the CPU backend has
 // no table entry) there is no MFU, and the log says how to get one.
