@@ -5,11 +5,17 @@
 // Forward saves one float per row, z [B,H,T]: the row normaliser z_i = sum_{j<=i} exp(alpha_ij -
 // 1/2), never p. alpha lies in (0, 1], so the softmax needs no running maximum (no exponent can
 // overflow; the constant shift by 1/2 centres the float polynomial's range and cancels in p).
-// Backward recomputes alpha from q and k and p_ij = exp(alpha_ij - 1/2) / z_i. The reference
-// mask sums over i >= j, so it needs every row's normaliser first: two passes over the rows
-// of a (b, h) block (rows, then columns).
-// Memory: O(B*H*T) saved; the T x T block of one (b, h) lives only in per-thread scratch.
-// Layout and summation order: attention_blocks.h.
+// Backward recomputes alpha from q and k and p_ij = exp(alpha_ij - 1/2) / z_i.
+// A (b, h) block runs in row tiles of kRowTile rows. The reference mask's out_j sums p_ij v_i
+// over i >= j, so p_ij needs row i's normaliser before column j can use it; a row tile holds
+// whole rows (every j <= i), so the tile computes z_i and at once adds its rows' terms to the
+// column sums: one pass over the tiles on the CPU, the column sums carried in a [T][D]
+// accumulator. (A kernel tiled by output column j, as a GPU one may be, needs two passes:
+// every z_i first, then the column sums.) Backward: dq row sums per tile; dk (and dv for the
+// causal mask) column sums carried across the tiles; the reference mask's dv_i = sum_{j<=i}
+// p_ij dout_j is a row sum.
+// Memory: O(B*H*T) saved; per-thread scratch O(kRowTile*T + T*D). Loop nest, layout and
+// summation order: attention_blocks.h.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -32,67 +38,80 @@ void gaussian_attention_forward(F* out, int ld_out, F* z, const F* q, const F* k
   check_heads("gaussian_attention_forward", B, T, H, D, ld_qk, "ld_qk", ld_v, "ld_v");
   check_heads("gaussian_attention_forward", B, T, H, D, ld_out, "ld_out", ld_out, "ld_out");
   constexpr int L = W<F>;
-  const int Tp = round_up(T, L), Dp = round_up(D, L);
+  const int Tp = round_up(T, L), Dp = round_up(D, L), Rt = std::min(T, kRowTile);
   const bool direct = D == Dp;  // rows of D are whole packs: read and write them in place
-  const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
-                TTp = static_cast<int64_t>(T) * Tp;
-  const int64_t per = round_up(static_cast<int>(DTp + 2 * TDp + TTp), 16);  // 64-byte multiple
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "Gaussian attention forward scratch (one [T, T] block per thread)");
   const bool causal = mask == AttnMask::causal;
+  const int64_t TDp = static_cast<int64_t>(T) * Dp;
+  ScratchLayout lay;
+  const int64_t o_kT = lay.part(static_cast<int64_t>(D) * Tp),  // [D][Tp]: k^T
+      o_V = lay.part(direct ? 0 : TDp),                         // [T][Dp]: padded v
+      o_S = lay.part(static_cast<int64_t>(Rt) * Tp),            // [Rt][Tp]: the tile's d2, then p
+      // causal: [Rt][Dp], the tile's out rows (when !direct); reference: [T][Dp], out summed over the tiles
+      o_Y = lay.part(causal ? (direct ? 0 : static_cast<int64_t>(Rt) * Dp) : TDp);
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * lay.per),
+                         causal ? "Gaussian attention forward scratch (per thread: k^T [D, T], one row tile's p "
+                                  "[kRowTile, T], padded v [T, D])"
+                                : "Gaussian attention forward scratch (per thread: k^T [D, T], one row tile's p "
+                                  "[kRowTile, T], padded v and the out accumulator [T, D])");
   parallel_for(B * H, [&](int64_t bh) {
     const int64_t r0 = (bh / H) * T;  // first row of the block
     const int64_t col = (bh % H) * static_cast<int64_t>(D);
-    F* kT = scratch + thread_index() * per;  // [D][Tp]
-    F* V = kT + DTp;                         // [T][Dp] (padded copy when !direct)
-    F* S = V + TDp;                          // [T][Tp]: d2, then p
-    F* Y = S + TTp;                          // [T][Dp]: out (when !direct)
+    F* base = scratch + thread_index() * lay.per;
+    F* kT = base + o_kT;
+    F* V = base + o_V;
+    F* S = base + o_S;
+    F* Y = base + o_Y;
     transpose_pad(kT, k + r0 * ld_qk + col, ld_qk, T, D, Tp);
     const F* vb = v + r0 * ld_v + col;
     if (!direct) pad_rows(V, vb, ld_v, T, D, Dp);
-    F* zb = z + bh * T;
-    // rows i in [i0, i0 + L) need the packs p < np (those holding j <= i)
-    for (int i0 = 0; i0 < T; i0 += L) {
-      const int np = i0 / L + 1, rows = std::min(L, T - i0);
-      rows_cols<F, true>(S + static_cast<int64_t>(i0) * Tp, q + (r0 + i0) * ld_qk + col, ld_qk, kT, Tp, D, rows, np);
-      // In stages over the group's rows (not row by row), so that the rows' exp -> sum ->
-      // scale chains overlap. alpha is in (0, 1]: the softmax needs no max subtraction, and
-      // exp_unit_shifted(alpha) = exp(alpha - 1/2) gives the same p.
-      F sum[L];
-      for (int r = 0; r < rows; ++r) {
-        F* sr = S + static_cast<int64_t>(i0 + r) * Tp;
-        for (int p = 0; p < np; ++p) {
-          F* sp = sr + p * L;
-#pragma omp simd
-          for (int l = 0; l < L; ++l) sp[l] = exp_unit_shifted<F>(exp_t<F>(-sp[l]));
-        }
-      }
-      for (int r = 0; r < rows; ++r) {
-        F* sr = S + static_cast<int64_t>(i0 + r) * Tp;
-        Pack<F> acc = {};
-        for (int p = 0; p < np; ++p) {
-          const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
-          acc += e;
-          pack_store(sr + p * L, e);
-        }
-        sum[r] = pack_sum<F>(acc);
-      }
-      for (int r = 0; r < rows; ++r) {
-        F* sr = S + static_cast<int64_t>(i0 + r) * Tp;
-        const F inv = F(1) / sum[r];
-        for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
-        for (int p = np; p < Tp / L; ++p) pack_store(sr + p * L, Pack<F>{});
-        zb[i0 + r] = sum[r];
-      }
-    }
-    // causal: out_r = sum_{j<=r} p_rj v_j (row r of p); reference: out_r = sum_{i>=r} p_ir v_i
-    // (column r of p)
     const F* Vr = direct ? vb : V;
     const int64_t ldv = direct ? ld_v : Dp;
     F* ob = out + r0 * ld_out + col;
-    if (causal)
-      wsum_to<F, false, false, false>(ob, ld_out, Y, S, Tp, Vr, ldv, Vr, ldv, D, Dp, T);
-    else
-      wsum_to<F, false, true, false>(ob, ld_out, Y, S, Tp, Vr, ldv, Vr, ldv, D, Dp, T);
+    F* zb = z + bh * T;
+    for (int t0 = 0; t0 < T; t0 += kRowTile) {
+      const int t1 = std::min(T, t0 + kRowTile);
+      // rows i in [i0, i0 + L) need the packs p < np (those holding j <= i)
+      for (int i0 = t0; i0 < t1; i0 += L) {
+        const int np = i0 / L + 1, rows = std::min(L, t1 - i0);
+        F* Si = S + static_cast<int64_t>(i0 - t0) * Tp;  // row i0 of the tile
+        rows_cols<F, true>(Si, q + (r0 + i0) * ld_qk + col, ld_qk, kT, Tp, D, rows, np);
+        // In stages over the group's rows (not row by row), so that the rows' exp -> sum ->
+        // scale chains overlap. alpha is in (0, 1]: the softmax needs no max subtraction, and
+        // exp_unit_shifted(alpha) = exp(alpha - 1/2) gives the same p.
+        F sum[L];
+        for (int r = 0; r < rows; ++r) {
+          F* sr = Si + static_cast<int64_t>(r) * Tp;
+          for (int p = 0; p < np; ++p) {
+            F* sp = sr + p * L;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) sp[l] = exp_unit_shifted<F>(exp_t<F>(-sp[l]));
+          }
+        }
+        for (int r = 0; r < rows; ++r) {
+          F* sr = Si + static_cast<int64_t>(r) * Tp;
+          Pack<F> acc = {};
+          for (int p = 0; p < np; ++p) {
+            const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
+            acc += e;
+            pack_store(sr + p * L, e);
+          }
+          sum[r] = pack_sum<F>(acc);
+        }
+        for (int r = 0; r < rows; ++r) {
+          F* sr = Si + static_cast<int64_t>(r) * Tp;
+          const F inv = F(1) / sum[r];
+          for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
+          zb[i0 + r] = sum[r];
+        }
+      }
+      // causal: out_r = sum_{j<=r} p_rj v_j (row r of p, r in the tile); reference: out_r =
+      // sum_{i>=r} p_ir v_i (column r of p, carried across the tiles)
+      const MatTile<F> pt{S, Tp, t0, t1};
+      if (causal)
+        wsum_rows_to<F, false, false>(ob, ld_out, Y, pt, Vr, ldv, Vr, ldv, D, Dp);
+      else
+        wsum_cols_to<F, false, false>(ob, ld_out, Y, pt, T, Vr, ldv, Vr, ldv, D, Dp);
+    }
   });
 }
 
@@ -105,25 +124,41 @@ void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const
   check_heads("gaussian_attention_backward", B, T, H, D, ld_qk, "ld_qk", ld_v, "ld_v");
   check_heads("gaussian_attention_backward", B, T, H, D, ld_out, "ld_out", ld_out, "ld_out");
   constexpr int L = W<F>;
-  const int Tp = round_up(T, L), Dp = round_up(D, L);
+  const int Tp = round_up(T, L), Dp = round_up(D, L), Rt = std::min(T, kRowTile);
   const bool direct = D == Dp;
-  const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
-                TTp = static_cast<int64_t>(T) * Tp;
-  const int64_t per = round_up(static_cast<int>(2 * DTp + 4 * TDp + 3 * TTp), 16);
-  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * per), "Gaussian attention backward scratch (one [T, T] blocks per thread)");
   const bool causal = mask == AttnMask::causal;
+  const int64_t DTp = static_cast<int64_t>(D) * Tp, TDp = static_cast<int64_t>(T) * Dp,
+                RTp = static_cast<int64_t>(Rt) * Tp;
+  ScratchLayout lay;
+  const int64_t o_kT = lay.part(DTp),                                 // [D][Tp]: k^T
+      o_xT = lay.part(DTp),                                           // [D][Tp]: v^T (causal) or dout^T (reference)
+      o_Q = lay.part(direct ? 0 : TDp),                               // [T][Dp]: padded q, k, dout
+      o_K = lay.part(direct ? 0 : TDp), o_G = lay.part(direct ? 0 : TDp),
+      o_P = lay.part(RTp),                                            // [Rt][Tp]: the tile's p
+      o_dP = lay.part(RTp),                                           // [Rt][Tp]: dL/dp
+      o_W = lay.part(RTp),                                            // [Rt][Tp]: 2 dL/d(d2)
+      o_Y = lay.part(direct ? 0 : static_cast<int64_t>(Rt) * Dp),     // [Rt][Dp]: the tile's dq (dv) rows
+      o_dK = lay.part(dk ? TDp : 0),                                  // [T][Dp]: dk summed over the tiles
+      o_dV = lay.part(dv && causal ? TDp : 0);                        // [T][Dp]: dv summed over the tiles
+  F* scratch = ws.get<F>(0, static_cast<size_t>(max_threads() * lay.per),
+                         "Gaussian attention backward scratch (per thread: k^T and v^T or dout^T [D, T], one row "
+                         "tile's p, dL/dp, dL/d(d2) [kRowTile, T], dk (and dv) accumulators [T, D], padded q, k, "
+                         "dout [T, D])");
   parallel_for(B * H, [&](int64_t bh) {
     const int64_t r0 = (bh / H) * T;
     const int64_t col = (bh % H) * static_cast<int64_t>(D);
-    F* kT = scratch + thread_index() * per;  // [D][Tp]
-    F* xT = kT + DTp;                        // [D][Tp]: v (causal) or dout (reference)
-    F* Q = xT + DTp;                         // [T][Dp] padded copies (when !direct)
-    F* K = Q + TDp;                          // [T][Dp]
-    F* G = K + TDp;                          // [T][Dp]: dout
-    F* P = G + TDp;                          // [T][Tp]: p
-    F* dP = P + TTp;                         // [T][Tp]: dL/dp
-    F* Wm = dP + TTp;                        // [T][Tp]: 2 dL/d(d2)
-    F* Y = Wm + TTp;                         // [T][Dp]: dq, dk or dv (when !direct)
+    F* base = scratch + thread_index() * lay.per;
+    F* kT = base + o_kT;
+    F* xT = base + o_xT;
+    F* Q = base + o_Q;
+    F* K = base + o_K;
+    F* G = base + o_G;
+    F* P = base + o_P;
+    F* dP = base + o_dP;
+    F* Wm = base + o_W;
+    F* Y = base + o_Y;
+    F* dK = base + o_dK;
+    F* dV = base + o_dV;
     const F* qb = q + r0 * ld_qk + col;
     const F* kb = k + r0 * ld_qk + col;
     const F* gb = dout + r0 * ld_out + col;
@@ -138,62 +173,66 @@ void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const
       pad_rows(K, kb, ld_qk, T, D, Dp);
       pad_rows(G, gb, ld_out, T, D, Dp);
     }
-    const F* zb = z + bh * T;
-    for (int i0 = 0; i0 < T; i0 += L) {
-      const int np = i0 / L + 1, rows = std::min(L, T - i0);
-      const int64_t o = static_cast<int64_t>(i0) * Tp;
-      // dL/dp_ij: causal dout_i . v_j (out_i = sum_j p_ij v_j); reference dout_j . v_i
-      if (causal)
-        rows_cols<F, false>(dP + o, gb + i0 * ld_out, ld_out, xT, Tp, D, rows, np);
-      else
-        rows_cols<F, false>(dP + o, vb + i0 * ld_v, ld_v, xT, Tp, D, rows, np);
-      rows_cols<F, true>(Wm + o, qb + i0 * ld_qk, ld_qk, kT, Tp, D, rows, np);  // d2, as forward computed it
-      for (int i = i0; i < i0 + rows; ++i) {
-        F* p = P + static_cast<int64_t>(i) * Tp;
-        F* w = Wm + static_cast<int64_t>(i) * Tp;
-        const F* dp = dP + static_cast<int64_t>(i) * Tp;
-        // alpha_ij = exp(-d2) (kept in w), p_ij = exp(alpha_ij - 1/2) / z_i for j <= i, 0 above:
-        // the forward's p bit for bit (same d2, same operations)
-        const F inv = F(1) / zb[i];
-        Pack<F> acc = {};
-        for (int pk = 0; pk < np; ++pk) {
-          F* wp = w + pk * L;
-          F* pp = p + pk * L;
-#pragma omp simd
-          for (int l = 0; l < L; ++l) {
-            wp[l] = exp_t<F>(-wp[l]);
-            pp[l] = exp_unit_shifted<F>(wp[l]);
-          }
-          const Pack<F> pv = pack_keep_below<F>(pack_load(pp), i + 1 - pk * L) * inv;
-          pack_store(pp, pv);
-          acc += pv * pack_load(dp + pk * L);
-        }
-        const F s = pack_sum<F>(acc);
-        // softmax backward gives dL/dalpha; alpha = exp(-d2) gives dL/d(d2) = -alpha dL/dalpha;
-        // d(d2)/dq_i = 2 (q_i - k_j) = -d(d2)/dk_j, so keep 2 dL/d(d2)
-        for (int pk = 0; pk < np; ++pk) {
-          F* wp = w + pk * L;
-          const F* pp = p + pk * L;
-          const F* gp = dp + pk * L;
-#pragma omp simd
-          for (int l = 0; l < L; ++l) wp[l] = F(2) * (-wp[l] * (pp[l] * (gp[l] - s)));
-        }
-      }
-    }
     const F* Qr = direct ? qb : Q;
     const F* Kr = direct ? kb : K;
     const F* Gr = direct ? gb : G;
     const int64_t lqk = direct ? ld_qk : Dp, lg = direct ? ld_out : Dp;
-    if (dq)  // dq_r = sum_{j<=r} w_rj (q_r - k_j): row r of w
-      wsum_to<F, true, false>(mode, dq + r0 * ld_qk + col, ld_qk, Y, Wm, Tp, Kr, lqk, Qr, lqk, D, Dp, T);
-    if (dk)  // dk_r = sum_{i>=r} w_ir (k_r - q_i): column r of w
-      wsum_to<F, true, true>(mode, dk + r0 * ld_qk + col, ld_qk, Y, Wm, Tp, Qr, lqk, Kr, lqk, D, Dp, T);
-    if (dv) {  // causal: dv_r = sum_{i>=r} p_ir dout_i; reference: dv_r = sum_{j<=r} p_rj dout_j
-      F* dvb = dv + r0 * ld_v + col;
-      if (causal)
-        wsum_to<F, false, true>(mode, dvb, ld_v, Y, P, Tp, Gr, lg, Gr, lg, D, Dp, T);
-      else
-        wsum_to<F, false, false>(mode, dvb, ld_v, Y, P, Tp, Gr, lg, Gr, lg, D, Dp, T);
+    const F* zb = z + bh * T;
+    for (int t0 = 0; t0 < T; t0 += kRowTile) {
+      const int t1 = std::min(T, t0 + kRowTile);
+      for (int i0 = t0; i0 < t1; i0 += L) {
+        const int np = i0 / L + 1, rows = std::min(L, t1 - i0);
+        const int64_t o = static_cast<int64_t>(i0 - t0) * Tp;  // row i0 of the tile
+        // dL/dp_ij: causal dout_i . v_j (out_i = sum_j p_ij v_j); reference dout_j . v_i
+        if (causal)
+          rows_cols<F, false>(dP + o, gb + i0 * ld_out, ld_out, xT, Tp, D, rows, np);
+        else
+          rows_cols<F, false>(dP + o, vb + i0 * ld_v, ld_v, xT, Tp, D, rows, np);
+        rows_cols<F, true>(Wm + o, qb + i0 * ld_qk, ld_qk, kT, Tp, D, rows, np);  // d2, as forward computed it
+        for (int i = i0; i < i0 + rows; ++i) {
+          F* p = P + static_cast<int64_t>(i - t0) * Tp;
+          F* w = Wm + static_cast<int64_t>(i - t0) * Tp;
+          const F* dp = dP + static_cast<int64_t>(i - t0) * Tp;
+          // alpha_ij = exp(-d2) (kept in w), p_ij = exp(alpha_ij - 1/2) / z_i for j <= i, 0 above:
+          // the forward's p bit for bit (same d2, same operations)
+          const F inv = F(1) / zb[i];
+          Pack<F> acc = {};
+          for (int pk = 0; pk < np; ++pk) {
+            F* wp = w + pk * L;
+            F* pp = p + pk * L;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) {
+              wp[l] = exp_t<F>(-wp[l]);
+              pp[l] = exp_unit_shifted<F>(wp[l]);
+            }
+            const Pack<F> pv = pack_keep_below<F>(pack_load(pp), i + 1 - pk * L) * inv;
+            pack_store(pp, pv);
+            acc += pv * pack_load(dp + pk * L);
+          }
+          const F s = pack_sum<F>(acc);
+          // softmax backward gives dL/dalpha; alpha = exp(-d2) gives dL/d(d2) = -alpha dL/dalpha;
+          // d(d2)/dq_i = 2 (q_i - k_j) = -d(d2)/dk_j, so keep 2 dL/d(d2)
+          for (int pk = 0; pk < np; ++pk) {
+            F* wp = w + pk * L;
+            const F* pp = p + pk * L;
+            const F* gp = dp + pk * L;
+#pragma omp simd
+            for (int l = 0; l < L; ++l) wp[l] = F(2) * (-wp[l] * (pp[l] * (gp[l] - s)));
+          }
+        }
+      }
+      const MatTile<F> wt{Wm, Tp, t0, t1}, pt{P, Tp, t0, t1};
+      if (dq)  // dq_r = sum_{j<=r} w_rj (q_r - k_j): row r of w
+        wsum_rows_to<F, true>(mode, dq + r0 * ld_qk + col, ld_qk, Y, wt, Kr, lqk, Qr, lqk, D, Dp);
+      if (dk)  // dk_r = sum_{i>=r} w_ir (k_r - q_i): column r of w
+        wsum_cols_to<F, true>(mode, dk + r0 * ld_qk + col, ld_qk, dK, wt, T, Qr, lqk, Kr, lqk, D, Dp);
+      if (dv) {  // causal: dv_r = sum_{i>=r} p_ir dout_i; reference: dv_r = sum_{j<=r} p_rj dout_j
+        F* dvb = dv + r0 * ld_v + col;
+        if (causal)
+          wsum_cols_to<F, false>(mode, dvb, ld_v, dV, pt, T, Gr, lg, Gr, lg, D, Dp);
+        else
+          wsum_rows_to<F, false>(mode, dvb, ld_v, Y, pt, Gr, lg, Gr, lg, D, Dp);
+      }
     }
   });
 }

@@ -64,12 +64,19 @@ class Workspace {
     return reinterpret_cast<T*>(s.ptr.get());
   }
 
+  // Bytes held over all slots (what the ops have asked for so far, each slot at its largest).
+  size_t bytes() const {
+    size_t n = 0;
+    for (const Slot& s : slots_) n += s.bytes;
+    return n;
+  }
+
  private:
   [[noreturn]] static void fail(const std::string& bytes, const char* purpose, int slot) {
     throw Error("cannot allocate " + bytes + " bytes of " + purpose + " (CPU backend workspace slot " +
                     std::to_string(slot) + ")",
                 "lower train.micro_batch_size (scratch grows with the rows of one micro-batch), model.block_size "
-                "(attention scratch grows with T x T per thread) or train.threads");
+                "(attention scratch grows with T per thread) or train.threads");
   }
   struct Free {
     void operator()(std::byte* p) const noexcept { std::free(p); }

@@ -31,6 +31,7 @@
 #include "kernels/cpu/reductions.h"
 #include "kernels/error.h"
 #include "kernels/pauli.h"
+#include "kernels/philox.h"
 #include "kernel_double_ops.h"
 #include "test_util.h"
 
@@ -543,6 +544,201 @@ TEST(CpuBackend, AttentionRowStatisticsMatchPlainFormulas) {
     const std::string what = kind == 0 ? "csa" : kind == 1 ? "gaussian causal" : "gaussian reference";
     EXPECT_LT(qisa::test::max_rel_err(stat, want_stat), 1e-5) << what << " row statistic";
     EXPECT_LT(qisa::test::max_rel_err(got_out, want_out), 1e-5) << what << " out";
+  }
+}
+
+// Plain double formulas of the attention ops, forward and backward, with no tiling (SPEC §1.1):
+// kind 0 csa (dropout: element ((b*H + h)*T + i)*T + j + elem_offset kept iff Philox >= p,
+// scaled by 1/(1-p)), 1 Gaussian causal, 2 Gaussian reference. q | k | v side by side in rows of
+// x [B*T, ld], dout in rows of g [B*T, ldo]; results dense [B*T, H*D] (stat [B*H*T]).
+struct PlainAttention {
+  std::vector<double> out, stat, dq, dk, dv;
+};
+PlainAttention plain_attention(int kind, const std::vector<float>& x, int ld, const std::vector<float>& g, int ldo,
+                               int64_t B, int T, int H, int D, double scale, const Dropout& drop) {
+  const int HD = H * D;
+  auto at = [&](int64_t b, int t, int off, int h, int c) { return double(x[(b * T + t) * ld + off + h * D + c]); };
+  auto gd = [&](int64_t b, int t, int h, int c) { return double(g[(b * T + t) * ldo + h * D + c]); };
+  PlainAttention r;
+  for (auto* v : {&r.out, &r.dq, &r.dk, &r.dv}) v->assign(B * T * HD, 0.0);
+  r.stat.assign(B * H * T, 0.0);
+  auto o = [&](std::vector<double>& v, int64_t b, int t, int h, int c) -> double& { return v[(b * T + t) * HD + h * D + c]; };
+  const size_t TT = static_cast<size_t>(T) * T;
+  for (int64_t b = 0; b < B; ++b)
+    for (int h = 0; h < H; ++h) {
+      std::vector<double> p(TT, 0.0), m(TT, 0.0), a(TT, 0.0), gp(TT, 0.0);  // p, multiplier, alpha, dL/dp
+      for (int i = 0; i < T; ++i) {
+        double mx = -1e300;
+        for (int j = 0; j <= i; ++j) {
+          double dot = 0, d2 = 0;
+          for (int c = 0; c < D; ++c) {
+            const double qi = at(b, i, 0, h, c), kj = at(b, j, HD, h, c);
+            dot += qi * kj;
+            d2 += (qi - kj) * (qi - kj);
+          }
+          a[i * T + j] = std::exp(-d2);
+          p[i * T + j] = kind == 0 ? dot * scale : a[i * T + j] - 0.5;  // the exponent
+          mx = std::max(mx, p[i * T + j]);
+        }
+        if (kind != 0) mx = 0;  // Gaussian: z_i = sum exp(alpha - 1/2), no shift
+        double sum = 0;
+        for (int j = 0; j <= i; ++j) sum += p[i * T + j] = std::exp(p[i * T + j] - mx);
+        for (int j = 0; j <= i; ++j) p[i * T + j] /= sum;
+        r.stat[(b * H + h) * T + i] = kind == 0 ? mx + std::log(sum) : sum;
+        for (int j = 0; j <= i; ++j) {
+          const uint64_t e = static_cast<uint64_t>(((b * H + h) * T + i) * T + j) + drop.elem_offset;
+          const bool keep = !drop.active() || qisa::philox_uniform(drop.seed, drop.step, drop.site, e) >= drop.p;
+          m[i * T + j] = kind == 0 && drop.active() ? (keep ? 1.0 / (1.0 - double(drop.p)) : 0.0) : 1.0;
+        }
+      }
+      // out (reference: out_j = sum_{i>=j} p_ij v_i), dL/dp, dv
+      for (int i = 0; i < T; ++i)
+        for (int j = 0; j <= i; ++j) {
+          const double pd = p[i * T + j] * m[i * T + j];
+          const int to = kind == 2 ? j : i, from = kind == 2 ? i : j;  // out row, v row
+          double dot = 0;
+          for (int c = 0; c < D; ++c) {
+            o(r.out, b, to, h, c) += pd * at(b, from, 2 * HD, h, c);
+            o(r.dv, b, from, h, c) += pd * gd(b, to, h, c);
+            dot += gd(b, to, h, c) * at(b, from, 2 * HD, h, c);
+          }
+          gp[i * T + j] = dot * m[i * T + j];
+        }
+      // softmax backward, then through the scores
+      for (int i = 0; i < T; ++i) {
+        double s = 0;
+        for (int j = 0; j <= i; ++j) s += p[i * T + j] * gp[i * T + j];
+        for (int j = 0; j <= i; ++j) {
+          const double gw = p[i * T + j] * (gp[i * T + j] - s);  // dL/d(exponent)
+          for (int c = 0; c < D; ++c) {
+            const double qi = at(b, i, 0, h, c), kj = at(b, j, HD, h, c);
+            if (kind == 0) {  // w = scale q.k
+              o(r.dq, b, i, h, c) += gw * scale * kj;
+              o(r.dk, b, j, h, c) += gw * scale * qi;
+            } else {  // exponent alpha - 1/2, alpha = exp(-|q - k|^2)
+              const double gd2 = -a[i * T + j] * gw;
+              o(r.dq, b, i, h, c) += gd2 * 2 * (qi - kj);
+              o(r.dk, b, j, h, c) += gd2 * 2 * (kj - qi);
+            }
+          }
+        }
+      }
+    }
+  return r;
+}
+
+// The tiled kernels (T several row tiles and not a multiple of one; D padded and whole packs)
+// against the plain double formulas, forward and backward, in both gradient modes: outputs and
+// overwritten gradients poisoned with NaN, accumulated gradients on random prior values, the
+// per-thread scratch filled with NaN first (no stale tile reaches a result), fresh seed.
+TEST(CpuBackend, AttentionTilesMatchPlainFormulas) {
+  using qisa::cpu::attn::kRowTile;
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t B = 2;
+  const int T = 2 * kRowTile + 13, H = 2;
+  const float scale = 0.45f;
+  for (int D : {5, 8})
+    for (int kind = 0; kind < 3; ++kind) {
+      const std::string what = std::string(kind == 0 ? "csa" : kind == 1 ? "gaussian causal" : "gaussian reference") +
+                               " D=" + std::to_string(D);
+      SCOPED_TRACE(what);
+      const int HD = H * D, ld = 3 * HD + 1, ldo = HD + 1;
+      const double range = kind == 0 ? 1.2 : 0.5;
+      const auto x = qisa::test::random_vector<float>(rng, B * T * ld, -range, range);  // q | k | v rows
+      const auto g = qisa::test::random_vector<float>(rng, B * T * ldo);
+      Dropout d;
+      if (kind == 0) d.p = 0.2f, d.seed = seed, d.step = 3, d.site = 2, d.elem_offset = 1000 + seed % 1000;
+      const PlainAttention want = plain_attention(kind, x, ld, g, ldo, B, T, H, D, scale, d);
+      qisa::cpu::Workspace ws;
+      {  // every scratch element NaN: a kernel may only read what it wrote
+        const size_t n = size_t{1} << 22;
+        float* s = ws.get<float>(0, n);
+        std::fill(s, s + n, nan);
+      }
+      const AttnMask mask = kind == 1 ? AttnMask::causal : AttnMask::reference;
+      std::vector<float> out(B * T * ldo, nan), stat(B * H * T, nan);
+      if (kind == 0)
+        qisa::cpu::csa_forward<float>(out.data(), ldo, stat.data(), x.data(), x.data() + HD, x.data() + 2 * HD, ld, B,
+                                      T, H, D, scale, d, ws);
+      else
+        qisa::cpu::gaussian_attention_forward<float>(out.data(), ldo, stat.data(), x.data(), x.data() + HD, ld,
+                                                     x.data() + 2 * HD, ld, B, T, H, D, mask, ws);
+      auto head_cols = [&](const std::vector<float>& v, int ldv, int off, const std::vector<float>* prior) {
+        std::vector<double> r(B * T * HD);
+        for (int64_t n = 0; n < B * T; ++n)
+          for (int c = 0; c < HD; ++c) {
+            const int64_t e = n * ldv + off + c;
+            r[n * HD + c] = double(v[e]) - (prior ? double((*prior)[e]) : 0.0);
+          }
+        return r;
+      };
+      EXPECT_LT(qisa::test::max_rel_err(stat, want.stat), 1e-5) << "row statistic";
+      EXPECT_LT(qisa::test::max_rel_err(head_cols(out, ldo, 0, nullptr), want.out), 1e-5) << "out";
+      for (int64_t n = 0; n < B * T; ++n) ASSERT_TRUE(std::isnan(out[n * ldo + HD])) << "out wrote past its heads";
+      for (GradMode mode : {GradMode::overwrite, GradMode::accumulate}) {
+        const bool acc = mode == GradMode::accumulate;
+        const std::vector<float> prior =
+            acc ? qisa::test::random_vector<float>(rng, B * T * ld) : std::vector<float>(B * T * ld, nan);
+        std::vector<float> dx = prior;
+        if (kind == 0)
+          qisa::cpu::csa_backward<float>(dx.data(), dx.data() + HD, dx.data() + 2 * HD, g.data(), ldo, stat.data(),
+                                         x.data(), x.data() + HD, x.data() + 2 * HD, ld, B, T, H, D, scale, d, ws, mode);
+        else
+          qisa::cpu::gaussian_attention_backward<float>(dx.data(), dx.data() + HD, ld, dx.data() + 2 * HD, ld, g.data(),
+                                                        ldo, stat.data(), x.data(), x.data() + HD, x.data() + 2 * HD, B,
+                                                        T, H, D, mask, ws, mode);
+        const char* m = acc ? " (accumulate)" : " (overwrite)";
+        const std::vector<float>* pr = acc ? &prior : nullptr;
+        EXPECT_LT(qisa::test::max_rel_err(head_cols(dx, ld, 0, pr), want.dq), 1e-4) << "dq" << m;
+        EXPECT_LT(qisa::test::max_rel_err(head_cols(dx, ld, HD, pr), want.dk), 1e-4) << "dk" << m;
+        EXPECT_LT(qisa::test::max_rel_err(head_cols(dx, ld, 2 * HD, pr), want.dv), 1e-4) << "dv" << m;
+        for (int64_t n = 0; n < B * T; ++n)  // the spare column is nobody's gradient
+          ASSERT_EQ(std::memcmp(&dx[n * ld + 3 * HD], &prior[n * ld + 3 * HD], sizeof(float)), 0) << "row " << n << m;
+      }
+    }
+}
+
+// Attention scratch is O(kRowTile*T + T*D) per thread, not T x T: what the ops ask of a fresh
+// Workspace grows about 4x (less than 5x; a T x T buffer would make it 16x) from T to 4T.
+TEST(CpuBackend, AttentionScratchIsLinearInT) {
+  using qisa::cpu::attn::kRowTile;
+  std::mt19937_64 rng(5);
+  const int64_t B = 1;
+  const int H = 2, D = 5, HD = H * D, ld = 3 * HD, T0 = 2 * kRowTile + 13;
+  const auto x = qisa::test::random_vector<float>(rng, B * 4 * T0 * ld, -0.5, 0.5);
+  const auto g = qisa::test::random_vector<float>(rng, B * 4 * T0 * HD);
+  Dropout d;
+  d.p = 0.1f;
+  for (int op = 0; op < 6; ++op) {  // csa fwd, bwd; Gaussian causal fwd, bwd; reference fwd, bwd
+    const AttnMask mask = op < 4 ? AttnMask::causal : AttnMask::reference;
+    auto bytes = [&](int T) {
+      qisa::cpu::Workspace ws;
+      std::vector<float> out(B * T * HD), stat(B * H * T), dx(B * T * ld);
+      const bool csa = op < 2;
+      if (csa)
+        qisa::cpu::csa_forward<float>(out.data(), HD, stat.data(), x.data(), x.data() + HD, x.data() + 2 * HD, ld, B, T,
+                                      H, D, 0.3f, d, ws);
+      else
+        qisa::cpu::gaussian_attention_forward<float>(out.data(), HD, stat.data(), x.data(), x.data() + HD, ld,
+                                                     x.data() + 2 * HD, ld, B, T, H, D, mask, ws);
+      if (op % 2 == 0) return ws.bytes();
+      qisa::cpu::Workspace wb;
+      if (csa)
+        qisa::cpu::csa_backward<float>(dx.data(), dx.data() + HD, dx.data() + 2 * HD, g.data(), HD, stat.data(),
+                                       x.data(), x.data() + HD, x.data() + 2 * HD, ld, B, T, H, D, 0.3f, d, wb,
+                                       GradMode::overwrite);
+      else
+        qisa::cpu::gaussian_attention_backward<float>(dx.data(), dx.data() + HD, ld, dx.data() + 2 * HD, ld, g.data(),
+                                                      HD, stat.data(), x.data(), x.data() + HD, x.data() + 2 * HD, B, T,
+                                                      H, D, mask, wb, GradMode::overwrite);
+      return wb.bytes();
+    };
+    const size_t small = bytes(T0), large = bytes(4 * T0);
+    EXPECT_GT(small, 0u) << "op " << op;
+    EXPECT_LT(double(large), 5.0 * double(small)) << "op " << op << ": " << small << " -> " << large << " bytes";
   }
 }
 
