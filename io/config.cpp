@@ -295,7 +295,7 @@ const std::vector<Field>& fields() {
       field<&Config::train, &TrainConfig::on_spike>("train.on_spike",
                                                     "a spike: warn (train on) | skip (drop the update)"),
       field<&Config::train, &TrainConfig::seed>("train.seed", "init, Pauli strings, sampling, dropout"),
-      field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads; 0 = OpenMP default"),
+      field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads per rank; 0 = OMP_NUM_THREADS, else the cores this rank may use"),
       field<&Config::train, &TrainConfig::device>("train.device",
                                                   "cpu | cuda (no CUDA backend in this version yet)"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
@@ -566,7 +566,7 @@ class ConfigParser {
     require(t.spike_factor == 0 || t.spike_factor > 1, c, "train.spike_factor", "must be 0 (off) or > 1",
             "e.g. 4: a step whose loss or gradient norm is over 4 x its recent average is a spike");
     require(t.spike_warmup >= 1, c, "train.spike_warmup", "must be >= 1");
-    require(t.threads >= 0, c, "train.threads", "must be >= 0 (0 = OpenMP default)");
+    require(t.threads >= 0, c, "train.threads", "must be >= 0 (0 = OMP_NUM_THREADS, else the cores this rank may use)");
     require(t.peak_tflops >= 0, c, "train.peak_tflops", "must be >= 0 (0 = from the GPU table)",
             "an H100 SXM's dense bf16 peak is 989.4");
   }

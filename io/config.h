@@ -100,7 +100,7 @@ struct TrainConfig {
   int64_t spike_warmup = 20;
   OnSpike on_spike = OnSpike::warn;
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
-  int threads = 0;                 // CPU threads; 0 = OpenMP default (OMP_NUM_THREADS or all cores)
+  int threads = 0;                 // CPU threads per rank; 0 = OMP_NUM_THREADS, else the cores this rank may use
   Device device = Device::cpu;     // cpu | cuda (not in this version: refused at start)
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH
   // Activation recomputation: none (forward keeps every block's activations for backward) |

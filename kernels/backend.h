@@ -7,8 +7,9 @@
 //  - Shapes are in the comments; `ld_*` is the row stride (in floats) of a strided operand,
 //    so a head can read its D columns out of a wider [N, ld] matrix without a copy.
 //  - Forward ops OVERWRITE their outputs.
-//  - Backward ops ACCUMULATE (+=) into every gradient they produce (parameter and input
-//    gradients alike), so residual branches and gradient accumulation need no extra adds.
+//  - Backward ops OVERWRITE or ACCUMULATE (+=) each gradient they produce, as their GradMode
+//    arguments say (below): no gradient buffer is ever zeroed first. "+=" in the comments below
+//    is the accumulate mode; overwrite stores the same value without reading the old contents.
 //    A null gradient pointer means "not needed" where the comment says so.
 //  - Results do not depend on the number of threads: reductions use a fixed partition.
 //  - Ops are enqueued in order on the backend's stream and may return before they finish
@@ -50,6 +51,13 @@ struct Dropout {
   uint64_t elem_offset = 0;  // global index of this call's element 0
   bool active() const { return p > 0.0f; }
 };
+
+// How a backward op stores a gradient: overwrite (=, the old contents are never read, so they may
+// be garbage or NaN) or accumulate (+=). The first micro-batch of a step overwrites the parameter
+// gradients and later ones accumulate; an activation gradient is overwritten by the first op
+// that produces it and accumulated by the others (the residual stream, a tensor read twice).
+// Ops with input and parameter gradients take one mode for each.
+enum class GradMode : uint8_t { overwrite, accumulate };
 
 // Element types of backend buffers. Arithmetic is always fp32; bf16 is storage (kernels/bf16.h).
 enum class DType : uint8_t { f32, bf16 };
@@ -104,38 +112,41 @@ class Backend {
   // out [B,T,C]; idx [B,T] int32 in [0,V); tok [V,C]; pos [>=T,C]
   virtual void embedding_forward(float* out, const int32_t* idx, const float* tok, const float* pos,
                                  int64_t B, int T, int C) = 0;
-  // dtok [V,C] += scatter of dout by idx; dpos [T,C] += sum over b of dout
+  // dtok [V,C] += scatter of dout by idx (overwrite: rows no token hits become 0);
+  // dpos [T,C] += sum over b of dout (rows >= T of a longer table are not written). mode: both.
   virtual void embedding_backward(float* dtok, float* dpos, const float* dout, const int32_t* idx,
-                                  int64_t B, int T, int C) = 0;
+                                  int64_t B, int T, int C, int V, GradMode mode) = 0;
 
   // ---- layernorm over the last dim, eps 1e-5, affine.
   // out [N,C]; mean, rstd [N] (saved for backward); in [N,C]; w, b [C]
   virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* w,
                                  const float* b, int64_t N, int C) = 0;
-  // din [N,C] +=; dw, db [C] +=
+  // din [N,C] += (din_mode); dw, db [C] += (param_mode)
   virtual void layernorm_backward(float* din, float* dw, float* db, const float* dout, const float* in,
-                                  const float* w, const float* mean, const float* rstd, int64_t N, int C) = 0;
+                                  const float* w, const float* mean, const float* rstd, int64_t N, int C,
+                                  GradMode din_mode, GradMode param_mode) = 0;
 
   // ---- linear: out[N,OC] = in[N,IC] * w[OC,IC]^T + bias[OC] (bias may be null)
   virtual void linear_forward(float* out, const float* in, const float* w, const float* bias,
                               int64_t N, int IC, int OC) = 0;
   // din [N,IC] += dout * w (din may be null); dw [OC,IC] += dout^T * in; dbias [OC] += column sums
-  // (dbias null when there is no bias)
+  // (dbias null when there is no bias). din: din_mode; dw, dbias: param_mode.
   virtual void linear_backward(float* din, float* dw, float* dbias, const float* dout, const float* in,
-                               const float* w, int64_t N, int IC, int OC) = 0;
+                               const float* w, int64_t N, int IC, int OC, GradMode din_mode,
+                               GradMode param_mode) = 0;
 
   // ---- elementwise activation (relu | gelu-tanh): out[i] = act(in[i])
   virtual void activation_forward(float* out, const float* in, int64_t n, Activation act) = 0;
   // din[i] += act'(in[i]) * dout[i]
   virtual void activation_backward(float* din, const float* dout, const float* in, int64_t n,
-                                   Activation act) = 0;
+                                   Activation act, GradMode mode) = 0;
 
   // ---- residual with dropout: out[i] = x[i] + dropout(y[i]) (out may alias x)
   virtual void dropout_add_forward(float* out, const float* x, const float* y, int64_t n,
                                    const Dropout& d) = 0;
-  // dx[i] += dout[i] (dx may be null); dy[i] += dropout(dout[i]) (same mask and scale)
+  // dx[i] += dout[i] (dx may be null); dy[i] += dropout(dout[i]) (same mask and scale); mode: both
   virtual void dropout_add_backward(float* dx, float* dy, const float* dout, int64_t n,
-                                    const Dropout& d) = 0;
+                                    const Dropout& d, GradMode mode) = 0;
 
   // ---- Attention saves one statistic per row ([B,H,T]), never the [B,H,T,T] probabilities:
   // backward recomputes the scores from q and k, and p from the statistic, tile by tile (the
@@ -151,10 +162,11 @@ class Backend {
   virtual void csa_forward(float* out, int ld_out, float* lse, const float* q, const float* k,
                            const float* v, int ld_in, int64_t B, int T, int H, int D, float scale,
                            const Dropout& d) = 0;
-  // dq, dk, dv share ld_in with q, k, v; all +=
+  // dq, dk, dv share ld_in with q, k, v; all += (mode; only the heads' D columns are written)
   virtual void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out,
                             const float* lse, const float* q, const float* k, const float* v,
-                            int ld_in, int64_t B, int T, int H, int D, float scale, const Dropout& d) = 0;
+                            int ld_in, int64_t B, int T, int H, int D, float scale, const Dropout& d,
+                            GradMode mode) = 0;
 
   // ---- Gaussian-kernel attention (SPEC §1.1 qisa), per (b, h):
   //   alpha_ij = exp(-|q_i - k_j|^2), p_i = softmax_{j<=i}(alpha_i)
@@ -169,7 +181,8 @@ class Backend {
   virtual void gaussian_attention_backward(float* dq, float* dk, int ld_qk, float* dv, int ld_v,
                                            const float* dout, int ld_out, const float* z,
                                            const float* q, const float* k, const float* v,
-                                           int64_t B, int T, int H, int D, AttnMask mask) = 0;
+                                           int64_t B, int T, int H, int D, AttnMask mask,
+                                           GradMode mode) = 0;
 
   // ---- Pauli value layer (SPEC §1.2), per row n and head h:
   //   v[n, h*D + j] = Re <u_nh|P_hj|u_nh>, u_nh = row n columns h*C .. h*C+C-1 of u, zero-padded
@@ -180,7 +193,7 @@ class Backend {
   // du [N, ld_u] += dv-weighted gradient: du_b += sum_j dv_j * 2 s_j (-1)^popc(b&m_j) u_{b^f_j}
   virtual void pauli_value_backward(float* du, int ld_u, const float* dv, int ld_v, const float* u,
                                     const PauliTerm* terms, int64_t N, int H, int D, int C,
-                                    int n_qubits) = 0;
+                                    int n_qubits, GradMode mode) = 0;
 
   // ---- QISA-A circuit value (SPEC §1.1 qisa_a), per row n and head h:
   //   psi = pad(x_n / |x_n|); RX(rx[h,w]) then RY(ry[h,w]) on each wire w; CNOT(w, w+1 mod n)
@@ -189,11 +202,12 @@ class Backend {
   virtual void qisa_a_forward(float* v, int ld_v, const float* x, int ld_x, const float* rx,
                               const float* ry, const float* ry2, const PauliTerm* terms, int64_t N,
                               int H, int D, int C, int n_qubits) = 0;
-  // dx [N, ld_x] +=; drx, dry, dry2 [H, n_qubits] += (sum over rows, fixed-order reduction)
+  // dx [N, ld_x] += (dx_mode); drx, dry, dry2 [H, n_qubits] += (param_mode; sum over rows,
+  // fixed-order reduction)
   virtual void qisa_a_backward(float* dx, int ld_x, float* drx, float* dry, float* dry2, const float* dv,
                                int ld_v, const float* x, const float* rx, const float* ry,
                                const float* ry2, const PauliTerm* terms, int64_t N, int H, int D, int C,
-                               int n_qubits) = 0;
+                               int n_qubits, GradMode dx_mode, GradMode param_mode) = 0;
 
   // ---- softmax cross-entropy. losses [N] = -log softmax(logits[n])[targets[n]]
   virtual void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
@@ -208,6 +222,10 @@ class Backend {
   // p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
   virtual void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
                             const AdamWHyper& h) = 0;
+  // acc[0] = (accumulate: acc[0] +) x[0] + x[1] + ... + x[n-1], summed in double in index order.
+  // The trainer sums a step's row losses on the device with it and reads the sum once a step
+  // (acc is backend memory; n is a micro-batch's rows, so one sequential pass is cheap).
+  virtual void sum_to(double* acc, const float* x, int64_t n, GradMode mode) = 0;
   // sum of squares in double, fixed-order (for global-norm clipping)
   virtual double sum_squares(const float* x, int64_t n) = 0;
   // x[i] *= a

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/blas_kernel.h"
 #include "launcher/commands.h"
 #include "launcher/run_setup.h"
 #include "trainer/flops.h"
@@ -37,7 +38,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("overrides", args->overrides, "key overrides, e.g. model.attention=csa");
   cmd->add_option("--steps", args->steps, "timed steps")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", args->warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
+  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS, else the cores this process may use)")
       ->check(CLI::NonNegativeNumber);
   add_bench_tokenizer(*bench);
   cmd->callback([args] {
@@ -78,6 +79,7 @@ void add_bench(CLI::App& app) {
                        {"params", trainer.model().num_params()},
                        {"backend", backend->name()},
                        {"threads", backend->threads()},
+                       {"gemm_kernel", cpu::blas_kernel_description()},
                        {"world_size", comm.size()},
                        {"zero", cfg.dist.zero},
                        {"steps", args->steps},

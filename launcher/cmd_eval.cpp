@@ -38,7 +38,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--gen-tokens", args->gen_tokens, "tokens generated per prompt")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS or all cores)")
+  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS, else the cores this process may use)")
       ->check(CLI::NonNegativeNumber);
   add_device_option(*cmd, args->device);
   cmd->callback([args] {

@@ -169,7 +169,7 @@ void add_experiment(CLI::App& app) {
   cmd->add_option("grid", a->grid, "experiment grid YAML (e.g. configs/paper/grid.yaml)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--cell", a->cell, "run only this cell (index or name; see --list)");
   cmd->add_option("--set", a->set, "override for every cell, after the grid's set: (e.g. --set train.steps=100)");
-  cmd->add_option("--threads", a->threads, "CPU threads per rank (default: the cores this rank may use)")
+  cmd->add_option("--threads", a->threads, "CPU threads per rank (default: OMP_NUM_THREADS, else the cores this rank may use)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--list", a->list, "list the cells and their state (pending, started, trained, finished)");
   cmd->add_flag("--remeasure", a->remeasure,

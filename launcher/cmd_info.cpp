@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/blas_kernel.h"
 #include "launcher/commands.h"
 #ifdef QISA_HAVE_CUDA
 #include "kernels/cuda/device_info.h"
@@ -32,6 +33,7 @@ void add_info(CLI::App& app) {
     j["cuda_built"] = false;
 #endif
     j["backends"] = {"cpu"};
+    j["gemm_kernel"] = cpu::blas_kernel_description();
     std::printf("%s\n", j.dump().c_str());
   });
 }

@@ -25,7 +25,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("config", args->config, "YAML config (see configs/)")->required()->check(CLI::ExistingFile);
   cmd->add_option("overrides", args->overrides, "key overrides, e.g. train.steps=100 model.mask=causal");
   cmd->add_option("--threads", args->threads,
-                  "CPU threads per rank (same as train.threads=N; default: the cores this rank may use)")
+                  "CPU threads per rank (same as train.threads=N; default: OMP_NUM_THREADS, else the cores this rank may use)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--overwrite", args->overwrite, "replace a run already in log.dir (its metrics and checkpoints)");
   cmd->add_flag("--quiet", args->quiet, "no per-step progress lines (metrics.jsonl is still written)");

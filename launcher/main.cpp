@@ -2,10 +2,12 @@
 #include <cstdio>
 #include <exception>
 
+#include "kernels/cpu/blas_kernel.h"
 #include "kernels/error.h"
 #include "launcher/commands.h"
 
 int main(int argc, char** argv) {
+  qisa::cpu::select_blas_kernel(argv);  // may re-execute qisa with faster GEMM kernels; before anything starts
   CLI::App app{"qisa: GPT training with quantum-inspired self-attention (QISA)", "qisa"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("qisa ") + QISA_VERSION);

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstdio>
 #include <thread>
@@ -26,18 +27,52 @@ Config load_checked_config(const std::string& path, std::vector<std::string> ove
   return cfg;
 }
 
-int threads_per_rank(const Config& cfg) {
-  if (cfg.train.threads > 0) return cfg.train.threads;
+namespace {
+int max_threads_allowed() { return std::max(8, 4 * omp_get_num_procs()); }
+
+int checked_thread_count(long long n, const std::string& what) {
+  const int limit = max_threads_allowed();
+  QISA_CHECK(n <= limit,
+             what + " = " + std::to_string(n) + " is more than 4 x the " + std::to_string(omp_get_num_procs()) +
+                 " cores this process may use (at most " + std::to_string(limit) + ")",
+             "use at most " + std::to_string(limit) + " threads, or leave it unset for one per core");
+  return static_cast<int>(n);
+}
+
+// OMP_NUM_THREADS as OpenMP reads it: a positive count, or a list whose first entry is the
+// outer level's ("4,2"). Unset or empty: 0.
+int omp_num_threads_env() {
+  const char* e = std::getenv("OMP_NUM_THREADS");
+  if (!e || !*e) return 0;
+  const std::string v = e;
+  const std::string first = v.substr(0, v.find(','));
+  char* end = nullptr;
+  errno = 0;
+  const long long n = std::strtoll(first.c_str(), &end, 10);
+  QISA_CHECK(!first.empty() && *end == '\0' && errno == 0 && n >= 1,
+             "OMP_NUM_THREADS = '" + v + "' is not a positive thread count",
+             "set it to a number of threads (e.g. OMP_NUM_THREADS=2), or unset it for one per core");
+  return checked_thread_count(n, "OMP_NUM_THREADS");
+}
+}  // namespace
+
+ThreadChoice resolve_threads(int requested, const std::string& key) {
+  if (requested > 0) return {checked_thread_count(requested, key), key};
+  if (const int env = omp_num_threads_env(); env > 0) return {env, "OMP_NUM_THREADS"};
   const int allowed = omp_get_num_procs();  // the cores in this process's affinity mask
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (allowed < cores) return std::max(1, allowed);  // bound by the launcher: use what we got
+  if (allowed < cores) return {std::max(1, allowed), "cores"};  // bound by the launcher: use what we got
   const int local = std::max(1, detect_world().local_size);
-  return std::max(1, cores / local);
+  return {std::max(1, cores / local), "cores"};
+}
+
+int threads_per_rank(const Config& cfg) {
+  return resolve_threads(cfg.train.threads, (cfg.source.empty() ? "" : cfg.source + ": ") + "train.threads").threads;
 }
 
 std::unique_ptr<Backend> make_backend(Device device, int threads, const std::string& key, const std::string& source) {
   switch (device) {
-    case Device::cpu: return make_cpu_backend(threads);
+    case Device::cpu: return make_cpu_backend(resolve_threads(threads, "--threads").threads);
     case Device::cuda: break;
   }
   const bool flag = key.starts_with("--");

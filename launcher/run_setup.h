@@ -19,10 +19,18 @@ namespace qisa::cli {
 // against it. A corpus error names the config file and data.corpus.
 Config load_checked_config(const std::string& path, std::vector<std::string> overrides, int threads);
 
-// Threads for this rank: train.threads when set; else the cores this process may run on,
-// shared by the ranks of this node when the launcher did not bind them (so that ranks do
-// not oversubscribe the cores, which makes OpenMP's spinning threads crawl).
-int threads_per_rank(const Config& cfg);
+// Threads for this rank, in this order: `requested` when > 0 (train.threads or --threads);
+// else OMP_NUM_THREADS when set (its first entry: users, mpirun lines and Slurm scripts set
+// it); else the cores this process may run on, shared by the ranks of this node when the
+// launcher did not bind them (so that ranks do not oversubscribe the cores, which makes
+// OpenMP's spinning threads crawl). At most max(8, 4 x the cores this process may use): more
+// is an error naming `key` and the limit (libgomp crashes at some hundred thousand threads).
+struct ThreadChoice {
+  int threads;
+  std::string from;  // "train.threads", "--threads", "OMP_NUM_THREADS", "cores"
+};
+ThreadChoice resolve_threads(int requested, const std::string& key);
+int threads_per_rank(const Config& cfg);  // resolve_threads(train.threads, "<config>: train.threads")
 
 // The compute backend for `device` with `threads` CPU threads (0 = OpenMP's default): the one
 // place every command gets its Backend from. `key` ("train.device", "--device") and `source`

@@ -54,6 +54,7 @@ struct GPT::Acts {
   Buffer<float> x_final, lnf, lnf_mean, lnf_rstd;  // [N, C] x3, [N], [N]
   Buffer<float> logits;                            // [N, V] (dlogits in place after backward)
   Buffer<float> losses;                            // [N]
+  Buffer<double> loss_sum;                         // [1]: the step's summed row losses (float64)
   Buffer<int32_t> idx, targets;                    // [N]
   // gradient scratch, reused by every block
   Buffer<float> dx, dln;            // [N, C]: d(residual stream), d(layernorm output)
@@ -98,6 +99,7 @@ struct GPT::Acts {
     fn(lnf_rstd, N, "lnf_rstd", "[N]");
     fn(logits, N * V, "logits", "[N, V]");
     fn(losses, N, "losses", "[N]");
+    fn(loss_sum, 1, "loss_sum", "[1] float64");
     fn(idx, N, "idx", "[N] int32");
     fn(targets, N, "targets", "[N] int32");
     fn(dx, N * C, "dx", "[N, C]");
@@ -278,7 +280,6 @@ void GPT::set_params_host(const std::vector<float>& flat) {
   be_.upload(params_.get(), flat.data(), flat.size() * sizeof(float));
 }
 
-void GPT::zero_grads() { be_.zero(grads_.get(), grads_.bytes()); }
 
 void GPT::set_pauli(int layer, const std::vector<std::string>& strings) {
   QISA_CHECK(cfg_.attention != AttentionKind::csa, "csa attention has no Pauli strings",
@@ -328,6 +329,28 @@ void GPT::check_batch(int64_t B, int T) const {
 }
 
 double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx) {
+  if (!run_forward(idx, targets, B, T, ctx)) return 0.0;
+  // Sum on the host in a fixed order (double): the loss does not depend on thread count.
+  std::vector<float> losses = row_losses_host();
+  double sum = 0.0;
+  for (float x : losses) sum += x;
+  return sum / static_cast<double>(B * T);
+}
+
+void GPT::forward_sum_loss(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx,
+                           GradMode mode) {
+  QISA_CHECK(targets != nullptr, "forward_sum_loss() without targets", "this is a bug in the caller");
+  run_forward(idx, targets, B, T, ctx);
+  be_.sum_to(acts_->loss_sum.get(), acts_->losses.get(), B * T, mode);
+}
+
+double GPT::loss_sum_host() const {
+  double s = 0;
+  be_.download(&s, acts_->loss_sum.get(), sizeof s);
+  return s;
+}
+
+bool GPT::run_forward(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx) {
   check_batch(B, T);
   const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, N = B * T;
   for (int64_t i = 0; i < N; ++i) {
@@ -356,13 +379,9 @@ double GPT::forward(const int32_t* idx, const int32_t* targets, int64_t B, int T
   be_.linear_forward(a.logits.get(), a.lnf.get(), P + table_.offset("head.weight"), P + table_.offset("head.bias"), N,
                      static_cast<int>(C), static_cast<int>(V));
   logits_valid_ = true;
-  if (!targets) return 0.0;
+  if (!targets) return false;
   be_.cross_entropy_forward(a.losses.get(), a.logits.get(), a.targets.get(), N, static_cast<int>(V));
-  // Sum on the host in a fixed order (double): the loss does not depend on thread count.
-  std::vector<float> losses = row_losses_host();
-  double sum = 0.0;
-  for (float x : losses) sum += x;
-  return sum / static_cast<double>(N);
+  return true;
 }
 
 // Block l from its input x_in[l] into its Block: everything backward needs. `to_output` also
@@ -440,7 +459,7 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
 
 // ------------------------------------------------------------------ backward
 
-void GPT::backward(float loss_scale, const std::function<void(int64_t)>& on_ready) {
+void GPT::backward(float loss_scale, GradMode mode, const std::function<void(int64_t)>& on_ready) {
   QISA_CHECK(have_targets_, "backward() without a forward pass with targets", "this is a bug in the caller");
   const int64_t B = last_B_;
   const int T = last_T_;
@@ -450,17 +469,17 @@ void GPT::backward(float loss_scale, const std::function<void(int64_t)>& on_read
   Acts& a = *acts_;
   float* P = params_.get();
   float* G = grads_.get();
-  const size_t nc_bytes = static_cast<size_t>(N) * C * sizeof(float);
+  constexpr GradMode kSet = GradMode::overwrite;
 
-  // logits -> dlogits in place; then the head and the final layernorm.
+  // logits -> dlogits in place; then the head and the final layernorm. Activation gradients are
+  // stored by their first producer and added to by the others; parameter gradients follow `mode`.
   logits_valid_ = false;
   be_.cross_entropy_backward(a.logits.get(), a.logits.get(), a.targets.get(), N, V, loss_scale);
-  be_.zero(a.dln.get(), nc_bytes);
   be_.linear_backward(a.dln.get(), G + table_.offset("head.weight"), G + table_.offset("head.bias"), a.logits.get(),
-                      a.lnf.get(), P + table_.offset("head.weight"), N, C, V);
-  be_.zero(a.dx.get(), nc_bytes);
+                      a.lnf.get(), P + table_.offset("head.weight"), N, C, V, kSet, mode);
   be_.layernorm_backward(a.dx.get(), G + table_.offset("ln_f.weight"), G + table_.offset("ln_f.bias"), a.dln.get(),
-                         a.x_final.get(), P + table_.offset("ln_f.weight"), a.lnf_mean.get(), a.lnf_rstd.get(), N, C);
+                         a.x_final.get(), P + table_.offset("ln_f.weight"), a.lnf_mean.get(), a.lnf_rstd.get(), N, C,
+                         kSet, mode);
   have_targets_ = false;  // the logits are gone
   // ln_f and head are the last entries of the table: final now.
   if (on_ready) on_ready(table_.offset("ln_f.weight"));
@@ -468,16 +487,19 @@ void GPT::backward(float loss_scale, const std::function<void(int64_t)>& on_read
   // a.dx holds dL/d(block output); each block turns it into dL/d(block input) in place.
   for (int l = cfg_.n_layer - 1; l >= 0; --l) {
     if (recompute_ == Recompute::blocks && block_held_ != l) block_forward(l, B, T, ctx, false);
-    block_backward(l, B, T);
+    block_backward(l, B, T, mode);
     if (on_ready) on_ready(layers_[l].ln1_w);  // block l starts with ln1.weight
   }
-  be_.embedding_backward(G + table_.offset("tok_emb.weight"), G + table_.offset("pos_emb.weight"), a.dx.get(), a.idx.get(),
-                         B, T, C);
+  float* dpos = G + table_.offset("pos_emb.weight");
+  be_.embedding_backward(G + table_.offset("tok_emb.weight"), dpos, a.dx.get(), a.idx.get(), B, T, C, V, mode);
+  if (mode == kSet && T < cfg_.block_size)  // positions >= T had no token: their gradient is 0
+    be_.zero(dpos + static_cast<int64_t>(T) * C, static_cast<size_t>(cfg_.block_size - T) * C * sizeof(float));
   if (on_ready) on_ready(0);
 }
 
-// a.dx: dL/d(output of block l) in, dL/d(input of block l) out; block l's parameter gradients +=.
-void GPT::block_backward(int l, int64_t B, int T) {
+// a.dx: dL/d(output of block l) in, dL/d(input of block l) out; block l's parameter gradients
+// stored or added (mode).
+void GPT::block_backward(int l, int64_t B, int T, GradMode mode) {
   const int C = cfg_.n_embd;
   const int64_t N = B * T;
   const Layer& L = layers_[l];
@@ -485,32 +507,30 @@ void GPT::block_backward(int l, int64_t B, int T) {
   Acts::Block& b = a.block(l);
   float* P = params_.get();
   float* G = grads_.get();
-  const size_t nc_bytes = static_cast<size_t>(N) * C * sizeof(float);
+  constexpr GradMode kSet = GradMode::overwrite, kAdd = GradMode::accumulate;
   auto resid_dropout = [&](int which) { return dropout_at(l, which, last_ctx_, static_cast<uint64_t>(T) * C); };
-  // x_out = x_mid + dropout(mlp_out): dx passes through unchanged to x_mid
-  be_.zero(a.dbranch.get(), nc_bytes);
-  be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteMlpResid));
-  be_.zero(a.dfc_act.get(), nc_bytes * 4);
+  // x_out = x_mid + dropout(mlp_out): dx passes through unchanged to x_mid (the residual stream
+  // gradient a.dx is only ever added to)
+  be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteMlpResid), kSet);
   be_.linear_backward(a.dfc_act.get(), G + L.mproj_w, G + L.mproj_b, a.dbranch.get(), b.fc_act.get(), P + L.mproj_w, N,
-                      4 * C, C);
-  be_.zero(a.dfc_pre.get(), nc_bytes * 4);
-  be_.activation_backward(a.dfc_pre.get(), a.dfc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
-  be_.zero(a.dln.get(), nc_bytes);
-  be_.linear_backward(a.dln.get(), G + L.fc_w, G + L.fc_b, a.dfc_pre.get(), b.ln2.get(), P + L.fc_w, N, C, 4 * C);
+                      4 * C, C, kSet, mode);
+  be_.activation_backward(a.dfc_pre.get(), a.dfc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation, kSet);
+  be_.linear_backward(a.dln.get(), G + L.fc_w, G + L.fc_b, a.dfc_pre.get(), b.ln2.get(), P + L.fc_w, N, C, 4 * C, kSet,
+                      mode);
   be_.layernorm_backward(a.dx.get(), G + L.ln2_w, G + L.ln2_b, a.dln.get(), b.x_mid.get(), P + L.ln2_w,
-                         b.ln2_mean.get(), b.ln2_rstd.get(), N, C);
+                         b.ln2_mean.get(), b.ln2_rstd.get(), N, C, kAdd, mode);
   // x_mid = x_in + dropout(attn_proj)
-  be_.zero(a.dbranch.get(), nc_bytes);
-  be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteAttnResid));
-  be_.zero(a.dheads.get(), nc_bytes);
-  be_.linear_backward(a.dheads.get(), G + L.proj_w, G + L.proj_b, a.dbranch.get(), b.heads.get(), P + L.proj_w, N, C, C);
-  be_.zero(a.dln.get(), nc_bytes);
-  attention_backward(l, B, T);  // dheads -> dln (d of ln1 output) and attention parameter grads
+  be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteAttnResid), kSet);
+  be_.linear_backward(a.dheads.get(), G + L.proj_w, G + L.proj_b, a.dbranch.get(), b.heads.get(), P + L.proj_w, N, C, C,
+                      kSet, mode);
+  attention_backward(l, B, T, mode);  // dheads -> dln (d of ln1 output) and attention parameter grads
   be_.layernorm_backward(a.dx.get(), G + L.ln1_w, G + L.ln1_b, a.dln.get(), a.x_in[l].get(), P + L.ln1_w,
-                         b.ln1_mean.get(), b.ln1_rstd.get(), N, C);
+                         b.ln1_mean.get(), b.ln1_rstd.get(), N, C, kAdd, mode);
 }
 
-void GPT::attention_backward(int l, int64_t B, int T) {
+// dheads -> dln (stored: the first producer of dL/d(ln1 output)); parameter gradients by mode.
+void GPT::attention_backward(int l, int64_t B, int T, GradMode mode) {
+  constexpr GradMode kSet = GradMode::overwrite, kAdd = GradMode::accumulate;
   const int C = cfg_.n_embd, H = cfg_.n_head, D = cfg_.head_dim(), nq = cfg_.n_qubits();
   const int64_t N = B * T;
   const Layer& L = layers_[l];
@@ -524,33 +544,29 @@ void GPT::attention_backward(int l, int64_t B, int T) {
   switch (cfg_.attention) {
     case AttentionKind::csa: {
       const Dropout d = dropout_at(l, kSiteAttn, ctx, static_cast<uint64_t>(H) * T * T);
-      be_.zero(dq, static_cast<size_t>(N) * 3 * C * sizeof(float));
       be_.csa_backward(dq, dq + C, dq + 2 * C, a.dheads.get(), C, b.att_stat.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
-                       1.0f / std::sqrt(static_cast<float>(C)), d);
-      be_.linear_backward(a.dln.get(), G + L.qk_w, nullptr, dq, b.ln1.get(), P + L.qk_w, N, C, 3 * C);
+                       1.0f / std::sqrt(static_cast<float>(C)), d, kSet);
+      be_.linear_backward(a.dln.get(), G + L.qk_w, nullptr, dq, b.ln1.get(), P + L.qk_w, N, C, 3 * C, kSet, mode);
       break;
     }
     case AttentionKind::qisa:
     case AttentionKind::qisa_a: {
-      be_.zero(dq, static_cast<size_t>(N) * 2 * C * sizeof(float));
-      be_.zero(a.dvals.get(), static_cast<size_t>(N) * C * sizeof(float));
       be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att_stat.get(), q, q + C,
-                                      b.vals.get(), B, T, H, D, cfg_.mask);
-      be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), P + L.qk_w, N, C, 2 * C);
+                                      b.vals.get(), B, T, H, D, cfg_.mask, kSet);
+      be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), P + L.qk_w, N, C, 2 * C, kSet, mode);
       if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
         // dL/du sums over the heads (each head adds its strings' part), then ONE GEMM backward.
-        be_.zero(a.du.get(), static_cast<size_t>(N) * C * sizeof(float));
         for (int h = 0; h < H; ++h)
           be_.pauli_value_backward(a.du.get(), C, a.dvals.get() + h * D, C, b.u.get(), pauli_terms_[l].get() + h * D,
-                                   N, 1, D, C, nq);
-        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, C);
+                                   N, 1, D, C, nq, h == 0 ? kSet : kAdd);
+        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, C, kAdd, mode);
       } else if (cfg_.attention == AttentionKind::qisa) {
-        be_.zero(a.du.get(), static_cast<size_t>(N) * H * C * sizeof(float));
-        be_.pauli_value_backward(a.du.get(), H * C, a.dvals.get(), C, b.u.get(), pauli_terms_[l].get(), N, H, D, C, nq);
-        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, H * C);
+        be_.pauli_value_backward(a.du.get(), H * C, a.dvals.get(), C, b.u.get(), pauli_terms_[l].get(), N, H, D, C, nq,
+                                 kSet);
+        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, H * C, kAdd, mode);
       } else {
         be_.qisa_a_backward(a.dln.get(), C, G + L.rx, G + L.ry, G + L.ry2, a.dvals.get(), C, b.ln1.get(), P + L.rx,
-                            P + L.ry, P + L.ry2, pauli_terms_[l].get(), N, H, D, C, nq);
+                            P + L.ry, P + L.ry2, pauli_terms_[l].get(), N, H, D, C, nq, kAdd, mode);
       }
       break;
     }

@@ -70,7 +70,6 @@ class GPT {
   std::vector<float> params_host() const;
   void set_params_host(const std::vector<float>& flat);
   std::vector<float> grads_host() const;
-  void zero_grads();
 
   // ---- Pauli strings: per block, H*D strings of n_qubits letters (row-major [H, D]); none for csa.
   const std::vector<std::vector<std::string>>& pauli() const { return pauli_; }
@@ -78,14 +77,23 @@ class GPT {
   static std::string pauli_name(int layer);  // "blocks.<l>.attn.v.pauli"
 
   // ---- compute. idx, targets: host int32 [B, T] (targets may be null: no loss).
-  // Returns the mean loss over the B*T rows (0 without targets).
+  // Returns the mean loss over the B*T rows (0 without targets): read on the host, so the call
+  // waits for the device (evaluation, tests).
   double forward(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx);
-  // After forward with targets: grads += d(loss_scale * sum of row losses)/d(params).
-  // The loss of an optimizer step over R rows is the mean, so loss_scale = 1/R.
+  // Training's forward: the same, but the sum of the B*T row losses stays on the device, stored
+  // (mode overwrite: the first micro-batch of a step) or added to the running sum (accumulate),
+  // with no host synchronisation; loss_sum_host() reads it (once a step).
+  void forward_sum_loss(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx,
+                        GradMode mode);
+  double loss_sum_host() const;
+  // After forward with targets: grads = (mode overwrite) or += (accumulate) d(loss_scale * sum
+  // of row losses)/d(params): the first micro-batch of a step overwrites, later ones add, and no
+  // pass zeroes the gradients. The loss of an optimizer step over R rows is the mean, so
+  // loss_scale = 1/R.
   // on_ready(offset), when given, is called as backward proceeds: the gradients of the flat
   // range [offset, flat_size()) are final (blocks finish from the last one down; the
   // embeddings at offset 0 finish last), so a caller can start reducing them early.
-  void backward(float loss_scale, const std::function<void(int64_t)>& on_ready = {});
+  void backward(float loss_scale, GradMode mode, const std::function<void(int64_t)>& on_ready = {});
 
   // Results of the last forward, on the host.
   // [B, T, V]. Between forward() and backward() only: backward turns the logits buffer into
@@ -101,11 +109,12 @@ class GPT {
   struct Layer;
   struct Acts;
   void check_batch(int64_t B, int T) const;
+  bool run_forward(const int32_t* idx, const int32_t* targets, int64_t B, int T, const StepContext& ctx);  // has loss
   Dropout dropout_at(int layer, int which, const StepContext& ctx, uint64_t elems_per_seq) const;
   void block_forward(int l, int64_t B, int T, const StepContext& ctx, bool to_output);
-  void block_backward(int l, int64_t B, int T);
+  void block_backward(int l, int64_t B, int T, GradMode mode);
   void attention_forward(int l, int64_t B, int T, const StepContext& ctx);
-  void attention_backward(int l, int64_t B, int T);
+  void attention_backward(int l, int64_t B, int T, GradMode mode);
 
   ModelConfig cfg_;
   Backend& be_;

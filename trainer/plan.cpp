@@ -14,8 +14,10 @@ std::vector<ArenaBuffer> activation_arena(const ModelConfig& m, int64_t max_batc
   std::vector<ArenaBuffer> a;
   for (const auto& it : GPT::activation_arena(m, max_batch, recompute)) {
     if (it.bytes == 0) continue;  // a buffer this attention kind does not use (u, vals for csa)
-    // LayerNorm statistics and the row losses stay fp32 in a bf16 plan.
-    const bool stats = it.name.ends_with("_mean") || it.name.ends_with("_rstd") || it.name == "losses";
+    // LayerNorm statistics, the attention rows' softmax statistics and the losses stay fp32 in a
+    // bf16 plan (the loss sum is float64: 2 words).
+    const bool stats = it.name.ends_with("_mean") || it.name.ends_with("_rstd") || it.name == "att_stat" ||
+                       it.name == "losses" || it.name == "loss_sum";
     a.push_back(ArenaBuffer{it.name, it.shape, it.bytes / 4 / it.copies, it.copies, it.is_int, stats});
   }
   return a;

@@ -125,10 +125,8 @@ StepStats Trainer::step() {
   const bool overlap = world_ > 1 && cfg_.dist.zero == 0;
   StepStats s;
   s.step = t;
-  model_->zero_grads();
   hook_comm_ms_ = 0;
   next_bucket_ = (model_->flat_size() + bucket_ - 1) / bucket_ - 1;
-  double loss_sum = 0;
   offsets_.resize(static_cast<size_t>(micro_));
   windows_.resize(static_cast<size_t>(micro_ * (T + 1)));
   for (int64_t m0 = 0; m0 < slice.count; m0 += micro_) {
@@ -144,30 +142,36 @@ StepStats Trainer::step() {
     ctx.seed = dropout_key(cfg_.train.seed);
     ctx.step = static_cast<uint32_t>(t);
     ctx.seq_offset = slice.first - step_ * B + m0;  // index in the global batch: dropout bits
-    loss_sum += model_->forward(x_.data(), y_.data(), micro_, T, ctx) * static_cast<double>(micro_);
+    // The first micro-batch overwrites the gradients (and the loss sum), later ones add to
+    // them: nothing zeroes them, and nothing is read back until the step's end.
+    const GradMode mode = m0 == 0 ? GradMode::overwrite : GradMode::accumulate;
+    model_->forward_sum_loss(x_.data(), y_.data(), micro_, T, ctx, mode);
     const bool last = m0 + micro_ >= slice.count;
-    if (last) poison_gradients(t);
-    if (overlap && last)
-      model_->backward(1.0f / static_cast<float>(B * T), [this](int64_t from) { launch_ready_buckets(from); });
+    if (last)
+      model_->backward(1.0f / static_cast<float>(B * T), mode, [&](int64_t from) {
+        if (from == 0) poison_gradients(t);  // the embeddings, at offset 0, are final last
+        if (overlap) launch_ready_buckets(from);
+      });
     else
-      model_->backward(1.0f / static_cast<float>(B * T));
+      model_->backward(1.0f / static_cast<float>(B * T), mode);
     s.compute_ms += ms_since(t0);
   }
   s.compute_ms -= hook_comm_ms_;
   s.comm_ms += hook_comm_ms_;
 
   reduce_gradients(s);
+  double loss_sum = model_->loss_sum_host();  // the one read of the step's losses: a sum over rows
   // QISA_FAULT="train.loss[@rank=R][@step=S]:value=N" (or nan, inf): this rank's mean loss
   // of the step is taken to be N before the all-reduce (what a spike detector sees).
   if (const auto v = fault_poison("train.loss", rank_, t))
-    loss_sum = static_cast<double>(*v) * static_cast<double>(slice.count);
+    loss_sum = static_cast<double>(*v) * static_cast<double>(slice.count * T);
   // One small all-reduce carries the loss and any pending stop signal: every rank agrees to
   // stop after the same step.
   auto t0 = Clock::now();
   double agreed[2] = {loss_sum, static_cast<double>(StopSignals::pending())};
   if (world_ > 1) comm_.allreduce_sum(agreed, 2);
   s.comm_ms += ms_since(t0);
-  s.loss = agreed[0] / static_cast<double>(B);
+  s.loss = agreed[0] / static_cast<double>(B * T);
   // The signal number this rank saw; a rank that saw none reports SIGTERM for the others.
   s.stop_signal = agreed[1] > 0 ? (StopSignals::pending() ? StopSignals::pending() : SIGTERM) : 0;
   s.grad_norm = gradient_norm(s);
@@ -199,9 +203,9 @@ StepStats Trainer::step() {
   return s;
 }
 
-// QISA_FAULT="train.grad[@rank=R][@step=S]:nan" (or inf): one element of this rank's gradients
-// becomes NaN before the last micro-batch's backward, which adds to it (grads +=) and only
-// then hands the buckets to the all-reduce, so the value travels the way a real one would.
+// QISA_FAULT="train.grad[@rank=R][@step=S]:nan" (or inf): element 0 of this rank's gradients
+// becomes NaN once the last micro-batch's backward has made it final, before its bucket goes to
+// the all-reduce, so the value travels the way a real one would.
 void Trainer::poison_gradients(int64_t t) {
   const auto v = fault_poison("train.grad", rank_, t);
   if (!v) return;

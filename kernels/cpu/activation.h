@@ -38,13 +38,15 @@ void activation_forward(F* out, const F* in, int64_t n, Activation act) {
 // din[i] += act'(in[i]) * dout[i]
 // gelu' = s + 2 x s (1 - s) z'(x), s = sigmoid(2z), z' = sqrt(2/pi) (1 + 3*0.044715 x^2)
 template <typename F>
-void activation_backward(F* din, const F* dout, const F* in, int64_t n, Activation act) {
+void activation_backward(F* din, const F* dout, const F* in, int64_t n, Activation act, GradMode mode) {
+  const bool add = mode == GradMode::accumulate;
   parallel_chunks(n, kElemChunk, [&](int64_t, int64_t i0, int64_t i1) {
     if (act == Activation::relu) {
 #pragma omp simd
       for (int64_t i = i0; i < i1; ++i) {
         const F g = dout[i];  // loaded unconditionally: a conditional load does not vectorise
-        din[i] += in[i] > F(0) ? g : F(0);
+        const F v = in[i] > F(0) ? g : F(0);
+        din[i] = add ? din[i] + v : v;
       }
     } else {
       const F k0 = static_cast<F>(0.7978845608028654);
@@ -54,7 +56,8 @@ void activation_backward(F* din, const F* dout, const F* in, int64_t n, Activati
         const F x = in[i];
         const F s = gelu_sigmoid(x);
         const F dz = k0 * (F(1) + k13 * x * x);
-        din[i] += dout[i] * (s + F(2) * x * s * (F(1) - s) * dz);
+        const F v = dout[i] * (s + F(2) * x * s * (F(1) - s) * dz);
+        din[i] = add ? din[i] + v : v;
       }
     }
   });

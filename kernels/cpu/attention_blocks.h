@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/backend.h"
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/simd.h"
@@ -216,6 +217,16 @@ inline void wsum_to(F* dst, int64_t ld, F* Y, const F* w, int64_t Tp, const F* X
     wsum<F, kDiff, kColumn>(w, Tp, X, ldx, x0, ld0, Dp, T, RowSink<F, false>{Y, Dp});
     for (int r = 0; r < T; ++r) copy_row<F, kAdd>(dst + r * ld, Y + static_cast<int64_t>(r) * Dp, D);
   }
+}
+
+// wsum_to storing (GradMode::overwrite) or adding (GradMode::accumulate): a gradient's mode at run time.
+template <typename F, bool kDiff, bool kColumn>
+inline void wsum_to(GradMode mode, F* dst, int64_t ld, F* Y, const F* w, int64_t Tp, const F* X, int64_t ldx,
+                    const F* x0, int64_t ld0, int D, int Dp, int T) {
+  if (mode == GradMode::accumulate)
+    wsum_to<F, kDiff, kColumn, true>(dst, ld, Y, w, Tp, X, ldx, x0, ld0, D, Dp, T);
+  else
+    wsum_to<F, kDiff, kColumn, false>(dst, ld, Y, w, Tp, X, ldx, x0, ld0, D, Dp, T);
 }
 
 // Row i of softmax probabilities recomputed from the raw scores p[0..np*W) (q_i . k_j) and the

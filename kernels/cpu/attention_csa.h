@@ -102,10 +102,11 @@ void csa_forward(F* out, int ld_out, F* lse, const F* q, const F* k, const F* v,
   });
 }
 
-// dq, dk, dv [N, ld_in] += (any may be null); dout [N, ld_out]; lse [B,H,T] as saved by forward.
+// dq, dk, dv [N, ld_in] += (mode; any may be null); dout [N, ld_out]; lse [B,H,T] as saved by forward.
 template <typename F>
 void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* lse, const F* q, const F* k, const F* v,
-                  int ld_in, int64_t B, int T, int H, int D, F scale, const Dropout& d, Workspace& ws) {
+                  int ld_in, int64_t B, int T, int H, int D, F scale, const Dropout& d, Workspace& ws,
+                  GradMode mode) {
   using namespace attn;
   check_heads("csa_backward", B, T, H, D, ld_in, "ld_in", ld_out, "ld_out");
   check_dropout(d);
@@ -171,11 +172,11 @@ void csa_backward(F* dq, F* dk, F* dv, const F* dout, int ld_out, const F* lse, 
     const F* Gr = direct ? gb : G;
     const int64_t lqk = direct ? ld_in : Dp, lg = direct ? ld_out : Dp;
     if (dv)  // dv_r = sum_{i>=r} pd_ir dout_i: column r of the dropped p
-      wsum_to<F, false, true, true>(dv + r0 * ld_in + col, ld_in, Y, PD, Tp, Gr, lg, Gr, lg, D, Dp, T);
+      wsum_to<F, false, true>(mode, dv + r0 * ld_in + col, ld_in, Y, PD, Tp, Gr, lg, Gr, lg, D, Dp, T);
     if (dq)  // dq_r = sum_{j<=r} g_rj k_j: row r
-      wsum_to<F, false, false, true>(dq + r0 * ld_in + col, ld_in, Y, GS, Tp, Kr, lqk, Kr, lqk, D, Dp, T);
+      wsum_to<F, false, false>(mode, dq + r0 * ld_in + col, ld_in, Y, GS, Tp, Kr, lqk, Kr, lqk, D, Dp, T);
     if (dk)  // dk_r = sum_{i>=r} g_ir q_i: column r
-      wsum_to<F, false, true, true>(dk + r0 * ld_in + col, ld_in, Y, GS, Tp, Qr, lqk, Qr, lqk, D, Dp, T);
+      wsum_to<F, false, true>(mode, dk + r0 * ld_in + col, ld_in, Y, GS, Tp, Qr, lqk, Qr, lqk, D, Dp, T);
   });
 }
 

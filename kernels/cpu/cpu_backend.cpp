@@ -71,7 +71,7 @@ class CpuBackend final : public Backend {
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) std::memmove(dst, src, bytes);
   }
-  // Gradient scratch is zeroed before every backward op (MBs per call): split over the threads.
+  // Large buffers (the parameter table at init): split over the threads.
   void zero(void* dst, size_t bytes) override {
     constexpr int64_t kChunk = 256 << 10;
     if (bytes <= static_cast<size_t>(kChunk) || threads_ == 1) {
@@ -96,10 +96,10 @@ class CpuBackend final : public Backend {
     ThreadScope ts(threads_);
     cpu::embedding_forward(out, idx, tok, pos, B, T, C);
   }
-  void embedding_backward(float* dtok, float* dpos, const float* dout, const int32_t* idx, int64_t B, int T,
-                          int C) override {
+  void embedding_backward(float* dtok, float* dpos, const float* dout, const int32_t* idx, int64_t B, int T, int C,
+                          int V, GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::embedding_backward(dtok, dpos, dout, idx, B, T, C);
+    cpu::embedding_backward(dtok, dpos, dout, idx, B, T, C, V, mode);
   }
 
   void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* w, const float* b,
@@ -108,9 +108,10 @@ class CpuBackend final : public Backend {
     cpu::layernorm_forward(out, mean, rstd, in, w, b, N, C);
   }
   void layernorm_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
-                          const float* mean, const float* rstd, int64_t N, int C) override {
+                          const float* mean, const float* rstd, int64_t N, int C, GradMode din_mode,
+                          GradMode param_mode) override {
     ThreadScope ts(threads_);
-    cpu::layernorm_backward(din, dw, db, dout, in, w, mean, rstd, N, C, ws_);
+    cpu::layernorm_backward(din, dw, db, dout, in, w, mean, rstd, N, C, ws_, din_mode, param_mode);
   }
 
   void linear_forward(float* out, const float* in, const float* w, const float* bias, int64_t N, int IC,
@@ -119,27 +120,29 @@ class CpuBackend final : public Backend {
     cpu::linear_forward(out, in, w, bias, N, IC, OC, ws_);
   }
   void linear_backward(float* din, float* dw, float* dbias, const float* dout, const float* in, const float* w,
-                       int64_t N, int IC, int OC) override {
+                       int64_t N, int IC, int OC, GradMode din_mode, GradMode param_mode) override {
     ThreadScope ts(threads_);
-    cpu::linear_backward(din, dw, dbias, dout, in, w, N, IC, OC, ws_);
+    cpu::linear_backward(din, dw, dbias, dout, in, w, N, IC, OC, ws_, din_mode, param_mode);
   }
 
   void activation_forward(float* out, const float* in, int64_t n, Activation act) override {
     ThreadScope ts(threads_);
     cpu::activation_forward(out, in, n, act);
   }
-  void activation_backward(float* din, const float* dout, const float* in, int64_t n, Activation act) override {
+  void activation_backward(float* din, const float* dout, const float* in, int64_t n, Activation act,
+                           GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::activation_backward(din, dout, in, n, act);
+    cpu::activation_backward(din, dout, in, n, act, mode);
   }
 
   void dropout_add_forward(float* out, const float* x, const float* y, int64_t n, const Dropout& d) override {
     ThreadScope ts(threads_);
     cpu::dropout_add_forward(out, x, y, n, d);
   }
-  void dropout_add_backward(float* dx, float* dy, const float* dout, int64_t n, const Dropout& d) override {
+  void dropout_add_backward(float* dx, float* dy, const float* dout, int64_t n, const Dropout& d,
+                            GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::dropout_add_backward(dx, dy, dout, n, d);
+    cpu::dropout_add_backward(dx, dy, dout, n, d, mode);
   }
 
   void csa_forward(float* out, int ld_out, float* lse, const float* q, const float* k, const float* v, int ld_in,
@@ -149,9 +152,9 @@ class CpuBackend final : public Backend {
   }
   void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out, const float* lse, const float* q,
                     const float* k, const float* v, int ld_in, int64_t B, int T, int H, int D, float scale,
-                    const Dropout& d) override {
+                    const Dropout& d, GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::csa_backward(dq, dk, dv, dout, ld_out, lse, q, k, v, ld_in, B, T, H, D, scale, d, ws_);
+    cpu::csa_backward(dq, dk, dv, dout, ld_out, lse, q, k, v, ld_in, B, T, H, D, scale, d, ws_, mode);
   }
 
   void gaussian_attention_forward(float* out, int ld_out, float* z, const float* q, const float* k, int ld_qk,
@@ -161,9 +164,9 @@ class CpuBackend final : public Backend {
   }
   void gaussian_attention_backward(float* dq, float* dk, int ld_qk, float* dv, int ld_v, const float* dout, int ld_out,
                                    const float* z, const float* q, const float* k, const float* v, int64_t B, int T,
-                                   int H, int D, AttnMask mask) override {
+                                   int H, int D, AttnMask mask, GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::gaussian_attention_backward(dq, dk, ld_qk, dv, ld_v, dout, ld_out, z, q, k, v, B, T, H, D, mask, ws_);
+    cpu::gaussian_attention_backward(dq, dk, ld_qk, dv, ld_v, dout, ld_out, z, q, k, v, B, T, H, D, mask, ws_, mode);
   }
 
   void pauli_value_forward(float* v, int ld_v, const float* u, int ld_u, const PauliTerm* terms, int64_t N, int H,
@@ -172,9 +175,9 @@ class CpuBackend final : public Backend {
     cpu::pauli_value_forward(v, ld_v, u, ld_u, terms, N, H, D, C, n_qubits, ws_);
   }
   void pauli_value_backward(float* du, int ld_u, const float* dv, int ld_v, const float* u, const PauliTerm* terms,
-                            int64_t N, int H, int D, int C, int n_qubits) override {
+                            int64_t N, int H, int D, int C, int n_qubits, GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::pauli_value_backward(du, ld_u, dv, ld_v, u, terms, N, H, D, C, n_qubits, ws_);
+    cpu::pauli_value_backward(du, ld_u, dv, ld_v, u, terms, N, H, D, C, n_qubits, ws_, mode);
   }
 
   void qisa_a_forward(float* v, int ld_v, const float* x, int ld_x, const float* rx, const float* ry, const float* ry2,
@@ -184,9 +187,10 @@ class CpuBackend final : public Backend {
   }
   void qisa_a_backward(float* dx, int ld_x, float* drx, float* dry, float* dry2, const float* dv, int ld_v,
                        const float* x, const float* rx, const float* ry, const float* ry2, const PauliTerm* terms,
-                       int64_t N, int H, int D, int C, int n_qubits) override {
+                       int64_t N, int H, int D, int C, int n_qubits, GradMode dx_mode, GradMode param_mode) override {
     ThreadScope ts(threads_);
-    cpu::qisa_a_backward(dx, ld_x, drx, dry, dry2, dv, ld_v, x, rx, ry, ry2, terms, N, H, D, C, n_qubits, ws_);
+    cpu::qisa_a_backward(dx, ld_x, drx, dry, dry2, dv, ld_v, x, rx, ry, ry2, terms, N, H, D, C, n_qubits, ws_, dx_mode,
+                         param_mode);
   }
 
   void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t N, int V) override {
@@ -202,6 +206,11 @@ class CpuBackend final : public Backend {
   void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWHyper& h) override {
     ThreadScope ts(threads_);
     cpu::adamw_update(params, grads, m, v, n, h);
+  }
+  void sum_to(double* acc, const float* x, int64_t n, GradMode mode) override {
+    double s = mode == GradMode::accumulate ? *acc : 0.0;
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
+    *acc = s;
   }
   double sum_squares(const float* x, int64_t n) override {
     ThreadScope ts(threads_);

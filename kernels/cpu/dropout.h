@@ -132,20 +132,21 @@ void dropout_add_forward(F* out, const F* x, const F* y, int64_t n, const Dropou
 // dx[i] += dout[i] (dx may be null); dy[i] += dropout(dout[i]) with the forward's mask and scale
 // (dy may be null).
 template <typename F>
-void dropout_add_backward(F* dx, F* dy, const F* dout, int64_t n, const Dropout& d) {
+void dropout_add_backward(F* dx, F* dy, const F* dout, int64_t n, const Dropout& d, GradMode mode) {
   check_dropout(d);
+  const bool add = mode == GradMode::accumulate;
   const F scale = dropout_scale<F>(d);
   const float p = d.p;
   const bool active = d.active();
   parallel_chunks(n, kElemChunk, [&](int64_t, int64_t i0, int64_t i1) {
     if (dx) {
 #pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) dx[i] += dout[i];
+      for (int64_t i = i0; i < i1; ++i) dx[i] = add ? dx[i] + dout[i] : dout[i];
     }
     if (!dy) return;
     if (!active) {
 #pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) dy[i] += dout[i];
+      for (int64_t i = i0; i < i1; ++i) dy[i] = add ? dy[i] + dout[i] : dout[i];
       return;
     }
     for_dropout_bits(d, d.elem_offset + static_cast<uint64_t>(i0), i1 - i0,
@@ -155,7 +156,10 @@ void dropout_add_backward(F* dx, F* dy, const F* dout, int64_t n, const Dropout&
                        F* o = dy + i0 + j;
                        const F* g = dout + i0 + j;
 #pragma omp simd
-                       for (int64_t k = 0; k < count; ++k) o[k] += g[k] * (dropout_keep(bits[k], pk) ? sc : F(0));
+                       for (int64_t k = 0; k < count; ++k) {
+                         const F v = g[k] * (dropout_keep(bits[k], pk) ? sc : F(0));
+                         o[k] = add ? o[k] + v : v;
+                       }
                      });
   });
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/backend.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/error.h"
 
@@ -34,14 +35,20 @@ void embedding_forward(F* out, const int32_t* idx, const F* tok, const F* pos, i
 }
 
 // dtok [V,C] += scatter of dout by idx; dpos [T,C] += sum over b of dout. Either may be null.
-// dpos: one thread per column block of t, summing b in order. dtok: a scatter whose rows can
-// collide, done serially in row order (N*C adds, cheap) so every sum has one fixed order.
+// Overwrite: dpos rows are stored; dtok (V rows, V >= every id) is cleared first, then
+// accumulated, since a row no token hits must read 0. dpos: one thread per column block of t,
+// summing b in order. dtok: a scatter whose rows can collide, done serially in row order (N*C
+// adds, cheap) so every sum has one fixed order.
 template <typename F>
-void embedding_backward(F* dtok, F* dpos, const F* dout, const int32_t* idx, int64_t B, int T, int C) {
+void embedding_backward(F* dtok, F* dpos, const F* dout, const int32_t* idx, int64_t B, int T, int C, int64_t V,
+                        GradMode mode) {
   check_embedding_args(idx, B, T, C);
+  const bool add = mode == GradMode::accumulate;
   if (dpos) {
     parallel_for(T, [&](int64_t t) {
       F* dp = dpos + t * C;
+      if (!add)
+        for (int c = 0; c < C; ++c) dp[c] = F(0);
       for (int64_t b = 0; b < B; ++b) {
         const F* g = dout + (b * T + t) * C;
 #pragma omp simd
@@ -50,7 +57,13 @@ void embedding_backward(F* dtok, F* dpos, const F* dout, const int32_t* idx, int
     });
   }
   if (dtok) {
+    if (!add)
+      parallel_chunks(V * C, 1 << 16, [&](int64_t, int64_t e0, int64_t e1) {
+        for (int64_t e = e0; e < e1; ++e) dtok[e] = F(0);
+      });
     for (int64_t n = 0; n < B * T; ++n) {
+      QISA_CHECK(idx[n] < V, "token id " + std::to_string(idx[n]) + " at position " + std::to_string(n),
+                 "token ids are in [0, vocab_size = " + std::to_string(V) + ")");
       F* dt = dtok + static_cast<int64_t>(idx[n]) * C;
       const F* g = dout + n * C;
 #pragma omp simd

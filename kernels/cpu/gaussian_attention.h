@@ -96,11 +96,11 @@ void gaussian_attention_forward(F* out, int ld_out, F* z, const F* q, const F* k
   });
 }
 
-// dq, dk [N, ld_qk] +=; dv [N, ld_v] += (any may be null); dout [N, ld_out]; z [B,H,T] from forward.
+// dq, dk [N, ld_qk] +=; dv [N, ld_v] += (mode; any may be null); dout [N, ld_out]; z [B,H,T] from forward.
 template <typename F>
 void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const F* dout, int ld_out, const F* z,
                                  const F* q, const F* k, const F* v, int64_t B, int T, int H, int D, AttnMask mask,
-                                 Workspace& ws) {
+                                 Workspace& ws, GradMode mode) {
   using namespace attn;
   check_heads("gaussian_attention_backward", B, T, H, D, ld_qk, "ld_qk", ld_v, "ld_v");
   check_heads("gaussian_attention_backward", B, T, H, D, ld_out, "ld_out", ld_out, "ld_out");
@@ -185,15 +185,15 @@ void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const
     const F* Gr = direct ? gb : G;
     const int64_t lqk = direct ? ld_qk : Dp, lg = direct ? ld_out : Dp;
     if (dq)  // dq_r = sum_{j<=r} w_rj (q_r - k_j): row r of w
-      wsum_to<F, true, false, true>(dq + r0 * ld_qk + col, ld_qk, Y, Wm, Tp, Kr, lqk, Qr, lqk, D, Dp, T);
+      wsum_to<F, true, false>(mode, dq + r0 * ld_qk + col, ld_qk, Y, Wm, Tp, Kr, lqk, Qr, lqk, D, Dp, T);
     if (dk)  // dk_r = sum_{i>=r} w_ir (k_r - q_i): column r of w
-      wsum_to<F, true, true, true>(dk + r0 * ld_qk + col, ld_qk, Y, Wm, Tp, Qr, lqk, Kr, lqk, D, Dp, T);
+      wsum_to<F, true, true>(mode, dk + r0 * ld_qk + col, ld_qk, Y, Wm, Tp, Qr, lqk, Kr, lqk, D, Dp, T);
     if (dv) {  // causal: dv_r = sum_{i>=r} p_ir dout_i; reference: dv_r = sum_{j<=r} p_rj dout_j
       F* dvb = dv + r0 * ld_v + col;
       if (causal)
-        wsum_to<F, false, true, true>(dvb, ld_v, Y, P, Tp, Gr, lg, Gr, lg, D, Dp, T);
+        wsum_to<F, false, true>(mode, dvb, ld_v, Y, P, Tp, Gr, lg, Gr, lg, D, Dp, T);
       else
-        wsum_to<F, false, false, true>(dvb, ld_v, Y, P, Tp, Gr, lg, Gr, lg, D, Dp, T);
+        wsum_to<F, false, false>(mode, dvb, ld_v, Y, P, Tp, Gr, lg, Gr, lg, D, Dp, T);
     }
   });
 }

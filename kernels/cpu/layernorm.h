@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/backend.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/error.h"
@@ -61,8 +62,8 @@ void forward_packs(F* out, F* mean, F* rstd, const F* in, const F* w, const F* b
 
 // Backward rows [n0, n1) of C = NP packs; pw, pb [C] = this item's dw, db partial.
 template <typename F, int NP>
-void backward_packs(F* din, F* pw, F* pb, const F* dout, const F* in, const F* w, const F* mean, const F* rstd,
-                    int64_t n0, int64_t n1) {
+void backward_packs(F* din, bool din_add, F* pw, F* pb, const F* dout, const F* in, const F* w, const F* mean,
+                    const F* rstd, int64_t n0, int64_t n1) {
   constexpr int L = kPackLanes<F>;
   constexpr int64_t C = NP * L;
   const F inv_c = F(1) / static_cast<F>(C);
@@ -84,7 +85,8 @@ void backward_packs(F* din, F* pw, F* pb, const F* dout, const F* in, const F* w
     if (din)
       for (int k = 0; k < NP; ++k) {
         F* d = din + n * C + k * L;
-        pack_store(d, pack_load(d) + rs * (gw[k] - sg - xh[k] * sgx));
+        const Pack<F> v = rs * (gw[k] - sg - xh[k] * sgx);
+        pack_store(d, din_add ? pack_load(d) + v : v);
       }
   }
   for (int k = 0; k < NP; ++k) pack_store(pw + k * L, aw[k]), pack_store(pb + k * L, ab[k]);
@@ -140,11 +142,12 @@ void layernorm_forward(F* out, F* mean, F* rstd, const F* in, const F* w, const 
   });
 }
 
-// din [N,C] += ; dw, db [C] += (any may be null). dw/db: a partial per fixed chunk of rows,
-// combined in chunk order.
+// din [N,C] += (din_mode); dw, db [C] += (param_mode; any may be null). dw/db: a partial per
+// fixed chunk of rows, combined in chunk order.
 template <typename F>
 void layernorm_backward(F* din, F* dw, F* db, const F* dout, const F* in, const F* w, const F* mean,
-                        const F* rstd, int64_t N, int C, Workspace& ws) {
+                        const F* rstd, int64_t N, int C, Workspace& ws, GradMode din_mode, GradMode param_mode) {
+  const bool din_add = din_mode == GradMode::accumulate, param_add = param_mode == GradMode::accumulate;
   QISA_CHECK(N >= 0 && C >= 1, "layernorm shape N=" + std::to_string(N) + " C=" + std::to_string(C), "N >= 0, C >= 1");
   const int64_t items = ceil_div(N, kLayerNormRows);
   // [items][dw C | db C]
@@ -154,7 +157,7 @@ void layernorm_backward(F* din, F* dw, F* db, const F* dout, const F* in, const 
     F* pw = part + it * 2 * C;
     F* pb = pw + C;
     if (ln_detail::with_packs<F>(C, [&]<int NP>() {
-          ln_detail::backward_packs<F, NP>(din, pw, pb, dout, in, w, mean, rstd, n0, n1);
+          ln_detail::backward_packs<F, NP>(din, din_add, pw, pb, dout, in, w, mean, rstd, n0, n1);
         }))
       return;
     for (int c = 0; c < C; ++c) pw[c] = pb[c] = 0;
@@ -174,7 +177,10 @@ void layernorm_backward(F* din, F* dw, F* db, const F* dout, const F* in, const 
       if (din) {
         F* d = din + n * C;
 #pragma omp simd
-        for (int c = 0; c < C; ++c) d[c] += rs * (g[c] * w[c] - sg - ((x[c] - mu) * rs) * sgx);
+        for (int c = 0; c < C; ++c) {
+          const F v = rs * (g[c] * w[c] - sg - ((x[c] - mu) * rs) * sgx);
+          d[c] = din_add ? d[c] + v : v;
+        }
       }
 #pragma omp simd
       for (int c = 0; c < C; ++c) {
@@ -189,8 +195,8 @@ void layernorm_backward(F* din, F* dw, F* db, const F* dout, const F* in, const 
       sw += part[it * 2 * C + c];
       sb += part[it * 2 * C + C + c];
     }
-    if (dw) dw[c] += sw;
-    if (db) db[c] += sb;
+    if (dw) dw[c] = param_add ? dw[c] + sw : sw;
+    if (db) db[c] = param_add ? db[c] + sb : sb;
   }
 }
 

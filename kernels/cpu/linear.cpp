@@ -12,9 +12,25 @@ namespace qisa::cpu {
 
 namespace {
 
+// Work items: a fixed grid that depends on the problem's shape only (never on the thread
+// count), so every element is computed by the same calls for any number of threads.
+//   forward, din:  (row tile of kRowTile rows) x (column tile of kColTile output columns)
+//   dw, dbias:     (row chunk: one partial, combined in chunk order) x (kColTile rows of dw)
+// Column tiles let both cores work on a GEMM with few rows (e.g. B=4 x T=64 = 256 rows).
 constexpr int64_t kRowTile = 512;         // rows per forward / din work item
+constexpr int64_t kColTile = 256;         // output columns (dw: rows of dw) per wide work item
 constexpr int64_t kMinReduceRows = 2048;  // rows per dw/dbias partial (at least)
 constexpr int64_t kMaxReduceParts = 8;    // at most this many partials (bounds scratch for big N)
+
+// body(r0, r1, c0, c1) for every tile of a rows x cols grid of rt x ct tiles, in parallel.
+template <class Body>
+void parallel_grid(int64_t rows, int64_t rt, int64_t cols, int64_t ct, Body&& body) {
+  const int64_t nr = ceil_div(rows, rt), nc = ceil_div(cols, ct);
+  parallel_for(nr * nc, [&](int64_t it) {
+    const int64_t r = it / nc, c = it % nc;
+    body(r * rt, std::min(rows, (r + 1) * rt), c * ct, std::min(cols, (c + 1) * ct));
+  });
+}
 
 // ---------------------------------------------------------------- OpenBLAS (wide layers)
 
@@ -155,13 +171,13 @@ void linear_forward(F* out, const F* in, const F* w, const F* bias, int64_t N, i
     });
     return;
   }
-  parallel_chunks(N, kRowTile, [&](int64_t, int64_t n0, int64_t n1) {
-    F* o = out + n0 * OC;
+  parallel_grid(N, kRowTile, OC, kColTile, [&](int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
+    F* o = out + n0 * OC + c0;
     if (bias) {
       for (int64_t n = n0; n < n1; ++n)
-        for (int c = 0; c < OC; ++c) out[n * OC + c] = bias[c];
+        for (int64_t c = c0; c < c1; ++c) out[n * OC + c] = bias[c];
     }
-    gemm(false, true, n1 - n0, OC, IC, F(1), in + n0 * IC, IC, w, IC, bias ? F(1) : F(0), o, OC);
+    gemm(false, true, n1 - n0, c1 - c0, IC, F(1), in + n0 * IC, IC, w + c0 * IC, IC, bias ? F(1) : F(0), o, OC);
   });
 }
 
@@ -173,9 +189,14 @@ void linear_forward(F* out, const F* in, const F* w, const F* bias, int64_t N, i
 
 template <typename F>
 void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const F* w, int64_t N, int IC, int OC,
-                     Workspace& ws) {
+                     Workspace& ws, GradMode din_mode, GradMode param_mode) {
   check_linear(N, IC, OC);
-  if (N == 0) return;
+  const bool din_add = din_mode == GradMode::accumulate, param_add = param_mode == GradMode::accumulate;
+  if (N == 0) {  // no rows: the sums over rows are empty, so an overwritten gradient is 0
+    if (!param_add && dw) std::fill_n(dw, static_cast<int64_t>(OC) * IC, F(0));
+    if (!param_add && dbias) std::fill_n(dbias, OC, F(0));
+    return;
+  }
   constexpr int L = kPackLanes<F>;
   const bool small = narrow(IC, OC);
   const int ICp = padded<F>(IC);
@@ -188,11 +209,15 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
         wp = p;
       }
       parallel_chunks(N, kRowTile, [&](int64_t, int64_t n0, int64_t n1) {
-        product<F, true>(din + n0 * IC, IC, dout + n0 * OC, OC, 1, wp, ICp, OC, IC, n1 - n0, nullptr);
+        if (din_add)
+          product<F, true>(din + n0 * IC, IC, dout + n0 * OC, OC, 1, wp, ICp, OC, IC, n1 - n0, nullptr);
+        else
+          product<F, false>(din + n0 * IC, IC, dout + n0 * OC, OC, 1, wp, ICp, OC, IC, n1 - n0, nullptr);
       });
     } else {
-      parallel_chunks(N, kRowTile, [&](int64_t, int64_t n0, int64_t n1) {
-        gemm(false, false, n1 - n0, IC, OC, F(1), dout + n0 * OC, OC, w, IC, F(1), din + n0 * IC, IC);
+      parallel_grid(N, kRowTile, IC, kColTile, [&](int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
+        gemm(false, false, n1 - n0, c1 - c0, OC, F(1), dout + n0 * OC, OC, w + c0, IC, din_add ? F(1) : F(0),
+             din + n0 * IC + c0, IC);
       });
     }
   }
@@ -208,7 +233,10 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
   const bool pad_in = small && dw && ICp != IC;
   F* in_pad = pad_in ? ws.get<F>(2, static_cast<size_t>(max_threads() * chunk * ICp), "linear backward padded inputs")
                      : nullptr;
-  parallel_chunks(N, chunk, [&](int64_t it, int64_t n0, int64_t n1) {
+  // the narrow path takes all OC columns at once (OC <= kLinearSmallMax)
+  const int64_t col_tile = small ? OC : kColTile;
+  parallel_grid(N, chunk, OC, col_tile, [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
+    const int64_t it = n0 / chunk;
     F* pw = part + it * (wsz + bsz);
     F* pb = pw + wsz;
     if (dw && small) {
@@ -220,18 +248,18 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
       }
       product<F, false>(pw, ldp, dout + n0 * OC, 1, OC, x, ldp, n1 - n0, ICp, OC, nullptr);
     } else if (dw) {
-      gemm(true, false, OC, IC, n1 - n0, F(1), dout + n0 * OC, OC, in + n0 * IC, IC, F(0), pw, IC);
+      gemm(true, false, o1 - o0, IC, n1 - n0, F(1), dout + n0 * OC + o0, OC, in + n0 * IC, IC, F(0), pw + o0 * IC, IC);
     }
-    if (dbias) {
-      for (int c = 0; c < OC; ++c) pb[c] = 0;
-      int c0 = 0;
-      for (; c0 + L <= OC; c0 += L) {  // whole packs: column sums in registers, rows in order
+    if (dbias) {  // columns [o0, o1) of this chunk's partial
+      for (int64_t c = o0; c < o1; ++c) pb[c] = 0;
+      int64_t c0 = o0;
+      for (; c0 + L <= o1; c0 += L) {  // whole packs: column sums in registers, rows in order
         Pack<F> s = {};
         for (int64_t n = n0; n < n1; ++n) s += pack_load(dout + n * OC + c0);
         pack_store(pb + c0, s);
       }
       for (int64_t n = n0; n < n1; ++n)
-        for (int c = c0; c < OC; ++c) pb[c] += dout[n * OC + c];
+        for (int64_t c = c0; c < o1; ++c) pb[c] += dout[n * OC + c];
     }
   });
   // Combine in chunk order, then add to the caller's gradient once.
@@ -241,10 +269,16 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
     for (int64_t e = 0; e < wsz + bsz; ++e) p0[e] += pi[e];
   }
   if (dw)
-    for (int o = 0; o < OC; ++o)
-      for (int i = 0; i < IC; ++i) dw[static_cast<int64_t>(o) * IC + i] += part[o * ldp + i];
+    for (int o = 0; o < OC; ++o) {
+      F* d = dw + static_cast<int64_t>(o) * IC;
+      const F* p = part + o * ldp;
+      if (param_add)
+        for (int i = 0; i < IC; ++i) d[i] += p[i];
+      else
+        std::copy_n(p, IC, d);
+    }
   if (dbias)
-    for (int c = 0; c < OC; ++c) dbias[c] += part[wsz + c];
+    for (int c = 0; c < OC; ++c) dbias[c] = param_add ? dbias[c] + part[wsz + c] : part[wsz + c];
 }
 
 template void linear_forward<float>(float*, const float*, const float*, const float*, int64_t, int, int, Workspace&);
@@ -253,8 +287,8 @@ template void linear_forward<double>(double*, const double*, const double*, cons
 template void linear_forward<float>(float*, const float*, const float*, const float*, int64_t, int, int);
 template void linear_forward<double>(double*, const double*, const double*, const double*, int64_t, int, int);
 template void linear_backward<float>(float*, float*, float*, const float*, const float*, const float*, int64_t, int,
-                                     int, Workspace&);
+                                     int, Workspace&, GradMode, GradMode);
 template void linear_backward<double>(double*, double*, double*, const double*, const double*, const double*,
-                                      int64_t, int, int, Workspace&);
+                                      int64_t, int, int, Workspace&, GradMode, GradMode);
 
 }  // namespace qisa::cpu

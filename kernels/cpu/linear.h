@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/backend.h"
 #include "kernels/cpu/parallel.h"
 
 namespace qisa::cpu {
@@ -25,11 +26,11 @@ void linear_forward(F* out, const F* in, const F* w, const F* bias, int64_t N, i
 template <typename F>
 void linear_forward(F* out, const F* in, const F* w, const F* bias, int64_t N, int IC, int OC);
 
-// din [N,IC] += dout * w (null: skip); dw [OC,IC] += dout^T * in (null: skip);
-// dbias [OC] += column sums of dout (null: skip). dw and dbias sum over rows: one partial per
-// fixed chunk of rows (rows in order within it), combined in chunk order.
+// din [N,IC] += dout * w (din_mode; null: skip); dw [OC,IC] += dout^T * in (param_mode; null:
+// skip); dbias [OC] += column sums of dout (param_mode; null: skip). dw and dbias sum over rows:
+// one partial per fixed chunk of rows (rows in order within it), combined in chunk order.
 template <typename F>
 void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const F* w, int64_t N, int IC, int OC,
-                     Workspace& ws);
+                     Workspace& ws, GradMode din_mode, GradMode param_mode);
 
 }  // namespace qisa::cpu

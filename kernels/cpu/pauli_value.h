@@ -219,12 +219,12 @@ void build_pauli_grads(PauliGrad<F>* grads, int32_t* goff, const PauliTerm* term
   goff[2 * H * C] = e;
 }
 
-// du [N, ld_u] += sum_j dv_j * dv_j/du (dv_j/du_b = 2 s (-1)^popc(b&m) u_{b^f}). Amplitude by
+// du [N, ld_u] += (mode) sum_j dv_j * dv_j/du (dv_j/du_b = 2 s (-1)^popc(b&m) u_{b^f}). Amplitude by
 // amplitude: du_b of the tile sums its entries (j ascending) in registers, then the tile is
-// transposed back and added to du.
+// transposed back and added to (or stored in) du.
 template <typename F>
 void pauli_value_backward(F* du, int ld_u, const F* dv, int ld_v, const F* u, const PauliTerm* terms, int64_t N, int H,
-                          int D, int C, int n_qubits, Workspace& ws) {
+                          int D, int C, int n_qubits, Workspace& ws, GradMode mode) {
   check_pauli_args("pauli_value_backward", N, H, D, C, n_qubits, ld_u, "ld_u", H * C, ld_v, "ld_v", H * D);
   validate_pauli_terms(terms, static_cast<size_t>(H) * D, n_qubits);
   auto* grads = ws.get<PauliGrad<F>>(1, static_cast<size_t>(H) * C * D, "Pauli value gradient tables");
@@ -260,7 +260,11 @@ void pauli_value_backward(F* du, int ld_u, const F* dv, int ld_v, const F* u, co
         for (int k = 0; k < kPacks; ++k)
           pack_store(duT + b * kLanes + k * kP, dsum[k] * pack_load(uT + b * kLanes + k * kP) + acc[k]);
       }
-      untranspose_tile<F, true>(du + n0 * ld_u + static_cast<int64_t>(h) * C, ld_u, duT, rows, C);
+      F* dst = du + n0 * ld_u + static_cast<int64_t>(h) * C;
+      if (mode == GradMode::accumulate)
+        untranspose_tile<F, true>(dst, ld_u, duT, rows, C);
+      else
+        untranspose_tile<F, false>(dst, ld_u, duT, rows, C);
     }
   });
 }

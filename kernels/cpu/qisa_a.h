@@ -254,11 +254,11 @@ void qisa_a_forward(F* v, int ld_v, const F* x, int ld_x, const F* rx, const F* 
   });
 }
 
-// dx [N, ld_x] += ; drx, dry, dry2 [H, n_qubits] += (any may be null); dv [N, ld_v].
+// dx [N, ld_x] += (dx_mode); drx, dry, dry2 [H, n_qubits] += (param_mode; any may be null); dv [N, ld_v].
 template <typename F>
 void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int ld_v, const F* x, const F* rx,
                      const F* ry, const F* ry2, const PauliTerm* terms, int64_t N, int H, int D, int C, int n_qubits,
-                     Workspace& ws) {
+                     Workspace& ws, GradMode dx_mode, GradMode param_mode) {
   using namespace qisa_a_detail;
   check_args("qisa_a_backward", N, H, D, C, n_qubits, ld_x, ld_v);
   validate_pauli_terms(terms, static_cast<size_t>(H) * D, n_qubits);
@@ -356,7 +356,10 @@ void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int 
         for (int l = 0; l < kLanes; ++l) gx[b * kLanes + l] += (lr[b * kLanes + l] - p0[b * kLanes + l] * dot[l]) * inv[l];
       }
     }
-    if (dx) untranspose_tile<F, true>(dx + n0 * ld_x, ld_x, gx, rows, C);
+    if (dx && dx_mode == GradMode::accumulate)
+      untranspose_tile<F, true>(dx + n0 * ld_x, ld_x, gx, rows, C);
+    else if (dx)
+      untranspose_tile<F, false>(dx + n0 * ld_x, ld_x, gx, rows, C);
   });
   // angle gradients: partials combined in tile order
   for (int h = 0; h < H; ++h) {
@@ -364,7 +367,8 @@ void qisa_a_backward(F* dx, int ld_x, F* drx, F* dry, F* dry2, const F* dv, int 
       double s = 0;
       for (int64_t tile = 0; tile < tiles; ++tile) s += part[(tile * H + h) * nang + k];
       F* dst = k < n ? drx : (k < 2 * n ? dry : dry2);
-      if (dst) dst[h * n + k % n] += static_cast<F>(s);
+      F* g = dst ? dst + h * n + k % n : nullptr;
+      if (g) *g = param_mode == GradMode::accumulate ? *g + static_cast<F>(s) : static_cast<F>(s);
     }
   }
 }

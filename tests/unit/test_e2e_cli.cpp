@@ -242,6 +242,34 @@ TEST_F(CliEndToEnd, CudaDeviceAndNcclAreRefusedAtStartInOneLine) {
   EXPECT_NE(r.output.find("cuda"), std::string::npos) << r.output;  // CLI11 lists the names
 }
 
+// Threads: train.threads / --threads, else OMP_NUM_THREADS (users, mpirun lines and Slurm
+// scripts set it), else the cores; absurd counts end at start with the limit, not in libgomp.
+TEST_F(CliEndToEnd, ThreadsHonourOmpNumThreadsAndHaveALimit) {
+  const std::string cfg = tmp / "threads.yaml";
+  std::string text = tiny_config(corpus(), tmp / "run_threads");
+  text.erase(text.find("  threads: 1\n"), 13);  // no train.threads: the environment decides
+  test::write_file(cfg, text);
+  auto threads_of = [&](const std::string& env, const std::string& extra) {
+    auto r = run_command("env " + env + " " + test::qisa_bin() + " bench step " + cfg + " --steps 1 --warmup 0" + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return nlohmann::json::parse(r.output.substr(r.output.rfind("{\"")))["threads"].get<int>();
+  };
+  EXPECT_EQ(threads_of("OMP_NUM_THREADS=1", ""), 1);
+  EXPECT_EQ(threads_of("OMP_NUM_THREADS=3,1", ""), 3);              // the outer level of a list
+  EXPECT_EQ(threads_of("OMP_NUM_THREADS=1", " --threads 2"), 2);    // the flag wins
+  EXPECT_EQ(threads_of("OMP_NUM_THREADS=3", " train.threads=1"), 1);  // and the config key
+  auto r = run_command(test::qisa_bin() + " bench step " + cfg + " train.threads=100000 --steps 1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("threads.yaml: train.threads = 100000 is more than 4 x the"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("hint: use at most"), std::string::npos) << r.output;
+  r = run_command("env OMP_NUM_THREADS=lots " + test::qisa_bin() + " train " + cfg);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("OMP_NUM_THREADS = 'lots' is not a positive thread count"), std::string::npos) << r.output;
+  r = run_command(test::qisa_bin() + " eval " + corpus() + " --data " + corpus() + " --threads 100000");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("--threads = 100000 is more than"), std::string::npos) << r.output;
+}
+
 TEST(Cli, HelpOnEverySubcommand) {
   for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " sample", " inspect", " launch", " bench",
                           " bench step", " info", " plan"}) {

@@ -36,6 +36,8 @@
 
 namespace {
 
+using qisa::GradMode;
+
 using qisa::Activation;
 using qisa::AttnMask;
 using qisa::Dropout;
@@ -102,7 +104,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
          dpos = as<F>(in.get("emb.dpos", P * C));
     std::vector<F> o(B * T * C);
     ops.embedding_forward(o.data(), idx.data(), tok.data(), pos.data(), B, T, C);
-    ops.embedding_backward(dtok.data(), dpos.data(), g.data(), idx.data(), B, T, C);
+    ops.embedding_backward(dtok.data(), dpos.data(), g.data(), idx.data(), B, T, C, V, GradMode::accumulate);
     r["emb.out"] = out(o), r["emb.dtok"] = out(dtok), r["emb.dpos"] = out(dpos);
   }
   {  // layernorm
@@ -113,7 +115,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
          db = as<F>(in.get("ln.db", C));
     std::vector<F> o(N * C), m(N), rs(N);
     ops.layernorm_forward(o.data(), m.data(), rs.data(), x.data(), w.data(), b.data(), N, C);
-    ops.layernorm_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), m.data(), rs.data(), N, C);
+    ops.layernorm_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), m.data(), rs.data(), N, C, GradMode::accumulate, GradMode::accumulate);
     r["ln.out"] = out(o), r["ln.mean"] = out(m), r["ln.rstd"] = out(rs), r["ln.dx"] = out(dx), r["ln.dw"] = out(dw),
     r["ln.db"] = out(db);
   }
@@ -125,8 +127,21 @@ Results run_scenario(Ops& ops, Inputs& in) {
          dw = as<F>(in.get("lin.dw", OC * IC)), db = as<F>(in.get("lin.db", OC));
     std::vector<F> o(N * OC);
     ops.linear_forward(o.data(), x.data(), w.data(), b.data(), N, IC, OC);
-    ops.linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC);
+    ops.linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC, GradMode::accumulate, GradMode::accumulate);
     r["lin.out"] = out(o), r["lin.dx"] = out(dx), r["lin.dw"] = out(dw), r["lin.db"] = out(db);
+  }
+  {  // wide linear (OpenBLAS): fewer rows than a row tile, so the work splits over column tiles
+     // (IC, OC > 256, not multiples of it: partial tiles and a bias sum with a scalar tail)
+    const int64_t N = 300;
+    const int IC = 530, OC = 270;
+    auto x = as<F>(in.get("wl.x", N * IC)), w = as<F>(in.get("wl.w", OC * IC)), b = as<F>(in.get("wl.b", OC));
+    auto g = as<F>(in.get("wl.g", N * OC)), dx = as<F>(in.get("wl.dx", N * IC)),
+         dw = as<F>(in.get("wl.dw", OC * IC)), db = as<F>(in.get("wl.db", OC));
+    std::vector<F> o(N * OC);
+    ops.linear_forward(o.data(), x.data(), w.data(), b.data(), N, IC, OC);
+    ops.linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC, GradMode::accumulate,
+                        GradMode::accumulate);
+    r["wl.out"] = out(o), r["wl.dx"] = out(dx), r["wl.dw"] = out(dw), r["wl.db"] = out(db);
   }
   for (auto act : {Activation::relu, Activation::gelu}) {
     const std::string p = act == Activation::relu ? "relu" : "gelu";
@@ -134,7 +149,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
     auto x = as<F>(in.get("act.x", n, -5, 5)), g = as<F>(in.get("act.g", n)), dx = as<F>(in.get("act.dx", n));
     std::vector<F> o(n);
     ops.activation_forward(o.data(), x.data(), n, act);
-    ops.activation_backward(dx.data(), g.data(), x.data(), n, act);
+    ops.activation_backward(dx.data(), g.data(), x.data(), n, act, GradMode::accumulate);
     r[p + ".out"] = out(o), r[p + ".dx"] = out(dx);
   }
   {  // dropout_add
@@ -145,7 +160,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
     auto dx = as<F>(in.get("do.dx", n)), dy = as<F>(in.get("do.dy", n));
     std::vector<F> o(n);
     ops.dropout_add_forward(o.data(), x.data(), y.data(), n, d);
-    ops.dropout_add_backward(dx.data(), dy.data(), g.data(), n, d);
+    ops.dropout_add_backward(dx.data(), dy.data(), g.data(), n, d, GradMode::accumulate);
     r["do.out"] = out(o), r["do.dx"] = out(dx), r["do.dy"] = out(dy);
   }
   {  // csa (strided q|k|v, dropout on; T > 16 crosses the kernel's 16-wide blocks)
@@ -159,7 +174,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
     const F s = static_cast<F>(0.3f);
     ops.csa_forward(o.data(), ldo, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d);
     ops.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), ldo, stat.data(), qkv.data(),
-                     qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d);
+                     qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, s, d, GradMode::accumulate);
     r["csa.out"] = out(o), r["csa.stat"] = out(stat), r["csa.dqkv"] = out(dqkv);
   }
   for (auto mask : {AttnMask::causal, AttnMask::reference}) {
@@ -173,7 +188,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
     ops.gaussian_attention_forward(o.data(), ldo, stat.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
                                    D, mask);
     ops.gaussian_attention_backward(dqk.data(), dqk.data() + HD, ldqk, dv.data(), ldv, g.data(), ldo, stat.data(),
-                                    qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask);
+                                    qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, GradMode::accumulate);
     r[p + ".out"] = out(o), r[p + ".stat"] = out(stat), r[p + ".dqk"] = out(dqk), r[p + ".dv"] = out(dv);
   }
   {  // pauli value
@@ -183,7 +198,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
     auto u = as<F>(in.get("pv.u", N * ldu)), g = as<F>(in.get("pv.g", N * ldv)), du = as<F>(in.get("pv.du", N * ldu));
     std::vector<F> v(N * ldv, F(0));
     ops.pauli_value_forward(v.data(), ldv, u.data(), ldu, terms.data(), N, H, D, C, n);
-    ops.pauli_value_backward(du.data(), ldu, g.data(), ldv, u.data(), terms.data(), N, H, D, C, n);
+    ops.pauli_value_backward(du.data(), ldu, g.data(), ldv, u.data(), terms.data(), N, H, D, C, n, GradMode::accumulate);
     r["pv.v"] = out(v), r["pv.du"] = out(du);
   }
   {  // qisa_a
@@ -198,7 +213,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
     std::vector<F> v(N * ldv, F(0));
     ops.qisa_a_forward(v.data(), ldv, x.data(), ldx, rx.data(), ry.data(), ry2.data(), terms.data(), N, H, D, C, n);
     ops.qisa_a_backward(dx.data(), ldx, drx.data(), dry.data(), dry2.data(), g.data(), ldv, x.data(), rx.data(),
-                        ry.data(), ry2.data(), terms.data(), N, H, D, C, n);
+                        ry.data(), ry2.data(), terms.data(), N, H, D, C, n, GradMode::accumulate, GradMode::accumulate);
     r["qa.v"] = out(v), r["qa.dx"] = out(dx), r["qa.drx"] = out(drx), r["qa.dry"] = out(dry),
     r["qa.dry2"] = out(dry2);
   }
@@ -405,14 +420,14 @@ TEST(CpuBackend, ResultsDoNotDependOnScratchHistory) {
     std::vector<float> o(B * T * HD), stat(B * H * T), dqkv(B * T * ld, 0.f);
     be.csa_forward(o.data(), HD, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d);
     be.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), HD, stat.data(), qkv.data(),
-                    qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d);
+                    qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, 0.4f, d, GradMode::accumulate);
     for (auto* v : {&o, &stat, &dqkv}) r.insert(r.end(), v->begin(), v->end());
     for (auto mask : {AttnMask::causal, AttnMask::reference}) {
       std::fill(dqkv.begin(), dqkv.end(), 0.f);
       be.gaussian_attention_forward(o.data(), HD, stat.data(), qkv.data(), qkv.data() + HD, ld, qkv.data() + 2 * HD, ld,
                                     B, T, H, D, mask);
       be.gaussian_attention_backward(dqkv.data(), dqkv.data() + HD, ld, dqkv.data() + 2 * HD, ld, g.data(), HD,
-                                     stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, B, T, H, D, mask);
+                                     stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, B, T, H, D, mask, GradMode::accumulate);
       for (auto* v : {&o, &stat, &dqkv}) r.insert(r.end(), v->begin(), v->end());
     }
     return r;
@@ -425,10 +440,10 @@ TEST(CpuBackend, ResultsDoNotDependOnScratchHistory) {
     const int64_t N = 20000;
     const int C = 64;
     std::vector<float> nan(N * C, std::numeric_limits<float>::quiet_NaN()), out(N * C), w(C, 1.f), m(N), r(N);
-    dirty->layernorm_backward(out.data(), w.data(), w.data(), nan.data(), nan.data(), w.data(), m.data(), r.data(), N, C);
+    dirty->layernorm_backward(out.data(), w.data(), w.data(), nan.data(), nan.data(), w.data(), m.data(), r.data(), N, C, GradMode::accumulate, GradMode::accumulate);
     const auto terms = scenario_terms(4, 6);
     dirty->pauli_value_forward(out.data(), 4, nan.data(), C, terms.data(), N, 1, 4, C, 6);
-    dirty->pauli_value_backward(out.data(), C, nan.data(), 4, nan.data(), terms.data(), N, 1, 4, C, 6);
+    dirty->pauli_value_backward(out.data(), C, nan.data(), 4, nan.data(), terms.data(), N, 1, 4, C, 6, GradMode::accumulate);
   }
   const auto got = run(*dirty);
   ASSERT_EQ(got.size(), want.size());

@@ -16,6 +16,8 @@
 
 namespace {
 
+using qisa::GradMode;
+
 using qisa::Dropout;
 
 Dropout make(float p, uint64_t seed, uint32_t step = 2, uint32_t site = 5, uint64_t off = 0) {
@@ -44,7 +46,7 @@ TEST(Dropout, ZeroProbabilityIsIdentity) {
   be->dropout_add_forward(out.data(), x.data(), y.data(), n, make(0.0f, 9));
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[i], x[i] + y[i]);
   std::vector<float> dx(n, 1.0f), dy(n, 2.0f);
-  be->dropout_add_backward(dx.data(), dy.data(), y.data(), n, make(0.0f, 9));
+  be->dropout_add_backward(dx.data(), dy.data(), y.data(), n, make(0.0f, 9), GradMode::accumulate);
   for (int64_t i = 0; i < n; ++i) {
     ASSERT_EQ(dx[i], 1.0f + y[i]);
     ASSERT_EQ(dy[i], 2.0f + y[i]);
@@ -85,7 +87,7 @@ TEST(Dropout, MaskIsThePhiloxRuleAndSameInBackward) {
     ASSERT_EQ(fwd[i] != 0.0f, keep) << "element " << i;
   }
   std::vector<float> ones(n, 1.0f), dy(n, 0.0f);
-  be->dropout_add_backward(nullptr, dy.data(), ones.data(), n, d);
+  be->dropout_add_backward(nullptr, dy.data(), ones.data(), n, d, GradMode::accumulate);
   EXPECT_EQ(dy, fwd);
 }
 
@@ -150,9 +152,9 @@ TEST(Dropout, AttentionDropoutIndexing) {
   auto g = qisa::test::random_vector<double>(rng, B * T * HD);
   std::vector<double> dqkv(B * T * ld, 0.0), dqkv2((B - b0) * T * ld, 0.0);
   qisa::cpu::csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), HD, stat.data(), qkv.data(),
-                          qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, scale, d, ws);
+                          qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, H, D, scale, d, ws, GradMode::accumulate);
   qisa::cpu::csa_backward(dqkv2.data(), dqkv2.data() + HD, dqkv2.data() + 2 * HD, g.data() + b0 * T * HD, HD,
-                          stat2.data(), q2, q2 + HD, q2 + 2 * HD, ld, B - b0, T, H, D, scale, ds, ws);
+                          stat2.data(), q2, q2 + HD, q2 + 2 * HD, ld, B - b0, T, H, D, scale, ds, ws, GradMode::accumulate);
   for (size_t i = 0; i < dqkv2.size(); ++i) ASSERT_EQ(dqkv2[i], dqkv[b0 * T * ld + i]);
 }
 

@@ -18,6 +18,8 @@
 
 namespace {
 
+using qisa::GradMode;
+
 using qisa::test::max_rel_err;
 using Vec = std::vector<double>;
 using FVec = std::vector<float>;
@@ -79,7 +81,7 @@ TEST(Golden, ValueLayer) {
     // double templates
     Vec v64(M * D), gu64(M * C, 0.0);
     qisa::cpu::pauli_value_forward(v64.data(), D, u.data(), C, terms.data(), M, 1, D, C, n, ws);
-    qisa::cpu::pauli_value_backward(gu64.data(), C, gv.data(), D, u.data(), terms.data(), M, 1, D, C, n, ws);
+    qisa::cpu::pauli_value_backward(gu64.data(), C, gv.data(), D, u.data(), terms.data(), M, 1, D, C, n, ws, GradMode::accumulate);
     expect_close("f64 v", v64, v, kDoubleTol);
     expect_close("f64 gu", gu64, gu, kDoubleTol);
     // float backend
@@ -87,7 +89,7 @@ TEST(Golden, ValueLayer) {
     qisa::Buffer<qisa::PauliTerm> T(*be, terms.size());
     be->upload(T.get(), terms.data(), T.bytes());
     be->pauli_value_forward(V.get(), D, U.get(), C, T.get(), M, 1, D, C, n);
-    be->pauli_value_backward(GU.get(), C, GV.get(), D, U.get(), T.get(), M, 1, D, C, n);
+    be->pauli_value_backward(GU.get(), C, GV.get(), D, U.get(), T.get(), M, 1, D, C, n, GradMode::accumulate);
     expect_close("f32 v", V.host(*be), v, kFwdTol);
     expect_close("f32 gu", GU.host(*be), gu, kGradTol);
   }
@@ -117,7 +119,7 @@ TEST(Golden, QisaAValue) {
     qisa::cpu::qisa_a_forward(v64.data(), D, x.data(), C, rx.data(), ry.data(), ry2.data(), terms.data(), M, 1, D, C, n,
                               ws);
     qisa::cpu::qisa_a_backward(gx64.data(), C, grx64.data(), gry64.data(), gry264.data(), gv.data(), D, x.data(),
-                               rx.data(), ry.data(), ry2.data(), terms.data(), M, 1, D, C, n, ws);
+                               rx.data(), ry.data(), ry2.data(), terms.data(), M, 1, D, C, n, ws, GradMode::accumulate, GradMode::accumulate);
     expect_close("f64 v", v64, v, kDoubleTol);
     expect_close("f64 gx", gx64, gx, kDoubleTol);
     expect_close("f64 grx", grx64, grx, kDoubleTol);
@@ -131,7 +133,7 @@ TEST(Golden, QisaAValue) {
     be->upload(T.get(), terms.data(), T.bytes());
     be->qisa_a_forward(V.get(), D, X.get(), C, RX.get(), RY.get(), RY2.get(), T.get(), M, 1, D, C, n);
     be->qisa_a_backward(GX.get(), C, GRX.get(), GRY.get(), GRY2.get(), GV.get(), D, X.get(), RX.get(), RY.get(),
-                        RY2.get(), T.get(), M, 1, D, C, n);
+                        RY2.get(), T.get(), M, 1, D, C, n, GradMode::accumulate, GradMode::accumulate);
     expect_close("f32 v", V.host(*be), v, kFwdTol);
     expect_close("f32 gx", GX.host(*be), gx, kGradTol);
     expect_close("f32 grx", GRX.host(*be), grx, kGradTol);
@@ -161,7 +163,7 @@ TEST(Golden, GaussianAttention) {
     qisa::cpu::gaussian_attention_forward(o64.data(), D, stat.data(), q.data(), k.data(), D, v.data(), D, B, T, 1, D,
                                           mask, ws);
     qisa::cpu::gaussian_attention_backward(gq64.data(), gk64.data(), D, gv64.data(), D, go.data(), D, stat.data(),
-                                           q.data(), k.data(), v.data(), B, T, 1, D, mask, ws);
+                                           q.data(), k.data(), v.data(), B, T, 1, D, mask, ws, GradMode::accumulate);
     expect_close("f64 out", o64, out, kDoubleTol);
     expect_close("f64 gq", gq64, gq, kDoubleTol);
     expect_close("f64 gk", gk64, gk, kDoubleTol);
@@ -170,7 +172,7 @@ TEST(Golden, GaussianAttention) {
     Dev O(*be, n, 0.f), A(*be, B * T, 0.f), GQ(*be, n, 0.f), GK(*be, n, 0.f), GV(*be, n, 0.f);
     be->gaussian_attention_forward(O.get(), D, A.get(), Q.get(), K.get(), D, V.get(), D, B, T, 1, D, mask);
     be->gaussian_attention_backward(GQ.get(), GK.get(), D, GV.get(), D, GO.get(), D, A.get(), Q.get(), K.get(), V.get(),
-                                    B, T, 1, D, mask);
+                                    B, T, 1, D, mask, GradMode::accumulate);
     expect_close("f32 out", O.host(*be), out, kFwdTol);
     expect_close("f32 gq", GQ.host(*be), gq, kGradTol);
     expect_close("f32 gk", GK.host(*be), gk, kGradTol);

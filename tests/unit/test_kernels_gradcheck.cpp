@@ -25,6 +25,8 @@
 
 namespace {
 
+using qisa::GradMode;
+
 using qisa::cpu::Workspace;
 using Vec = std::vector<double>;
 constexpr double kTol = 1e-6;  // max|analytic - numeric| / max|numeric|
@@ -108,7 +110,7 @@ TEST_F(GradCheck, Embedding) {
     return dot(out, R);
   };
   Vec dtok0 = rnd(V * C), dpos0 = rnd(P * C), dtok = dtok0, dpos = dpos0;
-  qisa::cpu::embedding_backward(dtok.data(), dpos.data(), R.data(), idx.data(), B, T, C);
+  qisa::cpu::embedding_backward(dtok.data(), dpos.data(), R.data(), idx.data(), B, T, C, V, GradMode::accumulate);
   expect_grad(added(dtok, dtok0), numeric_grad(tok, loss), "dtok");
   expect_grad(added(dpos, dpos0), numeric_grad(pos, loss), "dpos");
 }
@@ -125,7 +127,7 @@ TEST_F(GradCheck, LayerNorm) {
   loss();
   Vec dx0 = rnd(N * C), dw0 = rnd(C), db0 = rnd(C), dx = dx0, dw = dw0, db = db0;
   qisa::cpu::layernorm_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), mean.data(),
-                                rstd.data(), N, C, ws);
+                                rstd.data(), N, C, ws, GradMode::accumulate, GradMode::accumulate);
   expect_grad(added(dx, dx0), numeric_grad(x, loss), "din");
   expect_grad(added(dw, dw0), numeric_grad(w, loss), "dw");
   expect_grad(added(db, db0), numeric_grad(b, loss), "db");
@@ -148,13 +150,14 @@ TEST_F(GradCheck, Linear) {
     };
     Vec dx0 = rnd(N * IC), dw0 = rnd(OC * IC), db0 = rnd(OC), dx = dx0, dw = dw0, db = db0;
     qisa::cpu::linear_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, R.data(), x.data(), w.data(), N,
-                               IC, OC, ws);
+                               IC, OC, ws, GradMode::accumulate, GradMode::accumulate);
     expect_grad(added(dx, dx0), numeric_grad(x, loss), "din");
     expect_grad(added(dw, dw0), numeric_grad(w, loss), "dw");
     if (with_bias) expect_grad(added(db, db0), numeric_grad(b, loss), "dbias");
     // din == null leaves the weight gradient alone
     Vec dw2 = dw0;
-    qisa::cpu::linear_backward<double>(nullptr, dw2.data(), nullptr, R.data(), x.data(), w.data(), N, IC, OC, ws);
+    qisa::cpu::linear_backward<double>(nullptr, dw2.data(), nullptr, R.data(), x.data(), w.data(), N, IC, OC, ws, GradMode::accumulate,
+                                       GradMode::accumulate);
     EXPECT_EQ(dw2, dw);
   }
 }
@@ -171,7 +174,7 @@ TEST_F(GradCheck, Activations) {
       return dot(out, R);
     };
     Vec dx0 = rnd(n), dx = dx0;
-    qisa::cpu::activation_backward(dx.data(), R.data(), x.data(), n, act);
+    qisa::cpu::activation_backward(dx.data(), R.data(), x.data(), n, act, GradMode::accumulate);
     expect_grad(added(dx, dx0), numeric_grad(x, loss), act == qisa::Activation::relu ? "relu" : "gelu");
   }
 }
@@ -192,7 +195,7 @@ TEST_F(GradCheck, DropoutAdd) {
       return dot(out, R);
     };
     Vec dx0 = rnd(n), dy0 = rnd(n), dx = dx0, dy = dy0;
-    qisa::cpu::dropout_add_backward(dx.data(), dy.data(), R.data(), n, d);
+    qisa::cpu::dropout_add_backward(dx.data(), dy.data(), R.data(), n, d, GradMode::accumulate);
     expect_grad(added(dx, dx0), numeric_grad(x, loss), "dx");
     expect_grad(added(dy, dy0), numeric_grad(y, loss), "dy");
   }
@@ -231,7 +234,7 @@ TEST_F(GradCheck, CausalSelfAttention) {
     loss();
     Vec g0 = rnd(qkv.size()), g = g0;
     qisa::cpu::csa_backward(g.data(), g.data() + HD, g.data() + 2 * HD, R.data(), ld_out, stat.data(), qkv.data(),
-                            qkv.data() + HD, qkv.data() + 2 * HD, ld_in, B, T, H, D, scale, d, ws);
+                            qkv.data() + HD, qkv.data() + 2 * HD, ld_in, B, T, H, D, scale, d, ws, GradMode::accumulate);
     expect_grad(added(g, g0), numeric_grad(qkv, loss), "dq|dk|dv p=" + std::to_string(p) + " T=" + std::to_string(T));
   }
 }
@@ -257,7 +260,7 @@ TEST_F(GradCheck, GaussianAttentionBothMasks) {
     loss();
     Vec gqk0 = rnd(qk.size()), gv0 = rnd(v.size()), gqk = gqk0, gv = gv0;
     qisa::cpu::gaussian_attention_backward(gqk.data(), gqk.data() + HD, ld_qk, gv.data(), ld_v, R.data(), ld_out,
-                                           stat.data(), qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, ws);
+                                           stat.data(), qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, ws, GradMode::accumulate);
     expect_grad(added(gqk, gqk0), numeric_grad(qk, loss), m + " dq|dk");
     expect_grad(added(gv, gv0), numeric_grad(v, loss), m + " dv");
   }
@@ -279,7 +282,7 @@ TEST_F(GradCheck, PauliValue) {
     };
     Vec du0 = rnd(u.size()), du = du0;
     qisa::cpu::pauli_value_backward(du.data(), ld_u, R.data(), ld_v, u.data(), terms.data(), s.N, s.H, s.D, s.C, s.n,
-                                    ws);
+                                    ws, GradMode::accumulate);
     expect_grad(added(du, du0), numeric_grad(u, loss), "du C=" + std::to_string(s.C));
   }
 }
@@ -304,9 +307,9 @@ TEST_F(GradCheck, SharedPauliValue) {
     Vec du(s.N * C, 0.0), da0 = rnd(a.size()), dL0 = rnd(L.size()), da = da0, dL = dL0;
     for (int h = 0; h < H; ++h)
       qisa::cpu::pauli_value_backward(du.data(), C, R.data() + h * D, C, u.data(), terms.data() + h * D, s.N, 1, D, C,
-                                      s.n, ws);
+                                      s.n, ws, GradMode::accumulate);
     qisa::cpu::linear_backward(da.data(), dL.data(), static_cast<double*>(nullptr), du.data(), a.data(), L.data(), s.N,
-                               C, C, ws);
+                               C, C, ws, GradMode::accumulate, GradMode::accumulate);
     const std::string tag = " C=" + std::to_string(C) + " H=" + std::to_string(H);
     expect_grad(added(dL, dL0), numeric_grad(L, loss), "dL" + tag);
     expect_grad(added(da, da0), numeric_grad(a, loss), "da" + tag);
@@ -332,7 +335,7 @@ TEST_F(GradCheck, QisaA) {
     Vec dx0 = rnd(x.size()), drx0 = rnd(na), dry0 = rnd(na), dry20 = rnd(na);
     Vec dx = dx0, drx = drx0, dry = dry0, dry2 = dry20;
     qisa::cpu::qisa_a_backward(dx.data(), ld_x, drx.data(), dry.data(), dry2.data(), R.data(), ld_v, x.data(), rx.data(),
-                               ry.data(), ry2.data(), terms.data(), s.N, s.H, s.D, s.C, s.n, ws);
+                               ry.data(), ry2.data(), terms.data(), s.N, s.H, s.D, s.C, s.n, ws, GradMode::accumulate, GradMode::accumulate);
     const std::string tag = " C=" + std::to_string(s.C) + " n=" + std::to_string(s.n);
     // the padding columns of x are not inputs: their gradient is 0, as the numeric one
     expect_grad(added(dx, dx0), numeric_grad(x, loss), "dx" + tag);

@@ -30,6 +30,8 @@
 
 namespace {
 
+using qisa::GradMode;
+
 using qisa::AttnMask;
 using qisa::Dropout;
 using qisa::PauliTerm;
@@ -82,7 +84,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
          db = as<F>(in.get(p + ".db", C));
     std::vector<F> o(N * C), m(N), rs(N);
     ops.layernorm_forward(o.data(), m.data(), rs.data(), x.data(), w.data(), b.data(), N, C);
-    ops.layernorm_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), m.data(), rs.data(), N, C);
+    ops.layernorm_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), m.data(), rs.data(), N, C, GradMode::accumulate, GradMode::accumulate);
     r[p + ".out"] = out(o), r[p + ".mean"] = out(m), r[p + ".rstd"] = out(rs), r[p + ".dx"] = out(dx),
     r[p + ".dw"] = out(dw), r[p + ".db"] = out(db);
   }
@@ -102,7 +104,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
     std::vector<F> o(N * L.OC);
     ops.linear_forward(o.data(), x.data(), w.data(), L.bias ? b.data() : nullptr, N, L.IC, L.OC);
     ops.linear_backward(dx.data(), dw.data(), L.bias ? db.data() : nullptr, g.data(), x.data(), w.data(), N, L.IC,
-                        L.OC);
+                        L.OC, GradMode::accumulate, GradMode::accumulate);
     r[p + ".out"] = out(o), r[p + ".dx"] = out(dx), r[p + ".dw"] = out(dw);
     if (L.bias) r[p + ".db"] = out(db);
   }
@@ -122,7 +124,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
       ops.gaussian_attention_forward(o.data(), ldo, stat.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T,
                                      A.H, A.D, mask);
       ops.gaussian_attention_backward(dqk.data(), dqk.data() + HD, ldqk, dv.data(), ldv, g.data(), ldo, stat.data(),
-                                      qk.data(), qk.data() + HD, v.data(), B, T, A.H, A.D, mask);
+                                      qk.data(), qk.data() + HD, v.data(), B, T, A.H, A.D, mask, GradMode::accumulate);
       r[p + ".out"] = out(o), r[p + ".stat"] = out(stat), r[p + ".dqk"] = out(dqk), r[p + ".dv"] = out(dv);
     }
   }
@@ -140,7 +142,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
       ops.csa_forward(o.data(), ldo, stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, A.H, A.D,
                       s, d);
       ops.csa_backward(dqkv.data(), dqkv.data() + HD, dqkv.data() + 2 * HD, g.data(), ldo, stat.data(), qkv.data(),
-                       qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, A.H, A.D, s, d);
+                       qkv.data() + HD, qkv.data() + 2 * HD, ld, B, T, A.H, A.D, s, d, GradMode::accumulate);
       r[p + ".out"] = out(o), r[p + ".stat"] = out(stat), r[p + ".dqkv"] = out(dqkv);
     }
   }
@@ -152,7 +154,7 @@ Results run_scenario(Ops& ops, Inputs& in) {
          du = as<F>(in.get("pv.du", N * H * C));
     std::vector<F> v(N * H * D);
     ops.pauli_value_forward(v.data(), H * D, u.data(), H * C, terms.data(), N, H, D, C, n);
-    ops.pauli_value_backward(du.data(), H * C, g.data(), H * D, u.data(), terms.data(), N, H, D, C, n);
+    ops.pauli_value_backward(du.data(), H * C, g.data(), H * D, u.data(), terms.data(), N, H, D, C, n, GradMode::accumulate);
     r["pv.v"] = out(v), r["pv.du"] = out(du);
   }
   {  // cross-entropy over the tiny-Shakespeare vocabulary

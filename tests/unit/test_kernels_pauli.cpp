@@ -17,6 +17,8 @@
 
 namespace {
 
+using qisa::GradMode;
+
 using cd = std::complex<double>;
 using Mat = std::vector<cd>;  // dense, row-major dim x dim
 
@@ -256,7 +258,7 @@ TEST(PauliFastPath, RejectsBadArguments) {
   // ld_v below H*D
   EXPECT_THROW(qisa::cpu::pauli_value_forward(v.data(), 1, u.data(), 4, terms.data(), 5, 1, 2, 4, 2, ws), qisa::Error);
   // D <= 0
-  EXPECT_THROW(qisa::cpu::pauli_value_backward(u.data(), 4, v.data(), 2, u.data(), terms.data(), 5, 1, 0, 4, 2, ws),
+  EXPECT_THROW(qisa::cpu::pauli_value_backward(u.data(), 4, v.data(), 2, u.data(), terms.data(), 5, 1, 0, 4, 2, ws, GradMode::accumulate),
                qisa::Error);
   // terms packed for 2 qubits used with 1
   EXPECT_THROW(qisa::cpu::pauli_value_forward(v.data(), 2, u.data(), 2, terms.data(), 5, 1, 2, 2, 1, ws), qisa::Error);

@@ -95,16 +95,14 @@ TEST(QisaValueShared, EqualsPerHeadWithEqualMapsAndItsValueGradientIsTheSumOverH
       Pair m(mask, dropout);
       const Batch b = make_batch(13);
       const StepContext ctx{dropout > 0, 7, 3, 0};
-      m.per_head.zero_grads();
-      m.shared.zero_grads();
       const double loss_p = m.per_head.forward(b.x.data(), b.y.data(), b.B, b.T, ctx);
       const double loss_s = m.shared.forward(b.x.data(), b.y.data(), b.B, b.T, ctx);
       EXPECT_NEAR(loss_s, loss_p, 1e-6 * loss_p);
       EXPECT_LE(test::max_rel_err(m.shared.logits_host(), m.per_head.logits_host()), 1e-5);
       for (int l = 0; l < 2; ++l)
         EXPECT_LE(test::max_rel_err(m.shared.head_outputs_host(l), m.per_head.head_outputs_host(l)), 1e-5) << l;
-      m.per_head.backward(1.0f / static_cast<float>(b.B * b.T));
-      m.shared.backward(1.0f / static_cast<float>(b.B * b.T));
+      m.per_head.backward(1.0f / static_cast<float>(b.B * b.T), GradMode::overwrite);
+      m.shared.backward(1.0f / static_cast<float>(b.B * b.T), GradMode::overwrite);
       const std::vector<float> gp = m.per_head.grads_host(), gs = m.shared.grads_host();
       int value_weights = 0;
       for (const auto& e : m.shared.table().entries()) {
@@ -145,9 +143,8 @@ TEST(QisaValueShared, FiniteDifferenceGradientOfTheSharedValueWeights) {
     GPT model(m, *be, 3);
     model.init(5);
     const Batch b = make_batch(13);
-    model.zero_grads();
     model.forward(b.x.data(), b.y.data(), b.B, b.T, StepContext{});
-    model.backward(1.0f / static_cast<float>(b.B * b.T));
+    model.backward(1.0f / static_cast<float>(b.B * b.T), GradMode::overwrite);
     const std::vector<float> grads = model.grads_host();
     std::vector<float> p = model.params_host();
     for (int l = 0; l < 2; ++l) {

@@ -65,13 +65,12 @@ Result run(const ModelConfig& m, Recompute recompute) {
     y[i] = static_cast<int32_t>((i * 5 + 1) % m.vocab_size);
   }
   Result r;
-  model.zero_grads();
   for (int64_t m0 = 0; m0 < 6; m0 += 3) {
     const StepContext ctx{true, 99, 4, m0};
     r.losses.push_back(model.forward(x.data() + m0 * T, y.data() + m0 * T, 3, T, ctx));
     r.logits = model.logits_host();
     r.heads_last = model.head_outputs_host(m.n_layer - 1);  // the last block's: held in both modes
-    model.backward(1.0f / static_cast<float>(6 * T));
+    model.backward(1.0f / static_cast<float>(6 * T), m0 == 0 ? GradMode::overwrite : GradMode::accumulate);
   }
   r.grads = model.grads_host();
   return r;
@@ -101,7 +100,7 @@ TEST(Recompute, OnlyTheHeldBlocksHeadOutputsCanBeRead) {
   model.forward(x.data(), x.data(), 2, 7, StepContext{});
   EXPECT_NO_THROW(model.head_outputs_host(2));
   test::expect_mentions(test::error_of([&] { model.head_outputs_host(0); }), {"block 0", "recompute", "block 2"});
-  model.backward(1.0f);  // recomputes blocks 1 and 0: block 0 is held afterwards
+  model.backward(1.0f, GradMode::overwrite);  // recomputes blocks 1 and 0: block 0 is held afterwards
   EXPECT_NO_THROW(model.head_outputs_host(0));
 }
 
