@@ -94,6 +94,10 @@ class Backend {
   // ---- memory (bytes). Pointers returned by alloc are owned by the caller; use Buffer.
   virtual void* alloc(size_t bytes) = 0;
   virtual void release(void* p) noexcept = 0;
+  // True when the host may read and write this backend's memory directly (cpu); a device
+  // backend says false, and its buffers reach host-only code (MPI) through download/upload.
+  virtual bool host_addressable() const { return true; }
+  // host_src may be reused as soon as upload returns (cudaMemcpy's rule for pageable memory).
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // within the backend

@@ -47,8 +47,8 @@ void add_bench(CLI::App& app) {
     ov.push_back("train.steps=" + std::to_string(args->steps + args->warmup));
     Config cfg = load_checked_config(args->config, ov, args->threads);
     auto backend = make_backend(cfg);
-    with_communicator(cfg, [&](Communicator& comm) {
-      Trainer trainer(cfg, *backend, comm);
+    with_communicator(cfg, *backend, [&](Communicator& comm, Collectives& coll) {
+      Trainer trainer(cfg, *backend, comm, coll);
       for (int64_t i = 0; i < args->warmup; ++i) trainer.step();
       std::vector<double> ms, data, compute, net;
       double loss = 0;

@@ -130,7 +130,7 @@ void run_cells(const ExperimentGrid& grid, const Args& a) {
                "an experiment runs on one device: set train.device in the grid's set: (or --set), not per cell");
   }
   auto backend = make_backend(first);
-  with_communicator(first, [&](Communicator& comm) {
+  with_communicator(first, *backend, [&](Communicator& comm, Collectives& coll) {
     const bool lead = comm.rank() == 0;
     for (const GridCell& c : todo) {
       GridCell cell = c;
@@ -144,7 +144,7 @@ void run_cells(const ExperimentGrid& grid, const Args& a) {
                                                    : ", training");
         std::fflush(stdout);
       }
-      if (!run_cell(grid, cell, *backend, comm, a.quiet, a.remeasure)) {
+      if (!run_cell(grid, cell, *backend, comm, coll, a.quiet, a.remeasure)) {
         if (lead) std::printf("stopped during %s; run the same command again to continue\n", c.name.c_str());
         return;
       }

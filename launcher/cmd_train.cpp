@@ -33,11 +33,11 @@ void add_train(CLI::App& app) {
   cmd->callback([args] {
     Config cfg = load_checked_config(args->config, args->overrides, args->threads);
     auto backend = make_backend(cfg);  // before MPI: a device this build lacks ends the run at once
-    with_communicator(cfg, [&](Communicator& comm) {
+    with_communicator(cfg, *backend, [&](Communicator& comm, Collectives& coll) {
       RunOptions opt;
       opt.overwrite = args->overwrite;
       opt.quiet = args->quiet;
-      RunSummary s = run_training(cfg, *backend, comm, opt);
+      RunSummary s = run_training(cfg, *backend, comm, coll, opt);
       if (comm.rank() != 0) return;
       if (s.stopped_by) {
         std::printf("checkpoint: %s\nmetrics:    %s\n", s.last_checkpoint.c_str(), s.metrics_path.c_str());

@@ -104,26 +104,33 @@ namespace {
 // dist.comm as the communicator library names it (it knows no config).
 std::unique_ptr<Communicator> communicator_of(const Config& cfg) {
   QISA_CHECK(cfg.dist.comm != CommKind::nccl,
-             cfg.source + ": dist.comm = nccl: the NCCL communicator is not implemented yet in this version of qisa",
+             cfg.source + ": dist.comm = nccl: the NCCL collectives are not implemented yet in this version of qisa",
              "use dist.comm: auto (MPI between ranks)");
   return make_communicator(to_string(cfg.dist.comm));
 }
 }  // namespace
 
-void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body) {
+void with_communicator(const Config& cfg, Backend& backend,
+                       const std::function<void(Communicator&, Collectives&)>& body) {
   std::unique_ptr<Communicator> comm = communicator_of(cfg);
+  std::unique_ptr<Collectives> coll;  // declared after comm: destroyed before it
+  const auto run = [&] {
+    coll = make_collectives(*comm, backend);
+    body(*comm, *coll);
+  };
   if (comm->size() == 1) {
-    body(*comm);
+    run();
     return;
   }
   if (comm->rank() != 0) std::fflush(stdout);
   try {
-    body(*comm);
+    run();
   } catch (const CollectiveError& e) {
     // Every rank is here, having agreed: finish MPI normally and exit 1 everywhere.
     if (comm->rank() == 0) std::fprintf(stderr, "qisa: error: %s [%s]\n", e.message().c_str(), e.where().c_str());
     std::fflush(stdout);
     std::fflush(stderr);
+    coll.reset();
     comm.reset();
     std::exit(1);
   } catch (const Error& e) {

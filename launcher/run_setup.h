@@ -9,6 +9,7 @@
 
 #include "io/config.h"
 #include "kernels/backend.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 
 namespace qisa::cli {
@@ -44,12 +45,14 @@ std::unique_ptr<Backend> make_backend(const Config& cfg);
 // probe-leak): parsed into `device` once by CLI11, which lists the allowed names on a bad one.
 CLI::Option* add_device_option(CLI::App& cmd, Device& device);
 
-// Runs `body` with the communicator of dist.comm. Under more than one rank an error on any
-// rank prints one line (with the rank) and aborts the whole job, so that no rank waits
-// forever in a collective. dist.comm: nccl (which config validation allows only with
-// train.device: cuda) is refused: this version has no NCCL communicator. A CollectiveError
-// (raised by every rank together) instead ends every rank with exit status 1 after a normal
-// MPI_Finalize, printed once by rank 0.
-void with_communicator(const Config& cfg, const std::function<void(Communicator&)>& body);
+// Runs `body` with the communicator of dist.comm and the collectives made from it on
+// `backend`'s memory (make_collectives; destroyed before the communicator). Under more than
+// one rank an error on any rank prints one line (with the rank) and aborts the whole job, so
+// that no rank waits forever in a collective. dist.comm: nccl (which config validation allows
+// only with train.device: cuda) is refused: this version has no NCCL collectives. A
+// CollectiveError (raised by every rank together) instead ends every rank with exit status 1
+// after a normal MPI_Finalize, printed once by rank 0.
+void with_communicator(const Config& cfg, Backend& backend,
+                       const std::function<void(Communicator&, Collectives&)>& body);
 
 }  // namespace qisa::cli

@@ -167,8 +167,8 @@ CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backen
   return r;
 }
 
-bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm, bool quiet,
-              bool remeasure) {
+bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm,
+              Collectives& coll, bool quiet, bool remeasure) {
   int64_t state = 0;
   if (comm.rank() == 0) state = static_cast<int64_t>(cell_state(grid, cell));
   comm.broadcast(&state, sizeof state, 0);
@@ -178,7 +178,7 @@ bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend
     Config cfg = cell_config(grid, cell);
     RunOptions opt;
     opt.quiet = quiet;
-    const RunSummary s = run_training(cfg, backend, comm, opt);
+    const RunSummary s = run_training(cfg, backend, comm, coll, opt);
     if (s.stopped_by) return false;
   }
   if (comm.rank() == 0) measure_cell(grid, cell, backend);

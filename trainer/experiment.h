@@ -16,6 +16,7 @@
 #include "io/config.h"
 #include "io/experiment_grid.h"
 #include "io/plot.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/model.h"
 
@@ -55,8 +56,8 @@ CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backen
 // Trains the cell when needed (collective; resumes), then rank 0 measures it; a finished cell
 // is skipped, or only measured again with `remeasure` (e.g. timings on a quiet machine).
 // Returns false when a stop signal ended the training early (the cell is left resumable).
-bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm, bool quiet,
-              bool remeasure = false);
+bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm,
+              Collectives& coll, bool quiet, bool remeasure = false);
 
 struct ExperimentReport {
   std::vector<CellResult> results;    // finished cells, in grid order

@@ -127,8 +127,8 @@ std::string choose_start(const Config& cfg, const CheckpointStore& store, const 
 // One `qisa train` run: the state the steps of run_training share. Rank 0 prints and writes.
 class TrainingRun {
  public:
-  TrainingRun(const Config& cfg, Backend& backend, Communicator& comm, const RunOptions& opt)
-      : cfg_(cfg), backend_(backend), comm_(comm), opt_(opt), lead_(comm.rank() == 0),
+  TrainingRun(const Config& cfg, Backend& backend, Communicator& comm, Collectives& coll, const RunOptions& opt)
+      : cfg_(cfg), backend_(backend), comm_(comm), coll_(coll), opt_(opt), lead_(comm.rank() == 0),
         store_(cfg.checkpoint_dir(), cfg.checkpoint.keep_last), yaml_(cfg.to_yaml()) {
     sum_.dir = cfg.log.dir;
     sum_.config_path = (fs::path(sum_.dir) / "config.yaml").string();
@@ -141,7 +141,7 @@ class TrainingRun {
     if (lead_) resume_path_ = choose_start(cfg_, store_, opt_, sum_.metrics_path, sum_.model_path);
     broadcast_string(comm_, resume_path_);
     if (lead_) std::printf("qisa train: resolved config (from %s)\n%s\n", cfg_.source.c_str(), yaml_.c_str());
-    trainer_ = std::make_unique<Trainer>(cfg_, backend_, comm_);
+    trainer_ = std::make_unique<Trainer>(cfg_, backend_, comm_, coll_);
     if (!resume_path_.empty()) resume();
     // Only now, when the run really goes on: a refused resume leaves the run's record as it was.
     if (lead_) write_text_atomic(sum_.config_path, yaml_);
@@ -369,6 +369,7 @@ class TrainingRun {
   const Config& cfg_;
   Backend& backend_;
   Communicator& comm_;
+  Collectives& coll_;
   const RunOptions& opt_;
   const Clock::time_point t_start_ = Clock::now();
   const bool lead_;  // prints and writes files
@@ -390,8 +391,9 @@ class TrainingRun {
 
 }  // namespace
 
-RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm, const RunOptions& opt) {
-  TrainingRun run(cfg, backend, comm, opt);
+RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm, Collectives& coll,
+                        const RunOptions& opt) {
+  TrainingRun run(cfg, backend, comm, coll, opt);
   run.start();
   if (run.train()) run.finish();
   return run.summary();

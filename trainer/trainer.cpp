@@ -62,10 +62,11 @@ int64_t micro_batch_of(const Config& cfg, int64_t local_batch, int world) {
 }
 }  // namespace
 
-Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
+Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm, Collectives& coll)
     : cfg_(cfg),
       be_(backend),
       comm_(comm),
+      coll_(coll),
       rank_(comm.rank()),
       world_(comm.size()),
       train_(cfg.data.corpus, "train", cfg.data.chunk_cache_mb),
@@ -76,6 +77,11 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
       sampler_(make_sampler(cfg.data.sampler, cfg.train.seed, train_.size(), cfg.model.block_size)),
       spike_detector_(cfg.train.spike_factor, cfg.train.spike_warmup) {
   QISA_CHECK(cfg.model.vocab_size > 0, "model.vocab_size is unset", "check the config against the corpus first");
+  QISA_CHECK(coll.rank() == rank_ && coll.size() == world_,
+             "the " + coll.name() + " collectives are rank " + std::to_string(coll.rank()) + " of " +
+                 std::to_string(coll.size()) + ", the " + comm.name() + " communicator rank " + std::to_string(rank_) +
+                 " of " + std::to_string(world_),
+             "make the collectives from the trainer's communicator: make_collectives(comm, backend)");
   const bool zero1 = cfg.dist.zero == 1;
   model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1, cfg.train.recompute);
   model_->init(cfg.train.seed);
@@ -88,6 +94,7 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
     shard_params_ = Buffer<float>(be_, static_cast<size_t>(shard_size_));
   }
   bucket_ = std::max<int64_t>(1, static_cast<int64_t>(cfg.dist.bucket_mb * 1024.0 * 1024.0 / sizeof(float)));
+  send_ready_ = be_.make_event();
 }
 
 // Bucket k covers [k*bucket_, (k+1)*bucket_) of the flat gradients. Buckets are launched from
@@ -96,10 +103,13 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm)
 void Trainer::launch_ready_buckets(int64_t ready_from) {
   const auto t0 = Clock::now();
   const int64_t flat = model_->flat_size();
+  // One record covers every bucket launched now: backward has enqueued all their writes.
+  if (next_bucket_ >= 0 && next_bucket_ * bucket_ >= ready_from) be_.record(*send_ready_);
   while (next_bucket_ >= 0 && next_bucket_ * bucket_ >= ready_from) {
     const int64_t begin = next_bucket_ * bucket_;
     const int64_t n = std::min(bucket_, flat - begin);
-    in_flight_.push_back(comm_.iallreduce_sum(model_->grads() + begin, static_cast<size_t>(n)));
+    in_flight_.push_back(
+        coll_.iallreduce_sum(model_->grads() + begin, static_cast<size_t>(n), DType::f32, send_ready_.get()));
     --next_bucket_;
   }
   for (auto& r : in_flight_) r->test();  // lets MPI progress the earlier buckets
@@ -207,7 +217,9 @@ void Trainer::reduce_gradients(StepStats& s) {
   if (world_ == 1) return;
   const auto t0 = Clock::now();
   if (cfg_.dist.zero == 1) {
-    comm_.reduce_scatter_sum(model_->grads(), shard_grads_.get(), static_cast<size_t>(shard_size_));
+    be_.record(*send_ready_);
+    coll_.reduce_scatter_sum(model_->grads(), shard_grads_.get(), static_cast<size_t>(shard_size_), DType::f32,
+                             send_ready_.get());
   } else {
     launch_ready_buckets(0);  // whatever backward did not launch yet
     for (auto& r : in_flight_) r->wait();
@@ -242,7 +254,9 @@ void Trainer::optimizer_step(StepStats& s, int64_t t) {
   if (zero1 && world_ > 1) {
     t0 = Clock::now();
     be_.copy(shard_params_.get(), params, shard_params_.bytes());
-    comm_.all_gather(shard_params_.get(), model_->params(), static_cast<size_t>(shard_size_));
+    be_.record(*send_ready_);
+    coll_.all_gather(shard_params_.get(), model_->params(), static_cast<size_t>(shard_size_), DType::f32,
+                     send_ready_.get());
     s.comm_ms += ms_since(t0);
   }
 }

@@ -12,6 +12,7 @@
 
 #include "io/config.h"
 #include "io/corpus_reader.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/evaluator.h"
 #include "trainer/model.h"
@@ -50,8 +51,10 @@ struct StepStats {
 class Trainer {
  public:
   // Reads the corpus metadata named by cfg.data.corpus (cfg must be checked against it),
-  // builds the model (sized for the micro-batch) and initialises it from train.seed.
-  Trainer(const Config& cfg, Backend& backend, Communicator& comm);
+  // builds the model (sized for the micro-batch) and initialises it from train.seed. comm
+  // carries control (loss, norms, checkpoints); coll, over the same ranks and on backend's
+  // memory, the gradients and ZeRO-1 parameters (make_collectives(comm, backend)).
+  Trainer(const Config& cfg, Backend& backend, Communicator& comm, Collectives& coll);
 
   StepStats step();                 // one optimizer step (collective)
   EvalResult evaluate();            // eval.windows validation windows, split over the ranks (collective)
@@ -88,6 +91,7 @@ class Trainer {
   Config cfg_;
   Backend& be_;
   Communicator& comm_;
+  Collectives& coll_;
   int rank_, world_;
   CorpusReader train_;
   std::vector<int32_t> val_;  // the tokens of the eval windows (all ranks; each scores its share)
@@ -108,6 +112,9 @@ class Trainer {
   // gradient buckets (dist.zero=0, world > 1): [k*bucket_, (k+1)*bucket_) of the flat buffer
   int64_t bucket_ = 0, next_bucket_ = -1;
   std::vector<std::unique_ptr<CommRequest>> in_flight_;
+  // Recorded after the work that writes what a collective sends (a finished bucket, the
+  // ZeRO-1 gradients, the updated parameter shard), and passed to it as `after`.
+  std::unique_ptr<Event> send_ready_;
   double hook_comm_ms_ = 0;
   std::vector<int64_t> offsets_;
   std::vector<int32_t> windows_, x_, y_;
@@ -130,6 +137,7 @@ struct RunSummary {
 // The whole `qisa train` (collective): resume or start, the step loop with metrics, periodic
 // evaluation and checkpoints, graceful stop on SIGTERM/SIGUSR1/SIGINT, final.h5. Rank 0
 // prints and writes; the others are silent.
-RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm, const RunOptions& opt);
+RunSummary run_training(const Config& cfg, Backend& backend, Communicator& comm, Collectives& coll,
+                        const RunOptions& opt);
 
 }  // namespace qisa

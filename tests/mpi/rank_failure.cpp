@@ -1,5 +1,5 @@
-// A job in which one rank fails while the others wait in an allreduce; it must end, not hang
-// (DESIGN.md: "a dead rank must end the job"). tests/CMakeLists.txt runs it under mpiexec
+// A job in which one rank fails while the others wait in a gradient allreduce (Collectives); it
+// must end, not hang (DESIGN.md: "a dead rank must end the job"). tests/CMakeLists.txt runs it under mpiexec
 // and `timeout 30` through expect_job_dies.sh.
 //
 //   rank_failure throw   rank 1 throws a qisa::Error; main catches it, prints one line and
@@ -17,12 +17,13 @@
 #include <vector>
 
 #include "kernels/error.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 
 namespace {
 
-void train_steps(qisa::Communicator& comm, const std::string& mode) {
-  std::vector<float> grads(1 << 16, 1.f);
+void train_steps(qisa::Communicator& comm, qisa::Collectives& coll, const std::string& mode) {
+  std::vector<float> grads(1 << 16, 1.f);  // CPU backend memory is host memory
   for (int step = 0; step < 1000; ++step) {
     if (step == 3 && comm.rank() == 1) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the others are waiting by now
@@ -33,7 +34,7 @@ void train_steps(qisa::Communicator& comm, const std::string& mode) {
       if (mode == "exit") std::_Exit(3);
       throw qisa::Error("rank 1 failed at step 3 (injected)", "this is tests/mpi/rank_failure.cpp");
     }
-    comm.allreduce_sum(grads.data(), grads.size());
+    coll.allreduce_sum(grads.data(), grads.size(), qisa::DType::f32, nullptr);
   }
 }
 
@@ -46,13 +47,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    auto backend = qisa::make_cpu_backend(1);
     auto comm = qisa::make_communicator("mpi");
+    auto coll = qisa::make_collectives(*comm, *backend);
     if (mode == "unwind") {
-      train_steps(*comm, mode);  // the error leaves comm's scope
+      train_steps(*comm, *coll, mode);  // the error leaves comm's (and coll's) scope
       return 0;
     }
     try {
-      train_steps(*comm, mode);
+      train_steps(*comm, *coll, mode);
     } catch (const qisa::Error& e) {
       std::fprintf(stderr, "rank_failure: error (rank %d of %d): %s\n", comm->rank(), comm->size(),
                    e.message().c_str());

@@ -1,4 +1,4 @@
-// The MPI communicator in a process started without a launcher (an MPI "singleton": a world
+// The MPI communicator and collectives in a process started without a launcher (an MPI "singleton": a world
 // of one), and the check of the launcher's world against MPI's. MPI can be initialised once
 // per process, so this is one test in its own executable.
 #include <gtest/gtest.h>
@@ -8,9 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.h"
+#include "kernels/backend.h"
 #include "kernels/error.h"
 #include "test_comm_env.h"
-#include "expect_error.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 
 namespace qisa {
@@ -31,16 +33,24 @@ TEST(CommSingleton, MpiWithoutLauncherAndMismatchedWorlds) {
   EXPECT_EQ(comm->size(), 1);
   EXPECT_EQ(comm->local_rank(), 0);
 
+  auto be = make_cpu_backend(1);
+  auto coll = make_collectives(*comm, *be);
+  EXPECT_EQ(coll->name(), "mpi");
+  EXPECT_EQ(coll->rank(), 0);
+  EXPECT_EQ(coll->size(), 1);
   std::vector<float> f = {1.f, 2.5f, -3.f};
-  comm->allreduce_sum(f.data(), f.size());
+  coll->allreduce_sum(f.data(), f.size(), DType::f32, nullptr);
   EXPECT_EQ(f, (std::vector<float>{1.f, 2.5f, -3.f}));
-  comm->iallreduce_sum(f.data(), f.size())->wait();
+  coll->iallreduce_sum(f.data(), f.size(), DType::f32, nullptr)->wait();
   EXPECT_EQ(f, (std::vector<float>{1.f, 2.5f, -3.f}));
   std::vector<float> out(3);
-  comm->reduce_scatter_sum(f.data(), out.data(), 3);
+  coll->reduce_scatter_sum(f.data(), out.data(), 3, DType::f32, nullptr);
   EXPECT_EQ(out, f);
-  comm->all_gather(f.data(), f.data(), 3);  // in place
+  coll->all_gather(f.data(), f.data(), 3, DType::f32, nullptr);  // in place
   EXPECT_EQ(out, f);
+  std::vector<double> d = {0.25, -1e300};
+  comm->allreduce_sum(d.data(), d.size());
+  EXPECT_EQ(d, (std::vector<double>{0.25, -1e300}));
   comm->broadcast(f.data(), sizeof(float) * f.size(), 0);
   comm->barrier();
   char b = 0;
@@ -58,6 +68,7 @@ TEST(CommSingleton, MpiWithoutLauncherAndMismatchedWorlds) {
     EXPECT_NE(msg.find("OMPI_COMM_WORLD_SIZE=2"), std::string::npos) << msg;
   }
 
+  coll.reset();  // collectives first: they free their MPI communicator
   comm.reset();  // the communicator owns the session: MPI is finalised now
   MPI_Finalized(&flag);
   EXPECT_TRUE(flag);

@@ -10,6 +10,7 @@
 #include "forwarding_backend.h"
 #include "io/config.h"
 #include "io/corpus.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/trainer.h"
 #include "trainer_fixture.h"
@@ -45,7 +46,8 @@ TEST_F(AsyncSteps, HostSynchronisationsPerStepDoNotGrowWithMicroBatches) {
   double loss[2];
   for (int k = 0; k < 2; ++k) {
     SyncCountingBackend be;
-    Trainer t(config(k == 0 ? 8 : 1), be, *comm);  // one micro-batch of 8, or eight of 1
+    auto coll = make_collectives(*comm, be);
+    Trainer t(config(k == 0 ? 8 : 1), be, *comm, *coll);  // one micro-batch of 8, or eight of 1
     be.syncs = 0;
     loss[k] = t.step().loss;
     syncs[k] = be.syncs;

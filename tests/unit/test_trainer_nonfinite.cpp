@@ -15,6 +15,7 @@
 #include "kernels/backend.h"
 #include "test_util.h"
 #include "trainer_fixture.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/trainer.h"
 
@@ -51,10 +52,11 @@ class NonFinite : public test::CorpusSuite {
 
   std::unique_ptr<Backend> be_ = make_cpu_backend(1);
   std::unique_ptr<Communicator> comm_ = make_communicator("none");
+  std::unique_ptr<Collectives> coll_ = make_collectives(*comm_, *be_);
 };
 
 TEST_F(NonFinite, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
-  Trainer t(config("  on_nonfinite: skip\n"), *be_, *comm_);
+  Trainer t(config("  on_nonfinite: skip\n"), *be_, *comm_, *coll_);
   t.step();
   t.step();
   ASSERT_TRUE(t.save_checkpoint(dir() / "before.h5").empty());
@@ -84,7 +86,7 @@ TEST_F(NonFinite, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
 // weight decay, parameters with a sizeable gradient move by lr. Counting a skipped step as
 // AdamW's first would make that lr * sqrt(1 + beta2) / (1 + beta1) = 0.74 lr.
 TEST_F(NonFinite, ASkippedFirstStepLeavesAdamWsFirstUpdateForTheNextStep) {
-  Trainer t(config("  on_nonfinite: skip\n  weight_decay: 0.0\n"), *be_, *comm_);
+  Trainer t(config("  on_nonfinite: skip\n  weight_decay: 0.0\n"), *be_, *comm_, *coll_);
   const std::vector<float> p0 = t.model().params_host();
   {
     ScopedFault f("train.grad@step=1:inf");
@@ -108,14 +110,14 @@ TEST_F(NonFinite, ResumeAcrossASkippedStepIsExact) {
   std::vector<float> straight;
   {
     ScopedFault f("train.grad@step=2:nan");
-    Trainer a(cfg, *be_, *comm_);
+    Trainer a(cfg, *be_, *comm_, *coll_);
     for (int i = 0; i < 3; ++i) a.step();
     ASSERT_TRUE(a.save_checkpoint(dir() / "skipped3.h5").empty());
     for (int i = 0; i < 3; ++i) a.step();
     EXPECT_EQ(a.skipped_nonfinite(), 1);
     straight = a.model().params_host();
   }
-  Trainer b(cfg, *be_, *comm_);
+  Trainer b(cfg, *be_, *comm_, *coll_);
   b.load_checkpoint(dir() / "skipped3.h5", nullptr);
   EXPECT_EQ(b.steps_done(), 3);
   EXPECT_EQ(b.skipped_nonfinite(), 1);
@@ -125,7 +127,7 @@ TEST_F(NonFinite, ResumeAcrossASkippedStepIsExact) {
 }
 
 TEST_F(NonFinite, StopDoesNotTakeTheStep) {
-  Trainer t(config(), *be_, *comm_);  // on_nonfinite: stop is the default
+  Trainer t(config(), *be_, *comm_, *coll_);  // on_nonfinite: stop is the default
   t.step();
   const std::vector<float> p1 = t.model().params_host();
   ScopedFault f("train.grad@step=2:nan");

@@ -18,6 +18,7 @@
 #include "kernels/backend.h"
 #include "test_util.h"
 #include "trainer_fixture.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/model.h"
 #include "trainer/model_io.h"
@@ -209,10 +210,11 @@ class QisaValueTraining : public test::CorpusSuite {
 
   std::unique_ptr<Backend> be_ = make_cpu_backend(1);
   std::unique_ptr<Communicator> comm_ = make_communicator("none");
+  std::unique_ptr<Collectives> coll_ = make_collectives(*comm_, *be_);
 };
 
 TEST_F(QisaValueTraining, AFewStepsLowerTheLoss) {
-  Trainer t(config("shared"), *be_, *comm_);
+  Trainer t(config("shared"), *be_, *comm_, *coll_);
   EXPECT_EQ(t.model().table().at("blocks.0.attn.v.weight").shape, (std::vector<int64_t>{12, 12}));
   double first = 0, last = 0;
   for (int i = 0; i < 40; ++i) {
@@ -228,7 +230,7 @@ TEST_F(QisaValueTraining, ResumeIsExactAndTheCheckpointKeepsTheKey) {
   const Config cfg = config("shared");
   std::vector<float> straight;
   {
-    Trainer a(cfg, *be_, *comm_);
+    Trainer a(cfg, *be_, *comm_, *coll_);
     for (int i = 0; i < 3; ++i) a.step();
     ASSERT_TRUE(a.save_checkpoint(dir() / "shared3.h5").empty());
     for (int i = 0; i < 3; ++i) a.step();
@@ -236,12 +238,12 @@ TEST_F(QisaValueTraining, ResumeIsExactAndTheCheckpointKeepsTheKey) {
   }
   const Config saved = parse_config(CheckpointReader(dir() / "shared3.h5").config_yaml(), "ckpt");
   EXPECT_EQ(saved.model.qisa_value, QisaValue::shared);
-  Trainer b(cfg, *be_, *comm_);
+  Trainer b(cfg, *be_, *comm_, *coll_);
   b.load_checkpoint(dir() / "shared3.h5", nullptr);
   for (int i = 0; i < 3; ++i) b.step();
   EXPECT_EQ(b.model().params_host(), straight);
   // a per_head run cannot resume from it: the key is named
-  Trainer c(config("per_head"), *be_, *comm_);
+  Trainer c(config("per_head"), *be_, *comm_, *coll_);
   test::expect_mentions(test::error_of([&] { c.load_checkpoint(dir() / "shared3.h5", nullptr); }),
                         {"model.qisa_value", "shared", "per_head"});
 }
@@ -250,7 +252,7 @@ TEST_F(QisaValueTraining, ModelFilesKeepTheKeyAndOlderFilesArePerHead) {
   for (const char* value : {"shared", "per_head"}) {
     SCOPED_TRACE(value);
     const Config cfg = config(value);
-    Trainer t(cfg, *be_, *comm_);
+    Trainer t(cfg, *be_, *comm_, *coll_);
     t.step();
     const std::string path = dir() / (std::string("final_") + value + ".h5");
     write_model_file(path, snapshot_model(t.model(), cfg.to_yaml(), 1, t.vocab()));
@@ -266,7 +268,7 @@ TEST_F(QisaValueTraining, ModelFilesKeepTheKeyAndOlderFilesArePerHead) {
   ASSERT_NE(at, std::string::npos);
   yaml.erase(at, yaml.find('\n', at) + 1 - at);
   ASSERT_EQ(yaml.find("qisa_value"), std::string::npos);
-  Trainer t(cfg, *be_, *comm_);
+  Trainer t(cfg, *be_, *comm_, *coll_);
   const std::string path = dir() / "old.h5";
   write_model_file(path, snapshot_model(t.model(), yaml, 0, t.vocab()));
   LoadedModel m = load_model(path, *be_, 2);

@@ -15,6 +15,7 @@
 #include "kernels/backend.h"
 #include "test_util.h"
 #include "trainer_fixture.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/model.h"
 #include "trainer/trainer.h"
@@ -168,6 +169,7 @@ Config training_config(const std::string& corpus, const std::string& att, const 
 TEST_F(RecomputeTraining, ShortRunEndsInTheSameParameters) {
   auto be = make_cpu_backend(1);
   auto comm = make_communicator("none");
+  auto coll = make_collectives(*comm, *be);
   for (const char* att : {"csa", "qisa", "qisa_a"})
     for (const char* value : {"per_head", "shared"}) {
       if (std::string(value) == "shared" && std::string(att) != "qisa") continue;
@@ -175,7 +177,7 @@ TEST_F(RecomputeTraining, ShortRunEndsInTheSameParameters) {
       std::vector<float> params[2];
       std::vector<double> losses[2];
       for (int r = 0; r < 2; ++r) {
-        Trainer t(training_config(corpus(), att, value, r ? "blocks" : "none"), *be, *comm);
+        Trainer t(training_config(corpus(), att, value, r ? "blocks" : "none"), *be, *comm, *coll);
         EXPECT_EQ(t.model().recompute(), r ? Recompute::blocks : Recompute::none);
         for (int i = 0; i < 5; ++i) losses[r].push_back(t.step().loss);
         params[r] = t.model().params_host();
@@ -190,19 +192,20 @@ TEST_F(RecomputeTraining, ShortRunEndsInTheSameParameters) {
 TEST_F(RecomputeTraining, ResumingWithTheOtherSettingIsExactAndSilent) {
   auto be = make_cpu_backend(1);
   auto comm = make_communicator("none");
+  auto coll = make_collectives(*comm, *be);
   for (int first = 0; first < 2; ++first) {
     const std::string a = first ? "blocks" : "none", b = first ? "none" : "blocks";
     SCOPED_TRACE(a + " then " + b);
     const std::string data = corpus(), ckpt = dir() / ("ckpt_" + a + ".h5");
     std::vector<float> straight;
     {
-      Trainer t(training_config(data, "qisa", "shared", a), *be, *comm);
+      Trainer t(training_config(data, "qisa", "shared", a), *be, *comm, *coll);
       for (int i = 0; i < 2; ++i) t.step();
       ASSERT_TRUE(t.save_checkpoint(ckpt).empty());
       for (int i = 0; i < 3; ++i) t.step();
       straight = t.model().params_host();
     }
-    Trainer t(training_config(data, "qisa", "shared", b), *be, *comm);
+    Trainer t(training_config(data, "qisa", "shared", b), *be, *comm, *coll);
     std::vector<std::string> warnings;
     t.load_checkpoint(ckpt, [&](const std::string& w) { warnings.push_back(w); });
     EXPECT_TRUE(warnings.empty()) << warnings.front();

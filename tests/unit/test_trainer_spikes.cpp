@@ -16,6 +16,7 @@
 #include "kernels/backend.h"
 #include "test_util.h"
 #include "trainer_fixture.h"
+#include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer/spikes.h"
 #include "trainer/trainer.h"
@@ -123,10 +124,11 @@ class Spikes : public test::CorpusSuite {
 
   std::unique_ptr<Backend> be_ = make_cpu_backend(1);
   std::unique_ptr<Communicator> comm_ = make_communicator("none");
+  std::unique_ptr<Collectives> coll_ = make_collectives(*comm_, *be_);
 };
 
 TEST_F(Spikes, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
-  Trainer t(config("  on_spike: skip\n"), *be_, *comm_);
+  Trainer t(config("  on_spike: skip\n"), *be_, *comm_, *coll_);
   quiet_steps(t, 4);
   ASSERT_TRUE(t.save_checkpoint(dir() / "before.h5").empty());
   StepStats s;
@@ -163,7 +165,7 @@ TEST_F(Spikes, SkipLeavesParametersAndMomentsBitForBitAndCountsTheStep) {
 }
 
 TEST_F(Spikes, ALossSpikeIsFoundAsWell) {
-  Trainer t(config("  on_spike: skip\n"), *be_, *comm_);
+  Trainer t(config("  on_spike: skip\n"), *be_, *comm_, *coll_);
   quiet_steps(t, 4);
   const std::vector<float> p4 = t.model().params_host();
   ScopedFault f("train.loss@step=5:value=1000");
@@ -176,7 +178,7 @@ TEST_F(Spikes, ALossSpikeIsFoundAsWell) {
 }
 
 TEST_F(Spikes, WarnTrainsOnAndCounts) {
-  Trainer t(config(), *be_, *comm_);  // on_spike: warn is the default
+  Trainer t(config(), *be_, *comm_, *coll_);  // on_spike: warn is the default
   quiet_steps(t, 4);
   const std::vector<float> p4 = t.model().params_host();
   StepStats s;
@@ -201,7 +203,7 @@ TEST_F(Spikes, ResumeAcrossSpikesIsExact) {
   std::vector<float> straight;
   SpikeState state10;
   {
-    Trainer a(cfg, *be_, *comm_);
+    Trainer a(cfg, *be_, *comm_, *coll_);
     for (int i = 0; i < 6; ++i) a.step();
     ASSERT_TRUE(a.save_checkpoint(dir() / "spikes6.h5").empty());
     for (int i = 0; i < 4; ++i) a.step();
@@ -211,7 +213,7 @@ TEST_F(Spikes, ResumeAcrossSpikesIsExact) {
     straight = a.model().params_host();
     state10 = a.spike_detector().state();
   }
-  Trainer b(cfg, *be_, *comm_);
+  Trainer b(cfg, *be_, *comm_, *coll_);
   b.load_checkpoint(dir() / "spikes6.h5", nullptr);
   EXPECT_EQ(b.steps_done(), 6);
   EXPECT_EQ(b.spikes(), 1);

@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 
 #include "kernels/error.h"
 
@@ -11,14 +10,7 @@ namespace qisa {
 
 namespace {
 
-// Nothing to wait for: a one-process reduction is the buffer itself.
-class DoneRequest final : public CommRequest {
- public:
-  void wait() override {}
-  bool test() override { return true; }
-};
-
-// A world of one: every collective is the identity (or a copy between buffers).
+// A world of one: every reduction is the identity.
 class NoneCommunicator final : public Communicator {
  public:
   std::string name() const override { return "none"; }
@@ -26,12 +18,8 @@ class NoneCommunicator final : public Communicator {
   int size() const override { return 1; }
   int local_rank() const override { return 0; }
 
-  void allreduce_sum(float*, size_t) override {}
   void allreduce_sum(double*, size_t) override {}
   void allreduce_max(int64_t*, size_t) override {}
-  std::unique_ptr<CommRequest> iallreduce_sum(float*, size_t) override { return std::make_unique<DoneRequest>(); }
-  void reduce_scatter_sum(const float* send, float* recv, size_t count) override { copy(send, recv, count); }
-  void all_gather(const float* send, float* recv, size_t count) override { copy(send, recv, count); }
   void broadcast(void*, size_t, int root) override {
     QISA_CHECK(root == 0, "broadcast from root " + std::to_string(root) + " in a world of 1 rank",
                "the none communicator has only rank 0");
@@ -49,11 +37,6 @@ class NoneCommunicator final : public Communicator {
   [[noreturn]] void abort(int code) noexcept override {
     std::fflush(nullptr);  // _Exit skips stdio's flush; keep what was already printed
     std::_Exit(code);
-  }
-
- private:
-  static void copy(const float* send, float* recv, size_t count) {
-    if (count > 0 && send != recv) std::memmove(recv, send, count * sizeof(float));
   }
 };
 

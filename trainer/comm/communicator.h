@@ -1,6 +1,8 @@
-// Communicator: the collectives data-parallel training needs, over buffers (it knows no
-// model). Implementations: none (one process, no MPI at all), mpi (host buffers); nccl
-// (device buffers) comes with the CUDA backend.
+// Communicator: the host-side control channel of a data-parallel job (it knows no model):
+// rank and size, sums of host scalars (loss, eval sums, agreement flags), broadcasts, point to
+// point messages (checkpoint gathers), barrier and abort. Implementations: none (one process,
+// no MPI at all), mpi. Gradient and parameter traffic on backend memory goes through
+// Collectives (collectives.h), made from a Communicator by make_collectives.
 //
 // Every call is checked: a failure throws qisa::Error naming the call and the MPI error
 // string. abort() ends the whole job (every rank), so no rank is left waiting in a collective.
@@ -28,18 +30,9 @@ struct WorldInfo {
 };
 WorldInfo detect_world();
 
-// A started non-blocking collective. Destroying it unfinished waits for it (MPI may still
-// write the buffer); finish or destroy it before its communicator.
-class CommRequest {
- public:
-  virtual ~CommRequest() = default;
-  virtual void wait() = 0;   // throws qisa::Error on failure
-  virtual bool test() = 0;   // true when complete (then wait() returns at once)
-};
-
-// Empty buffers (n or count 0, bytes 0) are valid in every collective and in broadcast: nothing
-// is read or written, so the pointers may be null; an empty iallreduce's request is complete at
-// once. Arguments are still checked (a broadcast root outside the world is an error).
+// Empty buffers (n or bytes 0) are valid in every call: nothing is read or written, so the
+// pointers may be null. Arguments are still checked (a broadcast root outside the world is an
+// error).
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -48,24 +41,9 @@ class Communicator {
   virtual int size() const = 0;
   virtual int local_rank() const = 0;
 
-  // In place: buf[i] = sum over ranks of buf[i]. Every rank gets the same bits.
-  virtual void allreduce_sum(float* buf, size_t n) = 0;
+  // In place: buf[i] = sum (max) over ranks of buf[i]. Every rank gets the same bits.
   virtual void allreduce_sum(double* buf, size_t n) = 0;
   virtual void allreduce_max(int64_t* buf, size_t n) = 0;
-  // In place: buf[i] = mean over ranks of buf[i] (the sum, then divided by size(); every rank
-  // gets the same bits). Host memory here; a device communicator overrides it.
-  virtual void allreduce_avg(float* buf, size_t n) {
-    allreduce_sum(buf, n);
-    const float inv = 1.0f / static_cast<float>(size());
-    for (size_t i = 0; i < n; ++i) buf[i] *= inv;
-  }
-  virtual std::unique_ptr<CommRequest> iallreduce_sum(float* buf, size_t n) = 0;
-  // send holds size()*count floats; recv[i] = sum over ranks r of send_r[rank()*count + i].
-  // recv may lie inside send (e.g. send + rank()*count).
-  virtual void reduce_scatter_sum(const float* send, float* recv, size_t count) = 0;
-  // recv holds size()*count floats: recv[r*count + i] = send_r[i]. send may be
-  // recv + rank()*count (the shard already in place).
-  virtual void all_gather(const float* send, float* recv, size_t count) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   // Point to point (bounded-memory checkpoint gathers).
   virtual void send(const void* buf, size_t bytes, int dest, int tag) = 0;
@@ -89,7 +67,8 @@ void broadcast_string(Communicator& comm, std::string& s, int root = 0);
 
 struct CommOptions {
   // The most elements (bytes for broadcast/send/recv) one MPI call moves: MPI counts are int,
-  // so larger buffers are split. Tests lower it to exercise the split path on small buffers.
+  // so larger buffers are split. The collectives made from the communicator (make_collectives)
+  // inherit it. Tests lower it to exercise the split path on small buffers.
   size_t max_count_per_call = 2147483647;  // INT_MAX
 };
 std::unique_ptr<Communicator> make_communicator(const std::string& kind, const CommOptions& options);

@@ -1,16 +1,7 @@
-// The MPI communicator: host buffers over a private duplicate of MPI_COMM_WORLD.
-//
-// Bit-identical allreduce on every rank: Open MPI's blocking allreduce algorithms (coll/tuned:
-// basic linear, nonoverlapping, recursive doubling, ring, segmented ring, Rabenseifner; the
-// fallback coll/basic) and the non-blocking ones (coll/libnbc: binomial, recursive doubling,
-// ring, reduce-scatter+allgather) either compute each element once on one rank and send
-// those bits to the others (reduce+bcast, ring, reduce-scatter+allgather), or have two ranks
-// combine the same two partial sums in the same step (recursive doubling), and IEEE a+b ==
-// b+a bit for bit. The MPI standard only recommends this (MPI-3.1 §5.9.1, advice to
-// implementors), so tests/mpi checks it at np 1, 2 and 4 at sizes on both sides of the
-// algorithm switch points, and at np 3 with each of those algorithms pinned in turn.
-// Splitting a buffer into several calls (below) does not change it: each element is reduced
-// independently.
+// The MPI communicator: host control traffic over a private duplicate of MPI_COMM_WORLD
+// (gradient and parameter buffers go through the MPI collectives, mpi_collectives.cpp, on a
+// duplicate of this one). Its double sums are bit-identical on every rank for the reasons
+// mpi_collectives.cpp gives for floats.
 #include <mpi.h>
 
 #include <algorithm>
@@ -18,58 +9,29 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <type_traits>
-#include <vector>
 
 #include "kernels/error.h"
 #include "trainer/comm/communicator.h"
+#include "trainer/comm/mpi_common.h"
 
 namespace qisa {
 
 namespace {
 
-constexpr const char* kCollectiveHint =
-    "every rank must make the same collective calls in the same order with the same sizes; "
-    "if a rank failed, its own output says why";
+using detail::check;
+using detail::for_chunks;
+using detail::kCollectiveHint;
+using detail::mpi_finalized;
+
 constexpr const char* kP2PHint = "the peer must make the matching send/recv with the same byte count and tag";
-
-std::string mpi_error_string(int rc) {
-  char text[MPI_MAX_ERROR_STRING] = {};
-  int len = 0;
-  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) return "MPI error code " + std::to_string(rc);
-  return std::string(text, static_cast<size_t>(len));
-}
-
-// Every MPI return code goes through here: a failure becomes a qisa::Error naming the call.
-void check(int rc, const char* call, const char* hint, SourceLocation loc = SourceLocation::current()) {
-  if (rc != MPI_SUCCESS) throw Error(std::string(call) + " failed: " + mpi_error_string(rc), hint, loc);
-}
-
-bool mpi_finalized() {
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  return finalized != 0;
-}
 
 template <typename T>
 MPI_Datatype mpi_type() {
-  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
-  else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
+  if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
   else if constexpr (std::is_same_v<T, int64_t>) return MPI_INT64_T;
   else static_assert(sizeof(T) == 0, "no MPI type for T");
-}
-
-// Calls f(offset, count) over [0, n) in pieces of at most `chunk` (<= INT_MAX) elements.
-template <typename F>
-void for_chunks(size_t n, size_t chunk, F&& f) {
-  for (size_t off = 0; off < n; off += chunk) f(off, static_cast<int>(std::min(chunk, n - off)));
-}
-
-bool overlaps(const void* a, size_t a_bytes, const void* b, size_t b_bytes) {
-  const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
-  return a_bytes > 0 && b_bytes > 0 && x < y + b_bytes && y < x + a_bytes;
 }
 
 // Initialises MPI when nobody has yet, and then finalises it. MPI can be initialised once per
@@ -105,51 +67,6 @@ class MpiSession {
 
  private:
   bool owns_ = false;
-  int uncaught_;
-};
-
-// One started MPI_Iallreduce per chunk of the buffer.
-class MpiRequest final : public CommRequest {
- public:
-  MpiRequest() : uncaught_(std::uncaught_exceptions()) {}
-  ~MpiRequest() override {
-    // MPI may still write into the caller's buffer: wait before the buffer can be freed. Not
-    // while an exception unwinds (the peers may never arrive; main aborts the job next), and
-    // MPI_Request_free is not allowed on a collective's request.
-    if (!done_ && std::uncaught_exceptions() <= uncaught_)
-      MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE);
-  }
-  void add(MPI_Request r) { reqs_.push_back(r); }
-
-  void wait() override {
-    if (done_) return;
-    std::vector<MPI_Status> st(reqs_.size());
-    const int rc = MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), st.data());
-    done_ = true;  // complete, or failed: either way nothing more to wait for
-    check_statuses(rc, st, "MPI_Waitall (iallreduce)");
-  }
-  bool test() override {
-    if (done_) return true;
-    std::vector<MPI_Status> st(reqs_.size());
-    int flag = 0;
-    const int rc = MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &flag, st.data());
-    if (rc != MPI_SUCCESS) done_ = true;
-    check_statuses(rc, st, "MPI_Testall (iallreduce)");
-    done_ = flag != 0;
-    return done_;
-  }
-
- private:
-  // MPI_ERR_IN_STATUS: the real error is in a status (the others may read MPI_ERR_PENDING).
-  static void check_statuses(int rc, const std::vector<MPI_Status>& st, const char* call) {
-    if (rc == MPI_ERR_IN_STATUS)
-      for (const MPI_Status& s : st)
-        if (s.MPI_ERROR != MPI_SUCCESS && s.MPI_ERROR != MPI_ERR_PENDING) check(s.MPI_ERROR, call, kCollectiveHint);
-    check(rc, call, kCollectiveHint);
-  }
-
-  std::vector<MPI_Request> reqs_;
-  bool done_ = false;
   int uncaught_;
 };
 
@@ -190,79 +107,8 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
 
-  void allreduce_sum(float* buf, size_t n) override { allreduce(buf, n, MPI_SUM); }
   void allreduce_sum(double* buf, size_t n) override { allreduce(buf, n, MPI_SUM); }
   void allreduce_max(int64_t* buf, size_t n) override { allreduce(buf, n, MPI_MAX); }
-
-  std::unique_ptr<CommRequest> iallreduce_sum(float* buf, size_t n) override {
-    auto req = std::make_unique<MpiRequest>();
-    for_chunks(n, chunk_, [&](size_t off, int c) {
-      MPI_Request r = MPI_REQUEST_NULL;
-      check(MPI_Iallreduce(MPI_IN_PLACE, buf + off, c, MPI_FLOAT, MPI_SUM, comm_, &r), "MPI_Iallreduce",
-            kCollectiveHint);
-      req->add(r);
-    });
-    return req;
-  }
-
-  void reduce_scatter_sum(const float* send, float* recv, size_t count) override {
-    if (count == 0) return;
-    const size_t p = static_cast<size_t>(size_);
-    QISA_CHECK(count <= SIZE_MAX / sizeof(float) / p, "reduce_scatter of " + std::to_string(count) + " x " +
-                   std::to_string(p) + " floats overflows size_t", "pass the per-rank count");
-    if (overlaps(send, p * count * sizeof(float), recv, count * sizeof(float))) {
-      // MPI forbids aliased buffers, and MPI_IN_PLACE would write into the const input.
-      std::vector<float> out(count);
-      reduce_scatter_sum(send, out.data(), count);
-      std::memcpy(recv, out.data(), count * sizeof(float));
-      return;
-    }
-    if (p * count <= chunk_) {
-      check(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm_),
-            "MPI_Reduce_scatter_block", kCollectiveHint);
-      return;
-    }
-    // Too large for one call: pack the same column slice of every rank's block into one
-    // buffer of at most chunk_ floats, so each call stays contiguous.
-    const size_t per = std::max<size_t>(1, chunk_ / p);
-    std::vector<float> packed(p * std::min(per, count));
-    for_chunks(count, per, [&](size_t off, int c) {
-      for (size_t r = 0; r < p; ++r)
-        std::memcpy(packed.data() + r * c, send + r * count + off, static_cast<size_t>(c) * sizeof(float));
-      check(MPI_Reduce_scatter_block(packed.data(), recv + off, c, MPI_FLOAT, MPI_SUM, comm_),
-            "MPI_Reduce_scatter_block", kCollectiveHint);
-    });
-  }
-
-  void all_gather(const float* send, float* recv, size_t count) override {
-    if (count == 0) return;
-    const size_t p = static_cast<size_t>(size_);
-    QISA_CHECK(count <= SIZE_MAX / sizeof(float) / p, "all_gather of " + std::to_string(count) + " x " +
-                   std::to_string(p) + " floats overflows size_t", "pass the per-rank count");
-    // send == recv + rank*count is the ZeRO-1 case (own shard already in place): MPI_IN_PLACE.
-    const bool in_place = send == recv + static_cast<size_t>(rank_) * count;
-    std::vector<float> copy;
-    if (!in_place && overlaps(send, count * sizeof(float), recv, p * count * sizeof(float))) {
-      copy.assign(send, send + count);  // MPI forbids aliased buffers
-      send = copy.data();
-    }
-    if (p * count <= chunk_) {
-      check(MPI_Allgather(in_place ? MPI_IN_PLACE : send, static_cast<int>(count), MPI_FLOAT, recv,
-                          static_cast<int>(count), MPI_FLOAT, comm_),
-            "MPI_Allgather", kCollectiveHint);
-      return;
-    }
-    // Gather column slices into one buffer of at most chunk_ floats, then spread them out.
-    // In place this is still safe: the slice written to our own block equals the one read.
-    const size_t per = std::max<size_t>(1, chunk_ / p);
-    std::vector<float> packed(p * std::min(per, count));
-    for_chunks(count, per, [&](size_t off, int c) {
-      check(MPI_Allgather(send + off, c, MPI_FLOAT, packed.data(), c, MPI_FLOAT, comm_), "MPI_Allgather",
-            kCollectiveHint);
-      for (size_t r = 0; r < p; ++r)
-        std::memcpy(recv + r * count + off, packed.data() + r * c, static_cast<size_t>(c) * sizeof(float));
-    });
-  }
 
   void broadcast(void* buf, size_t bytes, int root) override {
     check_peer(root, "broadcast root", true);
@@ -304,6 +150,8 @@ class MpiCommunicator final : public Communicator {
     std::_Exit(code);                 // MPI_Abort does not return; in case it does
   }
 
+  detail::MpiHandle handle() const { return {comm_, chunk_}; }
+
  private:
   template <typename T>
   void allreduce(T* buf, size_t n, MPI_Op op) {
@@ -331,6 +179,11 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 namespace detail {
+
+MpiHandle mpi_handle_of(Communicator& c) {
+  const auto* m = dynamic_cast<const MpiCommunicator*>(&c);
+  return m ? m->handle() : MpiHandle{};
+}
 
 std::unique_ptr<Communicator> make_mpi_communicator(const WorldInfo& world, const CommOptions& options) {
   auto comm = std::make_unique<MpiCommunicator>(options);
