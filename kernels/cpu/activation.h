@@ -39,14 +39,14 @@ void activation_forward(F* out, const F* in, int64_t n, Activation act) {
 // gelu' = s + 2 x s (1 - s) z'(x), s = sigmoid(2z), z' = sqrt(2/pi) (1 + 3*0.044715 x^2)
 template <typename F>
 void activation_backward(F* din, const F* dout, const F* in, int64_t n, Activation act, GradMode mode) {
-  const bool add = mode == GradMode::accumulate;
-  parallel_chunks(n, kElemChunk, [&](int64_t, int64_t i0, int64_t i1) {
+  // kAdd a template parameter, not a run-time test inside the loops: the store must vectorise.
+  auto rows = [&]<bool kAdd>(int64_t i0, int64_t i1) {
     if (act == Activation::relu) {
 #pragma omp simd
       for (int64_t i = i0; i < i1; ++i) {
         const F g = dout[i];  // loaded unconditionally: a conditional load does not vectorise
         const F v = in[i] > F(0) ? g : F(0);
-        din[i] = add ? din[i] + v : v;
+        din[i] = kAdd ? din[i] + v : v;
       }
     } else {
       const F k0 = static_cast<F>(0.7978845608028654);
@@ -57,9 +57,15 @@ void activation_backward(F* din, const F* dout, const F* in, int64_t n, Activati
         const F s = gelu_sigmoid(x);
         const F dz = k0 * (F(1) + k13 * x * x);
         const F v = dout[i] * (s + F(2) * x * s * (F(1) - s) * dz);
-        din[i] = add ? din[i] + v : v;
+        din[i] = kAdd ? din[i] + v : v;
       }
     }
+  };
+  parallel_chunks(n, kElemChunk, [&](int64_t, int64_t i0, int64_t i1) {
+    if (mode == GradMode::accumulate)
+      rows.template operator()<true>(i0, i1);
+    else
+      rows.template operator()<false>(i0, i1);
   });
 }
 

@@ -134,19 +134,19 @@ void dropout_add_forward(F* out, const F* x, const F* y, int64_t n, const Dropou
 template <typename F>
 void dropout_add_backward(F* dx, F* dy, const F* dout, int64_t n, const Dropout& d, GradMode mode) {
   check_dropout(d);
-  const bool add = mode == GradMode::accumulate;
   const F scale = dropout_scale<F>(d);
   const float p = d.p;
   const bool active = d.active();
-  parallel_chunks(n, kElemChunk, [&](int64_t, int64_t i0, int64_t i1) {
+  // kAdd a template parameter, not a run-time test inside the loops: the stores must vectorise.
+  auto rows = [&]<bool kAdd>(int64_t i0, int64_t i1) {
     if (dx) {
 #pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) dx[i] = add ? dx[i] + dout[i] : dout[i];
+      for (int64_t i = i0; i < i1; ++i) dx[i] = kAdd ? dx[i] + dout[i] : dout[i];
     }
     if (!dy) return;
     if (!active) {
 #pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) dy[i] = add ? dy[i] + dout[i] : dout[i];
+      for (int64_t i = i0; i < i1; ++i) dy[i] = kAdd ? dy[i] + dout[i] : dout[i];
       return;
     }
     for_dropout_bits(d, d.elem_offset + static_cast<uint64_t>(i0), i1 - i0,
@@ -158,9 +158,15 @@ void dropout_add_backward(F* dx, F* dy, const F* dout, int64_t n, const Dropout&
 #pragma omp simd
                        for (int64_t k = 0; k < count; ++k) {
                          const F v = g[k] * (dropout_keep(bits[k], pk) ? sc : F(0));
-                         o[k] = add ? o[k] + v : v;
+                         o[k] = kAdd ? o[k] + v : v;
                        }
                      });
+  };
+  parallel_chunks(n, kElemChunk, [&](int64_t, int64_t i0, int64_t i1) {
+    if (mode == GradMode::accumulate)
+      rows.template operator()<true>(i0, i1);
+    else
+      rows.template operator()<false>(i0, i1);
   });
 }
 

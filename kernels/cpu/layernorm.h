@@ -176,10 +176,12 @@ void layernorm_backward(F* din, F* dw, F* db, const F* dout, const F* in, const 
       sgx *= inv_c;
       if (din) {
         F* d = din + n * C;
+        if (din_add) {  // two loops, not a test per element: both must vectorise
 #pragma omp simd
-        for (int c = 0; c < C; ++c) {
-          const F v = rs * (g[c] * w[c] - sg - ((x[c] - mu) * rs) * sgx);
-          d[c] = din_add ? d[c] + v : v;
+          for (int c = 0; c < C; ++c) d[c] += rs * (g[c] * w[c] - sg - ((x[c] - mu) * rs) * sgx);
+        } else {
+#pragma omp simd
+          for (int c = 0; c < C; ++c) d[c] = rs * (g[c] * w[c] - sg - ((x[c] - mu) * rs) * sgx);
         }
       }
 #pragma omp simd

@@ -14,13 +14,26 @@ namespace {
 
 // Work items: a fixed grid that depends on the problem's shape only (never on the thread
 // count), so every element is computed by the same calls for any number of threads.
-//   forward, din:  (row tile of kRowTile rows) x (column tile of kColTile output columns)
-//   dw, dbias:     (row chunk: one partial, combined in chunk order) x (kColTile rows of dw)
-// Column tiles let both cores work on a GEMM with few rows (e.g. B=4 x T=64 = 256 rows).
+//   forward, din:  (row tile of kRowTile rows) x (column tile: col_tile())
+//   dw, dbias:     (row chunk: one partial, combined in chunk order) x (col_tile() rows of dw)
+// Column tiles let both cores work on a GEMM with few rows (e.g. B=4 x T=64 = 256 rows); they
+// are only as many as needed for kMinItems items, and at least kMinColTile wide: every tile's
+// GEMM call packs the whole [rows, K] operand again (256-column tiles everywhere cost 12% of a
+// 124M-shape step on one thread; 96-column tiles of din, whose K is the vocabulary, 5%).
 constexpr int64_t kRowTile = 512;         // rows per forward / din work item
-constexpr int64_t kColTile = 256;         // output columns (dw: rows of dw) per wide work item
+constexpr int64_t kMinItems = 8;          // work items a wide GEMM is cut into, where columns allow
+constexpr int64_t kMinColTile = 512;      // columns per tile, at least
 constexpr int64_t kMinReduceRows = 2048;  // rows per dw/dbias partial (at least)
 constexpr int64_t kMaxReduceParts = 8;    // at most this many partials (bounds scratch for big N)
+
+// Columns per tile for a rows x cols GEMM whose rows make ceil(rows / row_tile) items: all of
+// them when those are kMinItems or more, else enough tiles for kMinItems items in all.
+int64_t col_tile(int64_t rows, int64_t row_tile, int64_t cols) {
+  const int64_t row_items = std::max<int64_t>(1, ceil_div(rows, row_tile));
+  if (row_items >= kMinItems) return cols;
+  const int64_t tiles = std::min(ceil_div(kMinItems, row_items), std::max<int64_t>(1, cols / kMinColTile));
+  return ceil_div(cols, tiles);
+}
 
 // body(r0, r1, c0, c1) for every tile of a rows x cols grid of rt x ct tiles, in parallel.
 template <class Body>
@@ -171,7 +184,7 @@ void linear_forward(F* out, const F* in, const F* w, const F* bias, int64_t N, i
     });
     return;
   }
-  parallel_grid(N, kRowTile, OC, kColTile, [&](int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
+  parallel_grid(N, kRowTile, OC, col_tile(N, kRowTile, OC), [&](int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
     F* o = out + n0 * OC + c0;
     if (bias) {
       for (int64_t n = n0; n < n1; ++n)
@@ -215,7 +228,7 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
           product<F, false>(din + n0 * IC, IC, dout + n0 * OC, OC, 1, wp, ICp, OC, IC, n1 - n0, nullptr);
       });
     } else {
-      parallel_grid(N, kRowTile, IC, kColTile, [&](int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
+      parallel_grid(N, kRowTile, IC, col_tile(N, kRowTile, IC), [&](int64_t n0, int64_t n1, int64_t c0, int64_t c1) {
         gemm(false, false, n1 - n0, c1 - c0, OC, F(1), dout + n0 * OC, OC, w + c0, IC, din_add ? F(1) : F(0),
              din + n0 * IC + c0, IC);
       });
@@ -234,8 +247,7 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
   F* in_pad = pad_in ? ws.get<F>(2, static_cast<size_t>(max_threads() * chunk * ICp), "linear backward padded inputs")
                      : nullptr;
   // the narrow path takes all OC columns at once (OC <= kLinearSmallMax)
-  const int64_t col_tile = small ? OC : kColTile;
-  parallel_grid(N, chunk, OC, col_tile, [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
+  parallel_grid(N, chunk, OC, small ? OC : col_tile(N, chunk, OC), [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
     const int64_t it = n0 / chunk;
     F* pw = part + it * (wsz + bsz);
     F* pb = pw + wsz;

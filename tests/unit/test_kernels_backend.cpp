@@ -132,9 +132,9 @@ Results run_scenario(Ops& ops, Inputs& in) {
     r["lin.out"] = out(o), r["lin.dx"] = out(dx), r["lin.dw"] = out(dw), r["lin.db"] = out(db);
   }
   {  // wide linear (OpenBLAS): fewer rows than a row tile, so the work splits over column tiles
-     // (IC, OC > 256, not multiples of it: partial tiles and a bias sum with a scalar tail)
+     // (IC, OC >= 2 x 512 and odd: two tiles each, and a bias sum with a scalar tail)
     const int64_t N = 300;
-    const int IC = 530, OC = 270;
+    const int IC = 1031, OC = 1029;
     auto x = as<F>(in.get("wl.x", N * IC)), w = as<F>(in.get("wl.w", OC * IC)), b = as<F>(in.get("wl.b", OC));
     auto g = as<F>(in.get("wl.g", N * OC)), dx = as<F>(in.get("wl.dx", N * IC)),
          dw = as<F>(in.get("wl.dw", OC * IC)), db = as<F>(in.get("wl.db", OC));
