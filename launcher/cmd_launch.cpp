@@ -12,6 +12,7 @@
 #include "launcher/commands.h"
 #include "launcher/numbers.h"
 #include "launcher/launch_plan.h"
+#include "launcher/run_setup.h"
 
 namespace qisa::cli {
 
@@ -37,13 +38,17 @@ void add_launch(CLI::App& app) {
   cmd->add_option("--hostfile", req->hostfile, "mpirun hostfile for several nodes outside Slurm")
       ->check(CLI::ExistingFile);
   cmd->add_flag("--dry-run", *dry, "print the command, do not run it");
+  // --device: train.device for every rank (an unknown name is refused here, by name)
+  auto device = std::make_shared<Device>(Device::cpu);
+  auto* dev = add_device_option(*cmd, *device);
   cmd->add_option("args", req->train_args, "-- CONFIG [key=value ...]: what qisa train gets")->required();
   cmd->footer(
       "Examples:\n"
       "  qisa launch --procs 2 --threads 1 -- configs/paper/qisa_reference.yaml\n"
       "  qisa launch --slurm --nodes 4 --gpus-per-node 8 --dry-run -- configs/gpt2.yaml");
-  cmd->callback([req, dry, slurm, mpi] {
+  cmd->callback([req, dry, slurm, mpi, device, dev] {
     LaunchRequest r = *req;
+    if (dev->count() > 0) r.train_args.push_back(std::string("train.device=") + to_string(*device));
     r.mode = *slurm ? LaunchRequest::Mode::slurm : *mpi ? LaunchRequest::Mode::mpirun : LaunchRequest::Mode::automatic;
     r.root = ::geteuid() == 0;
     r.in_slurm = std::getenv("SLURM_JOB_ID") != nullptr;

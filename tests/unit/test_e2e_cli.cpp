@@ -361,6 +361,18 @@ TEST(Cli, NumericOptionsAreFiniteAndInRangeWithTheRangeInWords) {
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
 }
 
+// launch --device: an unknown device is named as such (not "argument not expected"); a known
+// one becomes train.device for every rank.
+TEST(Cli, LaunchDeviceIsCheckedAndPassedOn) {
+  const std::string cfg = std::string(QISA_SOURCE_DIR) + "/configs/paper/qisa_causal.yaml";
+  auto bad = run_command(test::qisa_bin() + " launch --device tpu --dry-run -- " + cfg);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("--device: tpu not in {cpu,cuda}"), std::string::npos) << bad.output;
+  auto ok = run_command(test::qisa_bin() + " launch --device cpu --procs 1 --threads 1 --mpirun --dry-run -- " + cfg);
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("train.device=cpu"), std::string::npos) << ok.output;
+}
+
 TEST(Cli, HelpOnEverySubcommand) {
   for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " sample", " inspect", " launch", " bench",
                           " bench step", " info", " plan"}) {
