@@ -1,6 +1,7 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,6 +18,28 @@ std::string parent_dir(const std::string& path) {
   auto p = std::filesystem::path(path).parent_path();
   return p.empty() ? std::string(".") : p.string();
 }
+
+// Temporaries "<final>.tmp-<pid>" of the same final name whose writer is gone (kill -9, a
+// crash, power loss) are removed, and said on stderr; one whose pid is alive (another writer,
+// or an unknown owner: EPERM) is left alone. Only digits after ".tmp-" count: nothing else of
+// the user's is touched.
+void remove_stale_temporaries(const std::string& final_path) {
+  namespace fs = std::filesystem;
+  const std::string prefix = fs::path(final_path).filename().string() + ".tmp-";
+  std::error_code ec;
+  for (fs::directory_iterator it(parent_dir(final_path), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::stol(digits);
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    if (fs::remove(it->path(), rm))
+      std::fprintf(stderr, "qisa: removed '%s', a temporary file left by a writer that is gone (pid %ld)\n",
+                   it->path().string().c_str(), pid);
+  }
+}
 }  // namespace
 
 void fsync_path(const std::string& path, bool directory) {
@@ -31,6 +54,7 @@ void fsync_path(const std::string& path, bool directory) {
 AtomicFile::AtomicFile(std::string final_path) : final_(std::move(final_path)) {
   tmp_ = final_ + ".tmp-" + std::to_string(::getpid());
   std::remove(tmp_.c_str());  // a leftover from a crashed process with our pid
+  remove_stale_temporaries(final_);
 }
 
 AtomicFile::~AtomicFile() {

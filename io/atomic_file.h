@@ -1,6 +1,8 @@
 // Write-then-rename: a file appears under its final name only when complete and on disk.
 // Usage: AtomicFile f(path); write to f.tmp_path(); f.commit();  Destruction without commit
-// removes the temporary, so a failed or interrupted write leaves no partial file behind.
+// removes the temporary, so a failed or interrupted write leaves no partial file behind. A
+// temporary that a killed writer (kill -9) left for the same final name is removed by the next
+// AtomicFile of that name, which says so on stderr.
 #pragma once
 #include <string>
 
