@@ -26,7 +26,7 @@ TEST(StopSignals, SecondSignalKillsAtOnce) {
         std::raise(SIGTERM);  // default action of SIGTERM: terminate
         std::_Exit(0);        // not reached
       },
-      ::testing::KilledBySignal(SIGTERM), "");
+      ::testing::KilledBySignal(SIGTERM), "a second stop signal: stopping at once, without a checkpoint");
 }
 
 TEST(StopSignals, HandlersAreRestoredAfterwards) {
