@@ -640,22 +640,23 @@ TEST(MpiErrors, BecomeQisaErrors) {
   EXPECT_NE(error_of([&] { c.send(b, 1, -1, 0); }).find("send destination -1"), std::string::npos);
   EXPECT_NE(error_of([&] { c.send(b, 1, c.rank(), 0); }).find("is this rank itself"), std::string::npos);
   if (c.size() == 1) return;
-  const int peer = c.rank() ^ 1;  // pairs (0,1), (2,3)
-  const std::string tag = error_of([&] { c.send(b, 1, peer, -5); });
-  EXPECT_NE(tag.find("MPI_Send failed: MPI_ERR_TAG"), std::string::npos) << tag;
-  EXPECT_NE(tag.find("hint:"), std::string::npos) << tag;
-  // A message shorter than the receiver expects, then a longer one (truncated).
-  if (c.rank() % 2 == 0) {
-    c.send(b, 3, peer, 1);
-    c.send(b, 5, peer, 2);
-    EXPECT_TRUE(agree(true));
-  } else {
-    const std::string shorter = error_of([&] { c.recv(b, 4, peer, 1); });
-    const std::string longer = error_of([&] { c.recv(b, 4, peer, 2); });
-    EXPECT_NE(shorter.find("got 3 bytes where 4 were expected"), std::string::npos) << shorter;
-    EXPECT_NE(longer.find("MPI_Recv failed: MPI_ERR_TRUNCATE"), std::string::npos) << longer;
-    EXPECT_TRUE(agree(true));
+  const int peer = c.rank() ^ 1;  // pairs (0,1), (2,3); with an odd size the last rank has none
+  if (peer < c.size()) {
+    const std::string tag = error_of([&] { c.send(b, 1, peer, -5); });
+    EXPECT_NE(tag.find("MPI_Send failed: MPI_ERR_TAG"), std::string::npos) << tag;
+    EXPECT_NE(tag.find("hint:"), std::string::npos) << tag;
+    // A message shorter than the receiver expects, then a longer one (truncated).
+    if (c.rank() % 2 == 0) {
+      c.send(b, 3, peer, 1);
+      c.send(b, 5, peer, 2);
+    } else {
+      const std::string shorter = error_of([&] { c.recv(b, 4, peer, 1); });
+      const std::string longer = error_of([&] { c.recv(b, 4, peer, 2); });
+      EXPECT_NE(shorter.find("got 3 bytes where 4 were expected"), std::string::npos) << shorter;
+      EXPECT_NE(longer.find("MPI_Recv failed: MPI_ERR_TRUNCATE"), std::string::npos) << longer;
+    }
   }
+  EXPECT_TRUE(agree(true));  // every rank, paired or not: the same collectives
   c.barrier();  // still usable afterwards
 }
 
