@@ -5,6 +5,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -17,6 +18,14 @@ inline std::string plain(double v) {
   std::snprintf(buf, sizeof buf, "%.15g", v);
   return buf;
 }
+
+// The whole text is one finite number (strtod's syntax, so "1e3" too).
+inline bool parse_finite(const std::string& s, double& v) {
+  char* end = nullptr;
+  errno = 0;
+  v = std::strtod(s.c_str(), &end);
+  return !s.empty() && end && *end == '\0' && errno == 0 && std::isfinite(v);
+}
 }  // namespace detail
 
 // Whole numbers lo..hi.
@@ -24,11 +33,8 @@ inline CLI::Validator count_in(long long lo, long long hi) {
   const std::string range = "a whole number from " + std::to_string(lo) + " to " + std::to_string(hi);
   return CLI::Validator(
       [=](std::string& s) -> std::string {
-        char* end = nullptr;
-        errno = 0;
-        const double v = std::strtod(s.c_str(), &end);
-        const bool number = !s.empty() && end && *end == '\0' && errno == 0 && std::isfinite(v);
-        if (!number || v != std::floor(v) || v < static_cast<double>(lo) || v > static_cast<double>(hi))
+        double v = 0;
+        if (!detail::parse_finite(s, v) || v != std::floor(v) || v < static_cast<double>(lo) || v > static_cast<double>(hi))
           return "'" + s + "' is not " + range;
         s = std::to_string(static_cast<long long>(v));  // "1e3" -> "1000" for CLI11's integer conversion
         return {};
@@ -42,11 +48,8 @@ inline CLI::Validator real_in(double lo, double hi, bool lo_open = false) {
                             " and <= " + detail::plain(hi);
   return CLI::Validator(
       [=](std::string& s) -> std::string {
-        char* end = nullptr;
-        errno = 0;
-        const double v = std::strtod(s.c_str(), &end);
-        const bool number = !s.empty() && end && *end == '\0' && errno == 0 && std::isfinite(v);
-        if (!number || (lo_open ? v <= lo : v < lo) || v > hi) return "'" + s + "' is not " + range;
+        double v = 0;
+        if (!detail::parse_finite(s, v) || (lo_open ? v <= lo : v < lo) || v > hi) return "'" + s + "' is not " + range;
         return {};
       },
       std::string("NUMBER in ") + (lo_open ? "(" : "[") + detail::plain(lo) + ", " + detail::plain(hi) + "]");
