@@ -36,6 +36,8 @@ const char* to_string(OnNonfinite o) { return o == OnNonfinite::stop ? "stop" : 
 const char* to_string(OnSpike o) { return o == OnSpike::warn ? "warn" : "skip"; }
 const char* to_string(OnCheckpointError o) { return o == OnCheckpointError::stop ? "stop" : "warn"; }
 const char* to_string(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
+const char* to_string(Precision p) { return p == Precision::fp32 ? "fp32" : "bf16"; }
+const char* to_string(Bf16Rounding r) { return r == Bf16Rounding::nearest ? "nearest" : "stochastic"; }
 const char* to_string(CommKind k) {
   switch (k) {
     case CommKind::automatic: return "auto";
@@ -209,6 +211,10 @@ void read_value(const YAML::Node& n, OnCheckpointError& v) {
   v = parse_enum(n, {OnCheckpointError::stop, OnCheckpointError::warn});
 }
 void read_value(const YAML::Node& n, Device& v) { v = parse_enum(n, {Device::cpu, Device::cuda}); }
+void read_value(const YAML::Node& n, Precision& v) { v = parse_enum(n, {Precision::fp32, Precision::bf16}); }
+void read_value(const YAML::Node& n, Bf16Rounding& v) {
+  v = parse_enum(n, {Bf16Rounding::nearest, Bf16Rounding::stochastic});
+}
 void read_value(const YAML::Node& n, CommKind& v) {
   v = parse_enum(n, {CommKind::automatic, CommKind::none, CommKind::mpi, CommKind::nccl});
 }
@@ -302,6 +308,10 @@ const std::vector<Field>& fields() {
                                                   "auto (newest valid checkpoint, else fresh) | never | PATH"),
       field<&Config::train, &TrainConfig::recompute>(
           "train.recompute", "none | blocks (keep only block inputs, recompute in backward: less memory)"),
+      field<&Config::train, &TrainConfig::precision>(
+          "train.precision", "fp32 | bf16 (bf16 activations and GEMM operands, fp32 masters, moments and statistics)"),
+      field<&Config::train, &TrainConfig::bf16_rounding>(
+          "train.bf16_rounding", "bf16 weight copy after each update: nearest | stochastic (Philox, reproducible)"),
       field<&Config::train, &TrainConfig::peak_tflops>(
           "train.peak_tflops", "peak TFLOP/s per rank for MFU; 0 = from the GPU table (none for cpu)"),
       field<&Config::eval, &EvalConfig::every>("eval.every", "steps between evaluations; 0 = only at the end"),

@@ -38,6 +38,14 @@ enum class Device { cpu, cuda };
 // never MPI; an error under a launcher with more ranks) | mpi | nccl (device buffers: needs
 // train.device cuda).
 enum class CommKind { automatic, none, mpi, nccl };
+// train.precision: fp32 | bf16 (mixed precision: activations, their gradients and the GEMM
+// operands stored in bf16, rounded to nearest even, with fp32 arithmetic; fp32 master weights,
+// AdamW moments, LayerNorm and attention row statistics, losses, gradient reduction and the QISA
+// Pauli amplitudes). Checkpoints hold the fp32 masters either way.
+enum class Precision { fp32, bf16 };
+// train.bf16_rounding: how the bf16 weight copy is rounded from the fp32 masters after each
+// update: nearest (even) | stochastic (Philox counters: reproducible; kernels/bf16.h).
+enum class Bf16Rounding { nearest, stochastic };
 
 // The names the config uses ("qisa_a", "blocks", "auto", ...).
 const char* to_string(AttentionKind a);
@@ -50,6 +58,10 @@ const char* to_string(OnSpike o);
 const char* to_string(OnCheckpointError o);
 const char* to_string(Device d);
 const char* to_string(CommKind k);
+const char* to_string(Precision p);
+const char* to_string(Bf16Rounding r);
+// The element type a run stores its activations in.
+inline DType activation_dtype(Precision p) { return p == Precision::bf16 ? DType::bf16 : DType::f32; }
 
 struct ModelConfig {
   int64_t vocab_size = 0;          // not a YAML key: the corpus's, rounded up to vocab_multiple (or a model file's)
@@ -107,6 +119,8 @@ struct TrainConfig {
   // blocks (forward keeps only each block's input; backward recomputes a block's forward just
   // before its backward: bit-identical results, about one more forward, a much smaller arena).
   Recompute recompute = Recompute::none;
+  Precision precision = Precision::fp32;        // fp32 | bf16 (see Precision)
+  Bf16Rounding bf16_rounding = Bf16Rounding::nearest;  // the bf16 weight copy: nearest | stochastic
   // Peak dense FLOP/s of one rank's device, in TFLOP/s, for the MFU each step reports; 0 = from
   // the table of known GPUs (trainer/flops.h; none for the CPU backend: MFU is then not shown).
   double peak_tflops = 0.0;

@@ -22,6 +22,8 @@
 #include <memory>
 #include <string>
 
+#include "kernels/bf16.h"
+
 namespace qisa {
 
 enum class Activation { relu, gelu };          // gelu = tanh approximation
@@ -61,8 +63,42 @@ enum class GradMode : uint8_t { overwrite, accumulate };
 
 // Element types of backend buffers. Arithmetic is always fp32; bf16 is storage (kernels/bf16.h).
 enum class DType : uint8_t { f32, bf16 };
+// The Philox stream (`a` counter word) of the stochastic rounding of bf16 weight copies.
+inline constexpr uint32_t kBf16RoundStream = 0x42463136u;  // "BF16"
 inline size_t dtype_bytes(DType t) { return t == DType::bf16 ? 2 : 4; }
 inline const char* dtype_name(DType t) { return t == DType::bf16 ? "bf16" : "fp32"; }
+
+// An activation operand: a backend pointer and the type of its elements. Ops take activations
+// (and their gradients, and the GEMM weight operand) as Act / CAct, so one op serves fp32 and
+// bf16 storage; a float* or bf16* converts implicitly, so fp32 callers pass their pointers as
+// before. Parameters, parameter gradients and per-row statistics stay float* (always fp32).
+// `p + i` moves by i elements of p's type. An op may mix operand types (the arithmetic is fp32
+// either way); a bf16 output is rounded to nearest even once, when it is stored.
+struct Act {
+  void* p = nullptr;
+  DType t = DType::f32;
+  Act() = default;
+  Act(std::nullptr_t) {}
+  Act(float* f) : p(f) {}
+  Act(bf16* h) : p(h), t(DType::bf16) {}
+  Act(void* ptr, DType type) : p(ptr), t(type) {}
+  Act operator+(int64_t i) const { return {static_cast<char*>(p) + i * static_cast<int64_t>(dtype_bytes(t)), t}; }
+  explicit operator bool() const { return p != nullptr; }
+};
+struct CAct {
+  const void* p = nullptr;
+  DType t = DType::f32;
+  CAct() = default;
+  CAct(std::nullptr_t) {}
+  CAct(const float* f) : p(f) {}
+  CAct(const bf16* h) : p(h), t(DType::bf16) {}
+  CAct(Act a) : p(a.p), t(a.t) {}
+  CAct(const void* ptr, DType type) : p(ptr), t(type) {}
+  CAct operator+(int64_t i) const {
+    return {static_cast<const char*>(p) + i * static_cast<int64_t>(dtype_bytes(t)), t};
+  }
+  explicit operator bool() const { return p != nullptr; }
+};
 
 // A point in a backend's stream (cudaEvent_t on cuda). Backend::record(e) places it after all
 // work enqueued so far; a later record moves it.
@@ -110,42 +146,44 @@ class Backend {
 
   // ---- embedding: out[b,t,:] = tok[idx[b,t],:] + pos[t,:]
   // out [B,T,C]; idx [B,T] int32 in [0,V); tok [V,C]; pos [>=T,C]
-  virtual void embedding_forward(float* out, const int32_t* idx, const float* tok, const float* pos,
+  virtual void embedding_forward(Act out, const int32_t* idx, const float* tok, const float* pos,
                                  int64_t B, int T, int C) = 0;
   // dtok [V,C] += scatter of dout by idx (overwrite: rows no token hits become 0);
   // dpos [T,C] += sum over b of dout (rows >= T of a longer table are not written). mode: both.
-  virtual void embedding_backward(float* dtok, float* dpos, const float* dout, const int32_t* idx,
+  virtual void embedding_backward(float* dtok, float* dpos, CAct dout, const int32_t* idx,
                                   int64_t B, int T, int C, int V, GradMode mode) = 0;
 
   // ---- layernorm over the last dim, eps 1e-5, affine.
   // out [N,C]; mean, rstd [N] (saved for backward); in [N,C]; w, b [C]
-  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* w,
+  virtual void layernorm_forward(Act out, float* mean, float* rstd, CAct in, const float* w,
                                  const float* b, int64_t N, int C) = 0;
   // din [N,C] += (din_mode); dw, db [C] += (param_mode)
-  virtual void layernorm_backward(float* din, float* dw, float* db, const float* dout, const float* in,
+  virtual void layernorm_backward(Act din, float* dw, float* db, CAct dout, CAct in,
                                   const float* w, const float* mean, const float* rstd, int64_t N, int C,
                                   GradMode din_mode, GradMode param_mode) = 0;
 
-  // ---- linear: out[N,OC] = in[N,IC] * w[OC,IC]^T + bias[OC] (bias may be null)
-  virtual void linear_forward(float* out, const float* in, const float* w, const float* bias,
+  // ---- linear: out[N,OC] = in[N,IC] * w[OC,IC]^T + bias[OC] (bias may be null). The GEMM
+  // operands in and w are fp32 or bf16 (w is then the model's bf16 weight copy); products are
+  // summed in fp32 and the bias added in fp32 before out is stored.
+  virtual void linear_forward(Act out, CAct in, CAct w, const float* bias,
                               int64_t N, int IC, int OC) = 0;
   // din [N,IC] += dout * w (din may be null); dw [OC,IC] += dout^T * in; dbias [OC] += column sums
   // (dbias null when there is no bias). din: din_mode; dw, dbias: param_mode.
-  virtual void linear_backward(float* din, float* dw, float* dbias, const float* dout, const float* in,
-                               const float* w, int64_t N, int IC, int OC, GradMode din_mode,
+  virtual void linear_backward(Act din, float* dw, float* dbias, CAct dout, CAct in,
+                               CAct w, int64_t N, int IC, int OC, GradMode din_mode,
                                GradMode param_mode) = 0;
 
   // ---- elementwise activation (relu | gelu-tanh): out[i] = act(in[i])
-  virtual void activation_forward(float* out, const float* in, int64_t n, Activation act) = 0;
+  virtual void activation_forward(Act out, CAct in, int64_t n, Activation act) = 0;
   // din[i] += act'(in[i]) * dout[i]
-  virtual void activation_backward(float* din, const float* dout, const float* in, int64_t n,
+  virtual void activation_backward(Act din, CAct dout, CAct in, int64_t n,
                                    Activation act, GradMode mode) = 0;
 
   // ---- residual with dropout: out[i] = x[i] + dropout(y[i]) (out may alias x)
-  virtual void dropout_add_forward(float* out, const float* x, const float* y, int64_t n,
+  virtual void dropout_add_forward(Act out, CAct x, CAct y, int64_t n,
                                    const Dropout& d) = 0;
   // dx[i] += dout[i] (dx may be null); dy[i] += dropout(dout[i]) (same mask and scale); mode: both
-  virtual void dropout_add_backward(float* dx, float* dy, const float* dout, int64_t n,
+  virtual void dropout_add_backward(Act dx, Act dy, CAct dout, int64_t n,
                                     const Dropout& d, GradMode mode) = 0;
 
   // ---- Attention saves one statistic per row ([B,H,T]), never the [B,H,T,T] probabilities:
@@ -159,12 +197,12 @@ class Backend {
   // for backward (p_ij = exp(w_ij - lse_i)).
   // Dropout element index of p_ij: ((b*H + h)*T + i)*T + j (plus d.elem_offset); backward draws
   // the same mask again from the same counters.
-  virtual void csa_forward(float* out, int ld_out, float* lse, const float* q, const float* k,
-                           const float* v, int ld_in, int64_t B, int T, int H, int D, float scale,
+  virtual void csa_forward(Act out, int ld_out, float* lse, CAct q, CAct k,
+                           CAct v, int ld_in, int64_t B, int T, int H, int D, float scale,
                            const Dropout& d) = 0;
   // dq, dk, dv share ld_in with q, k, v; all += (mode; only the heads' D columns are written)
-  virtual void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out,
-                            const float* lse, const float* q, const float* k, const float* v,
+  virtual void csa_backward(Act dq, Act dk, Act dv, CAct dout, int ld_out,
+                            const float* lse, CAct q, CAct k, CAct v,
                             int ld_in, int64_t B, int T, int H, int D, float scale, const Dropout& d,
                             GradMode mode) = 0;
 
@@ -175,12 +213,12 @@ class Backend {
   // out [N, ld_out], head h at columns h*D. z [B,H,T]: the row normaliser
   // z_i = sum_{j<=i} exp(alpha_ij - 1/2), saved for backward (p_ij = exp(alpha_ij - 1/2) / z_i).
   // alpha is in (0, 1], so no running maximum is needed; the shift by 1/2 cancels in p.
-  virtual void gaussian_attention_forward(float* out, int ld_out, float* z, const float* q,
-                                          const float* k, int ld_qk, const float* v, int ld_v,
+  virtual void gaussian_attention_forward(Act out, int ld_out, float* z, CAct q,
+                                          CAct k, int ld_qk, CAct v, int ld_v,
                                           int64_t B, int T, int H, int D, AttnMask mask) = 0;
-  virtual void gaussian_attention_backward(float* dq, float* dk, int ld_qk, float* dv, int ld_v,
-                                           const float* dout, int ld_out, const float* z,
-                                           const float* q, const float* k, const float* v,
+  virtual void gaussian_attention_backward(Act dq, Act dk, int ld_qk, Act dv, int ld_v,
+                                           CAct dout, int ld_out, const float* z,
+                                           CAct q, CAct k, CAct v,
                                            int64_t B, int T, int H, int D, AttnMask mask,
                                            GradMode mode) = 0;
 
@@ -188,10 +226,13 @@ class Backend {
   //   v[n, h*D + j] = Re <u_nh|P_hj|u_nh>, u_nh = row n columns h*C .. h*C+C-1 of u, zero-padded
   //   to 2^n_qubits amplitudes (C <= 2^n_qubits).
   // u [N, ld_u] (ld_u >= H*C); v [N, ld_v] (ld_v >= H*D); terms [H*D] (backend memory).
-  virtual void pauli_value_forward(float* v, int ld_v, const float* u, int ld_u, const PauliTerm* terms,
+  // The amplitudes u and du are always fp32: v is a quadratic form in them, a sum of many
+  // products of small amplitudes that cancel, and bf16 amplitudes would cost v far more than
+  // bf16's 3 significant digits (test_kernels_bf16_ops.cpp measures it). v may be bf16.
+  virtual void pauli_value_forward(Act v, int ld_v, const float* u, int ld_u, const PauliTerm* terms,
                                    int64_t N, int H, int D, int C, int n_qubits) = 0;
   // du [N, ld_u] += dv-weighted gradient: du_b += sum_j dv_j * 2 s_j (-1)^popc(b&m_j) u_{b^f_j}
-  virtual void pauli_value_backward(float* du, int ld_u, const float* dv, int ld_v, const float* u,
+  virtual void pauli_value_backward(float* du, int ld_u, CAct dv, int ld_v, const float* u,
                                     const PauliTerm* terms, int64_t N, int H, int D, int C,
                                     int n_qubits, GradMode mode) = 0;
 
@@ -199,22 +240,24 @@ class Backend {
   //   psi = pad(x_n / |x_n|); RX(rx[h,w]) then RY(ry[h,w]) on each wire w; CNOT(w, w+1 mod n)
   //   for w = 0..n-1; RY(ry2[h,w]) on each wire; v[n, h*D + j] = <psi|P_hj|psi>.
   // x [N, ld_x] (the same C inputs feed every head); rx, ry, ry2 [H, n_qubits]; terms [H*D].
-  virtual void qisa_a_forward(float* v, int ld_v, const float* x, int ld_x, const float* rx,
+  // The circuit is simulated in fp32 whatever x's type.
+  virtual void qisa_a_forward(Act v, int ld_v, CAct x, int ld_x, const float* rx,
                               const float* ry, const float* ry2, const PauliTerm* terms, int64_t N,
                               int H, int D, int C, int n_qubits) = 0;
   // dx [N, ld_x] += (dx_mode); drx, dry, dry2 [H, n_qubits] += (param_mode; sum over rows,
   // fixed-order reduction)
-  virtual void qisa_a_backward(float* dx, int ld_x, float* drx, float* dry, float* dry2, const float* dv,
-                               int ld_v, const float* x, const float* rx, const float* ry,
+  virtual void qisa_a_backward(Act dx, int ld_x, float* drx, float* dry, float* dry2, CAct dv,
+                               int ld_v, CAct x, const float* rx, const float* ry,
                                const float* ry2, const PauliTerm* terms, int64_t N, int H, int D, int C,
                                int n_qubits, GradMode dx_mode, GradMode param_mode) = 0;
 
-  // ---- softmax cross-entropy. losses [N] = -log softmax(logits[n])[targets[n]]
-  virtual void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
+  // ---- softmax cross-entropy (in fp32 whatever the logits' type).
+  // losses [N] = -log softmax(logits[n])[targets[n]]
+  virtual void cross_entropy_forward(float* losses, CAct logits, const int32_t* targets,
                                      int64_t N, int V) = 0;
   // dlogits [N,V] = (softmax(logits[n]) - onehot(targets[n])) * scale. OVERWRITES, and dlogits
   // may alias logits (in place), unlike the other backward ops.
-  virtual void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+  virtual void cross_entropy_backward(Act dlogits, CAct logits, const int32_t* targets,
                                       int64_t N, int V, float scale) = 0;
 
   // ---- optimizer and reductions over flat buffers
@@ -222,6 +265,14 @@ class Backend {
   // p -= (lr / (1-b1^t)) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
   virtual void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
                             const AdamWHyper& h) = 0;
+  // dst[i] = src[i] for n elements of any two types (bf16 destinations: round to nearest even).
+  virtual void convert(Act dst, CAct src, int64_t n) = 0;
+  // dst[i] = src[i] rounded to bf16 stochastically (kernels/bf16.h) with 16 random bits
+  // philox_bits(seed, kBf16RoundStream, step, elem_offset + i): reproducible, and a pure function
+  // of the element's index, so any split of the buffer rounds the same way. The bf16 weight copy
+  // under train.bf16_rounding: stochastic.
+  virtual void round_bf16_stochastic(bf16* dst, const float* src, int64_t n, uint64_t seed, uint32_t step,
+                                     uint64_t elem_offset) = 0;
   // acc[0] = (accumulate: acc[0] +) x[0] + x[1] + ... + x[n-1], summed in double in index order.
   // The trainer sums a step's row losses on the device with it and reads the sum once a step
   // (acc is backend memory; n is a micro-batch's rows, so one sequential pass is cheap).

@@ -65,13 +65,14 @@ void add_bench(CLI::App& app) {
       const int64_t tokens = cfg.train.batch_size * cfg.model.block_size;
       const double tokens_per_s = static_cast<double>(tokens) / (med / 1000.0);
       const double flops_per_token = forward_flops(cfg.model).training();
-      // the run's math precision: fp32, the only one the trainer has until train.precision comes
-      const RankPeak peak = resolve_peak(cfg.train.peak_tflops, backend->device_model(), MathPrecision::fp32);
+      const RankPeak peak =
+          resolve_peak(cfg.train.peak_tflops, backend->device_model(), math_precision(cfg.train.precision));
       nlohmann::json j{{"bench", "step"},
                        {"config", cfg.source},
                        {"attention", to_string(cfg.model.attention)},
                        {"mask", to_string(cfg.model.mask)},
                        {"dropout", cfg.model.dropout},
+                       {"precision", to_string(cfg.train.precision)},
                        {"batch_size", cfg.train.batch_size},
                        {"block_size", cfg.model.block_size},
                        {"n_embd", cfg.model.n_embd},

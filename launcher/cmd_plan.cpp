@@ -29,11 +29,12 @@ std::vector<std::string> assumptions(Precision p) {
       "headroom: CUDA context (~0.5-1 GiB), cuBLAS and NCCL workspaces and buffers, kernel scratch and allocator "
       "slack; an estimate, set with --headroom GiB"};
   if (p == Precision::bf16)
-    a.push_back("bf16: a bf16 working copy of the weights, fp32 master weights with AdamW m and v (sharded together "
-                "under ZeRO-1), fp32 gradients (accumulated over micro-batches), bf16 activations except the LayerNorm "
-                "statistics and row losses (fp32) and the token ids (int32)");
+    a.push_back("bf16 (train.precision bf16): fp32 master weights on every GPU and a bf16 copy for the GEMMs, AdamW m "
+                "and v fp32 (sharded under ZeRO-1), fp32 gradients (accumulated over micro-batches), bf16 activations "
+                "except the LayerNorm and attention row statistics, the Pauli amplitudes and the row losses (fp32) "
+                "and the token ids (int32)");
   else
-    a.push_back("fp32 everywhere, as the CPU trainer runs today");
+    a.push_back("fp32 everywhere (train.precision fp32)");
   return a;
 }
 
@@ -100,7 +101,7 @@ void add_plan(CLI::App& app) {
     std::string device = "h100";
     double gpu_mem_gib = 0;
     double headroom_gib = kDefaultHeadroomGiB;
-    std::string precision = "fp32";
+    std::string precision;  // "": the config's train.precision
     int64_t vocab = 0;
     bool json = false;
   };
@@ -122,10 +123,9 @@ void add_plan(CLI::App& app) {
       ->check(real_in(0, 1048576))
       ->capture_default_str();
   cmd->add_option("--precision", a->precision,
-                  "fp32 (as trained today), or bf16 mixed precision: bf16 weight copy + fp32 master weights, AdamW "
-                  "state and gradients, bf16 activations (LayerNorm statistics and losses fp32)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
+                  "fp32, or bf16 mixed precision (fp32 master weights, AdamW state and gradients, a bf16 weight copy, "
+                  "bf16 activations with fp32 statistics and losses); default: the config's train.precision")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--vocab", a->vocab,
                   "the corpus's vocab_size (before model.vocab_multiple); default: read from data.corpus. GPT-2's BPE: 50257")
       ->transform(count_in(1, 1000000000));
@@ -146,7 +146,9 @@ void add_plan(CLI::App& app) {
     }
     PlanOptions opt;
     opt.gpus = a->gpus;
-    opt.precision = a->precision == "bf16" ? Precision::bf16 : Precision::fp32;
+    opt.precision = a->precision.empty() ? cfg.train.precision
+                    : a->precision == "bf16"  ? Precision::bf16
+                                              : Precision::fp32;
     opt.device = find_device(a->device);
     if (a->gpu_mem_gib > 0) {
       char label[64];

@@ -187,6 +187,9 @@ void Trainer::load_checkpoint(const std::string& path, const std::function<void(
   skipped_spikes_ = st.skipped_spikes;
   spike_detector_.restore(
       SpikeState{st.spike_loss_ema, st.spike_grad_norm_ema, st.spike_steps_seen, st.spikes_in_a_row});
+  // The checkpoint holds fp32 masters only (any precision): a bf16 run rounds its weight copy
+  // from them as its last update did, so it continues bit for bit.
+  round_weight_copy(optimizer_steps());
 }
 
 }  // namespace qisa

@@ -67,9 +67,11 @@ double standard_training_flops(const ModelConfig& m, int64_t non_embedding_param
 
 // The precision of a run's matrix math; a datasheet quotes one peak per mode. tf32 is fp32
 // storage on tensor cores, so this is not plan.h's Precision (storage: fp32 | bf16). The
-// trainer passes the run's precision: fp32 today (train.precision is not a key yet).
+// trainer passes the run's precision (train.precision: fp32 or bf16).
 enum class MathPrecision { fp32, tf32, bf16 };
 const char* to_string(MathPrecision p);
+// The matrix math of a run with train.precision p (fp32 GEMMs are quoted at the fp32 peak).
+inline MathPrecision math_precision(Precision p) { return p == Precision::bf16 ? MathPrecision::bf16 : MathPrecision::fp32; }
 
 // Dense (no sparsity) peak FLOP/s of a GPU, per math mode, from NVIDIA's datasheets.
 struct DevicePeak {

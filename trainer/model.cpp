@@ -26,6 +26,19 @@ struct GPT::Layer {
   int64_t proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, mproj_w, mproj_b;
 };
 
+// An arena buffer in the run's activation type (fp32, or bf16 under precision bf16).
+class ActBuffer {
+ public:
+  ActBuffer() = default;
+  ActBuffer(Backend& be, size_t count, DType t) : buf_(be, count * dtype_bytes(t)), t_(t) {}
+  Act get() const { return Act(buf_.get(), t_); }
+  size_t bytes() const { return buf_.bytes(); }
+
+ private:
+  Buffer<std::byte> buf_;
+  DType t_ = DType::f32;
+};
+
 // The activation arena: what backward needs, for N = max_batch * T rows, plus forward and
 // gradient scratch. Every buffer is named, shaped and sized in ONE place, lay_out() below,
 // which both allocates the arena and counts it (GPT::activation_bytes).
@@ -36,31 +49,36 @@ struct GPT::Layer {
 // values bit for bit) just before block l's backward. The last block's activations are still
 // there from forward, so it is not recomputed. Arena: O(L * Block) -> O(Block + L * N*C).
 struct GPT::Acts {
-  // What backward needs of one block besides its input.
+  // What backward needs of one block besides its input. ActBuffer: the run's activation type;
+  // Buffer<float>: fp32 always (statistics, the Pauli amplitudes u, losses).
   struct Block {
-    Buffer<float> ln1, ln1_mean, ln1_rstd;  // [N, C], [N], [N]: ln1 output and statistics
-    Buffer<float> qkv;                      // [N, 3C] csa (q|k|v) or [N, 2C] qisa/qisa_a (q|k)
+    ActBuffer ln1;                          // [N, C] ln1 output
+    Buffer<float> ln1_mean, ln1_rstd;       // [N], [N]: its statistics
+    ActBuffer qkv;                          // [N, 3C] csa (q|k|v) or [N, 2C] qisa/qisa_a (q|k)
     Buffer<float> u;                        // qisa: [N, H*C] per_head (u_h = a L_h^T), [N, C] shared (u = a L^T)
-    Buffer<float> vals;                     // [N, C] qisa/qisa_a: Pauli values (H heads x D)
+    ActBuffer vals;                         // [N, C] qisa/qisa_a: Pauli values (H heads x D)
     Buffer<float> att_stat;                 // [B, H, T] per attention row: csa log-sum-exp, qisa normaliser
-    Buffer<float> heads;                    // [N, C] concatenated head outputs
-    Buffer<float> x_mid;                    // [N, C] residual stream after the attention branch
-    Buffer<float> ln2, ln2_mean, ln2_rstd;  // [N, C], [N], [N]
-    Buffer<float> fc_pre, fc_act;           // [N, 4C] mlp.fc output before / after the activation
+    ActBuffer heads;                        // [N, C] concatenated head outputs
+    ActBuffer x_mid;                        // [N, C] residual stream after the attention branch
+    ActBuffer ln2;                          // [N, C]
+    Buffer<float> ln2_mean, ln2_rstd;       // [N], [N]
+    ActBuffer fc_pre, fc_act;               // [N, 4C] mlp.fc output before / after the activation
   };
-  std::vector<Buffer<float>> x_in;  // L x [N, C]: each block's input (kept in both modes)
+  std::vector<ActBuffer> x_in;      // L x [N, C]: each block's input (kept in both modes)
   std::vector<Block> blocks;        // L (recompute none) or 1 (recompute blocks) Blocks
-  Buffer<float> branch;             // [N, C] attn.proj / mlp.proj output before its residual add
-  Buffer<float> x_final, lnf, lnf_mean, lnf_rstd;  // [N, C] x3, [N], [N]
-  Buffer<float> logits;                            // [N, V] (dlogits in place after backward)
-  Buffer<float> losses;                            // [N]
-  Buffer<double> loss_sum;                         // [1]: the step's summed row losses (float64)
-  Buffer<int32_t> idx, targets;                    // [N]
+  ActBuffer branch;                 // [N, C] attn.proj / mlp.proj output before its residual add
+  ActBuffer x_final, lnf;           // [N, C] x2
+  Buffer<float> lnf_mean, lnf_rstd; // [N], [N]
+  ActBuffer logits;                 // [N, V] (dlogits in place after backward)
+  Buffer<float> losses;             // [N]
+  Buffer<double> loss_sum;          // [1]: the step's summed row losses (float64)
+  Buffer<int32_t> idx, targets;     // [N]
   // gradient scratch, reused by every block
-  Buffer<float> dx, dln;            // [N, C]: d(residual stream), d(layernorm output)
-  Buffer<float> dqkv, du, dvals;    // like qkv, u, vals
-  Buffer<float> dheads, dbranch;    // [N, C]
-  Buffer<float> dfc_pre, dfc_act;   // [N, 4C]
+  ActBuffer dx, dln;                // [N, C]: d(residual stream), d(layernorm output)
+  ActBuffer dqkv, dvals;            // like qkv, vals
+  Buffer<float> du;                 // like u (fp32, as u)
+  ActBuffer dheads, dbranch;        // [N, C]
+  ActBuffer dfc_pre, dfc_act;       // [N, 4C]
 
   Block& block(int l) { return blocks[blocks.size() == 1 ? 0 : static_cast<size_t>(l)]; }
 
@@ -114,32 +132,52 @@ struct GPT::Acts {
   }
 };
 
-std::vector<GPT::ArenaItem> GPT::activation_arena(const ModelConfig& cfg, int64_t max_batch, Recompute recompute) {
+namespace {
+template <class Buf>
+inline constexpr bool kIsAct = std::is_same_v<Buf, ActBuffer>;
+// Bytes of `count` elements of an arena buffer (ActBuffer: of the run's activation type).
+template <class Buf>
+int64_t element_bytes(DType act) {
+  if constexpr (kIsAct<Buf>)
+    return static_cast<int64_t>(dtype_bytes(act));
+  else
+    return static_cast<int64_t>(sizeof(*std::declval<Buf&>().get()));
+}
+}  // namespace
+
+std::vector<GPT::ArenaItem> GPT::activation_arena(const ModelConfig& cfg, int64_t max_batch, Recompute recompute,
+                                                  Precision precision) {
   std::vector<ArenaItem> items;
   Acts shape_only;  // its buffers stay empty
+  const DType act = activation_dtype(precision);
   shape_only.lay_out(cfg, max_batch, recompute, [&](auto& buf, int64_t count, const char* name, const char* shape) {
-    const int64_t bytes = count * static_cast<int64_t>(sizeof(*buf.get()));
+    using Buf = std::remove_reference_t<decltype(buf)>;
+    const int64_t bytes = count * element_bytes<Buf>(act);
     for (auto& it : items)
       if (it.name == name) {
         it.bytes += bytes;
         ++it.copies;
         return;
       }
-    items.push_back(ArenaItem{name, shape, bytes, 1, std::is_integral_v<std::remove_reference_t<decltype(*buf.get())>>});
+    if constexpr (kIsAct<Buf>)
+      items.push_back(ArenaItem{name, shape, bytes, 1, false, true});
+    else
+      items.push_back(ArenaItem{name, shape, bytes, 1, std::is_integral_v<std::remove_reference_t<decltype(*buf.get())>>, false});
   });
   return items;
 }
 
-int64_t GPT::activation_bytes(const ModelConfig& cfg, int64_t max_batch, Recompute recompute) {
+int64_t GPT::activation_bytes(const ModelConfig& cfg, int64_t max_batch, Recompute recompute, Precision precision) {
   int64_t total = 0;
-  for (const auto& it : activation_arena(cfg, max_batch, recompute)) total += it.bytes;
+  for (const auto& it : activation_arena(cfg, max_batch, recompute, precision)) total += it.bytes;
   return total;
 }
 
 std::string GPT::pauli_name(int layer) { return block_param(layer, "attn.v.pauli"); }
 
-GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align, Recompute recompute)
-    : cfg_(cfg), be_(backend), table_(cfg), max_batch_(max_batch), recompute_(recompute) {
+GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align, Recompute recompute,
+         Precision precision)
+    : cfg_(cfg), be_(backend), table_(cfg), max_batch_(max_batch), recompute_(recompute), precision_(precision) {
   QISA_CHECK(max_batch >= 1, "model max_batch is " + std::to_string(max_batch), "use at least one sequence");
   QISA_CHECK(cfg.n_embd % cfg.n_head == 0,
              "n_embd (" + std::to_string(cfg.n_embd) + ") is not divisible by n_head (" + std::to_string(cfg.n_head) + ")",
@@ -152,6 +190,10 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
   grads_ = Buffer<float>(be_, flat);
   be_.zero(params_.get(), params_.bytes());
   be_.zero(grads_.get(), grads_.bytes());
+  if (precision == Precision::bf16) {
+    weights_bf16_ = Buffer<bf16>(be_, flat);
+    be_.zero(weights_bf16_.get(), weights_bf16_.bytes());
+  }
 
   for (int l = 0; l < cfg.n_layer; ++l) {
     auto off = [&](const char* rest) { return table_.offset(block_param(l, rest)); };
@@ -180,9 +222,13 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
   for (int l = 0; l < cfg.n_layer; ++l) pauli_terms_.emplace_back();
 
   acts_ = std::make_unique<Acts>();
+  const DType act = activation_dtype(precision);
   acts_->lay_out(cfg, max_batch, recompute, [&](auto& buf, int64_t count, const char*, const char*) {
-    using T = std::remove_reference_t<decltype(*buf.get())>;
-    buf = Buffer<T>(be_, static_cast<size_t>(count));
+    using Buf = std::remove_reference_t<decltype(buf)>;
+    if constexpr (kIsAct<Buf>)
+      buf = ActBuffer(be_, static_cast<size_t>(count), act);
+    else
+      buf = Buf(be_, static_cast<size_t>(count));
     arena_bytes_ += static_cast<int64_t>(buf.bytes());
   });
 }
@@ -278,6 +324,33 @@ void GPT::set_params_host(const std::vector<float>& flat) {
                  std::to_string(table_.total()),
              "the parameters come from a different model configuration");
   be_.upload(params_.get(), flat.data(), flat.size() * sizeof(float));
+  round_weight_copy(Bf16Rounding::nearest, 0, 0);
+}
+
+void GPT::round_weight_copy(Bf16Rounding rounding, uint64_t seed, uint32_t step) {
+  if (precision_ != Precision::bf16) return;
+  const auto n = static_cast<int64_t>(params_.size());
+  if (rounding == Bf16Rounding::stochastic && step > 0)
+    be_.round_bf16_stochastic(weights_bf16_.get(), params_.get(), n, seed, step, 0);
+  else
+    be_.convert(weights_bf16_.get(), params_.get(), n);
+}
+
+CAct GPT::gemm_weight(int64_t offset) const {
+  if (precision_ == Precision::bf16) return CAct(weights_bf16_.get()) + offset;
+  return CAct(params_.get()) + offset;
+}
+
+std::vector<float> GPT::download_floats(CAct src, int64_t n) const {
+  std::vector<float> h(static_cast<size_t>(n));
+  if (src.t == DType::f32) {
+    be_.download(h.data(), src.p, h.size() * sizeof(float));
+    return h;
+  }
+  std::vector<bf16> raw(static_cast<size_t>(n));
+  be_.download(raw.data(), src.p, raw.size() * sizeof(bf16));
+  for (size_t i = 0; i < raw.size(); ++i) h[i] = bf16_to_float(raw[i]);
+  return h;
 }
 
 
@@ -376,7 +449,7 @@ bool GPT::run_forward(const int32_t* idx, const int32_t* targets, int64_t B, int
   for (int l = 0; l < cfg_.n_layer; ++l) block_forward(l, B, T, ctx, true);
   be_.layernorm_forward(a.lnf.get(), a.lnf_mean.get(), a.lnf_rstd.get(), a.x_final.get(), P + table_.offset("ln_f.weight"),
                         P + table_.offset("ln_f.bias"), N, static_cast<int>(C));
-  be_.linear_forward(a.logits.get(), a.lnf.get(), P + table_.offset("head.weight"), P + table_.offset("head.bias"), N,
+  be_.linear_forward(a.logits.get(), a.lnf.get(), gemm_weight(table_.offset("head.weight")), P + table_.offset("head.bias"), N,
                      static_cast<int>(C), static_cast<int>(V));
   logits_valid_ = true;
   if (!targets) return false;
@@ -394,22 +467,22 @@ void GPT::block_forward(int l, int64_t B, int T, const StepContext& ctx, bool to
   Acts::Block& b = a.block(l);
   float* P = params_.get();
   auto resid_dropout = [&](int which) { return dropout_at(l, which, ctx, static_cast<uint64_t>(T) * C); };
-  const float* x_in = a.x_in[l].get();
+  const CAct x_in = a.x_in[l].get();
   be_.layernorm_forward(b.ln1.get(), b.ln1_mean.get(), b.ln1_rstd.get(), x_in, P + L.ln1_w, P + L.ln1_b, N,
                         static_cast<int>(C));
   attention_forward(l, B, T, ctx);
-  be_.linear_forward(a.branch.get(), b.heads.get(), P + L.proj_w, P + L.proj_b, N, static_cast<int>(C),
+  be_.linear_forward(a.branch.get(), b.heads.get(), gemm_weight(L.proj_w), P + L.proj_b, N, static_cast<int>(C),
                      static_cast<int>(C));
   be_.dropout_add_forward(b.x_mid.get(), x_in, a.branch.get(), N * C, resid_dropout(kSiteAttnResid));
   be_.layernorm_forward(b.ln2.get(), b.ln2_mean.get(), b.ln2_rstd.get(), b.x_mid.get(), P + L.ln2_w, P + L.ln2_b, N,
                         static_cast<int>(C));
-  be_.linear_forward(b.fc_pre.get(), b.ln2.get(), P + L.fc_w, P + L.fc_b, N, static_cast<int>(C),
+  be_.linear_forward(b.fc_pre.get(), b.ln2.get(), gemm_weight(L.fc_w), P + L.fc_b, N, static_cast<int>(C),
                      static_cast<int>(4 * C));
   be_.activation_forward(b.fc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation);
   block_held_ = l;
   if (!to_output) return;
-  float* x_out = (l + 1 < cfg_.n_layer) ? a.x_in[l + 1].get() : a.x_final.get();
-  be_.linear_forward(a.branch.get(), b.fc_act.get(), P + L.mproj_w, P + L.mproj_b, N, static_cast<int>(4 * C),
+  const Act x_out = (l + 1 < cfg_.n_layer) ? a.x_in[l + 1].get() : a.x_final.get();
+  be_.linear_forward(a.branch.get(), b.fc_act.get(), gemm_weight(L.mproj_w), P + L.mproj_b, N, static_cast<int>(4 * C),
                      static_cast<int>(C));
   be_.dropout_add_forward(x_out, b.x_mid.get(), a.branch.get(), N * C, resid_dropout(kSiteMlpResid));
 }
@@ -423,9 +496,9 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
   switch (cfg_.attention) {
     case AttentionKind::csa: {
       // q|k|v = a [Wq;Wk;Wv]^T (one matmul over the adjacent weights), then softmax attention.
-      be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, nullptr, N, C, 3 * C);
+      be_.linear_forward(b.qkv.get(), b.ln1.get(), gemm_weight(L.qk_w), nullptr, N, C, 3 * C);
       const Dropout d = dropout_at(l, kSiteAttn, ctx, static_cast<uint64_t>(H) * T * T);
-      const float* q = b.qkv.get();
+      const CAct q = b.qkv.get();
       be_.csa_forward(b.heads.get(), C, b.att_stat.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
                       1.0f / std::sqrt(static_cast<float>(C)), d);
       break;
@@ -434,22 +507,22 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
     case AttentionKind::qisa_a: {
       QISA_CHECK(pauli_terms_[l].get() != nullptr, "block " + std::to_string(l) + " has no Pauli strings",
                  "call init() or load the strings from the model file");
-      be_.linear_forward(b.qkv.get(), b.ln1.get(), P + L.qk_w, P + L.qk_b, N, C, 2 * C);
+      be_.linear_forward(b.qkv.get(), b.ln1.get(), gemm_weight(L.qk_w), P + L.qk_b, N, C, 2 * C);
       if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
         // u = a L^T once per token (L [C, C]); head h measures that same u with its D strings.
-        be_.linear_forward(b.u.get(), b.ln1.get(), P + L.v_w, nullptr, N, C, C);
+        be_.linear_forward(b.u.get(), b.ln1.get(), gemm_weight(L.v_w), nullptr, N, C, C);
         for (int h = 0; h < H; ++h)
           be_.pauli_value_forward(b.vals.get() + h * D, C, b.u.get(), C, pauli_terms_[l].get() + h * D, N, 1, D, C,
                                   nq);
       } else if (cfg_.attention == AttentionKind::qisa) {
         // u_h = a L_h^T for every head in one matmul: L viewed as [H*C, C].
-        be_.linear_forward(b.u.get(), b.ln1.get(), P + L.v_w, nullptr, N, C, H * C);
+        be_.linear_forward(b.u.get(), b.ln1.get(), gemm_weight(L.v_w), nullptr, N, C, H * C);
         be_.pauli_value_forward(b.vals.get(), C, b.u.get(), H * C, pauli_terms_[l].get(), N, H, D, C, nq);
       } else {
         be_.qisa_a_forward(b.vals.get(), C, b.ln1.get(), C, P + L.rx, P + L.ry, P + L.ry2, pauli_terms_[l].get(), N,
                            H, D, C, nq);
       }
-      const float* q = b.qkv.get();
+      const CAct q = b.qkv.get();
       be_.gaussian_attention_forward(b.heads.get(), C, b.att_stat.get(), q, q + C, 2 * C, b.vals.get(), C, B, T, H, D,
                                      cfg_.mask);
       break;
@@ -476,7 +549,7 @@ void GPT::backward(float loss_scale, GradMode mode, const std::function<void(int
   logits_valid_ = false;
   be_.cross_entropy_backward(a.logits.get(), a.logits.get(), a.targets.get(), N, V, loss_scale);
   be_.linear_backward(a.dln.get(), G + table_.offset("head.weight"), G + table_.offset("head.bias"), a.logits.get(),
-                      a.lnf.get(), P + table_.offset("head.weight"), N, C, V, kSet, mode);
+                      a.lnf.get(), gemm_weight(table_.offset("head.weight")), N, C, V, kSet, mode);
   be_.layernorm_backward(a.dx.get(), G + table_.offset("ln_f.weight"), G + table_.offset("ln_f.bias"), a.dln.get(),
                          a.x_final.get(), P + table_.offset("ln_f.weight"), a.lnf_mean.get(), a.lnf_rstd.get(), N, C,
                          kSet, mode);
@@ -512,16 +585,16 @@ void GPT::block_backward(int l, int64_t B, int T, GradMode mode) {
   // x_out = x_mid + dropout(mlp_out): dx passes through unchanged to x_mid (the residual stream
   // gradient a.dx is only ever added to)
   be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteMlpResid), kSet);
-  be_.linear_backward(a.dfc_act.get(), G + L.mproj_w, G + L.mproj_b, a.dbranch.get(), b.fc_act.get(), P + L.mproj_w, N,
+  be_.linear_backward(a.dfc_act.get(), G + L.mproj_w, G + L.mproj_b, a.dbranch.get(), b.fc_act.get(), gemm_weight(L.mproj_w), N,
                       4 * C, C, kSet, mode);
   be_.activation_backward(a.dfc_pre.get(), a.dfc_act.get(), b.fc_pre.get(), N * 4 * C, cfg_.activation, kSet);
-  be_.linear_backward(a.dln.get(), G + L.fc_w, G + L.fc_b, a.dfc_pre.get(), b.ln2.get(), P + L.fc_w, N, C, 4 * C, kSet,
+  be_.linear_backward(a.dln.get(), G + L.fc_w, G + L.fc_b, a.dfc_pre.get(), b.ln2.get(), gemm_weight(L.fc_w), N, C, 4 * C, kSet,
                       mode);
   be_.layernorm_backward(a.dx.get(), G + L.ln2_w, G + L.ln2_b, a.dln.get(), b.x_mid.get(), P + L.ln2_w,
                          b.ln2_mean.get(), b.ln2_rstd.get(), N, C, kAdd, mode);
   // x_mid = x_in + dropout(attn_proj)
   be_.dropout_add_backward(nullptr, a.dbranch.get(), a.dx.get(), N * C, resid_dropout(kSiteAttnResid), kSet);
-  be_.linear_backward(a.dheads.get(), G + L.proj_w, G + L.proj_b, a.dbranch.get(), b.heads.get(), P + L.proj_w, N, C, C,
+  be_.linear_backward(a.dheads.get(), G + L.proj_w, G + L.proj_b, a.dbranch.get(), b.heads.get(), gemm_weight(L.proj_w), N, C, C,
                       kSet, mode);
   attention_backward(l, B, T, mode);  // dheads -> dln (d of ln1 output) and attention parameter grads
   be_.layernorm_backward(a.dx.get(), G + L.ln1_w, G + L.ln1_b, a.dln.get(), a.x_in[l].get(), P + L.ln1_w,
@@ -539,31 +612,31 @@ void GPT::attention_backward(int l, int64_t B, int T, GradMode mode) {
   const StepContext& ctx = last_ctx_;
   float* P = params_.get();
   float* G = grads_.get();
-  const float* q = b.qkv.get();
-  float* dq = a.dqkv.get();
+  const CAct q = b.qkv.get();
+  const Act dq = a.dqkv.get();
   switch (cfg_.attention) {
     case AttentionKind::csa: {
       const Dropout d = dropout_at(l, kSiteAttn, ctx, static_cast<uint64_t>(H) * T * T);
       be_.csa_backward(dq, dq + C, dq + 2 * C, a.dheads.get(), C, b.att_stat.get(), q, q + C, q + 2 * C, 3 * C, B, T, H, D,
                        1.0f / std::sqrt(static_cast<float>(C)), d, kSet);
-      be_.linear_backward(a.dln.get(), G + L.qk_w, nullptr, dq, b.ln1.get(), P + L.qk_w, N, C, 3 * C, kSet, mode);
+      be_.linear_backward(a.dln.get(), G + L.qk_w, nullptr, dq, b.ln1.get(), gemm_weight(L.qk_w), N, C, 3 * C, kSet, mode);
       break;
     }
     case AttentionKind::qisa:
     case AttentionKind::qisa_a: {
       be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att_stat.get(), q, q + C,
                                       b.vals.get(), B, T, H, D, cfg_.mask, kSet);
-      be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), P + L.qk_w, N, C, 2 * C, kSet, mode);
+      be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), gemm_weight(L.qk_w), N, C, 2 * C, kSet, mode);
       if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
         // dL/du sums over the heads (each head adds its strings' part), then ONE GEMM backward.
         for (int h = 0; h < H; ++h)
           be_.pauli_value_backward(a.du.get(), C, a.dvals.get() + h * D, C, b.u.get(), pauli_terms_[l].get() + h * D,
                                    N, 1, D, C, nq, h == 0 ? kSet : kAdd);
-        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, C, kAdd, mode);
+        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), gemm_weight(L.v_w), N, C, C, kAdd, mode);
       } else if (cfg_.attention == AttentionKind::qisa) {
         be_.pauli_value_backward(a.du.get(), H * C, a.dvals.get(), C, b.u.get(), pauli_terms_[l].get(), N, H, D, C, nq,
                                  kSet);
-        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), P + L.v_w, N, C, H * C, kAdd, mode);
+        be_.linear_backward(a.dln.get(), G + L.v_w, nullptr, a.du.get(), b.ln1.get(), gemm_weight(L.v_w), N, C, H * C, kAdd, mode);
       } else {
         be_.qisa_a_backward(a.dln.get(), C, G + L.rx, G + L.ry, G + L.ry2, a.dvals.get(), C, b.ln1.get(), P + L.rx,
                             P + L.ry, P + L.ry2, pauli_terms_[l].get(), N, H, D, C, nq, kAdd, mode);
@@ -581,9 +654,7 @@ std::vector<float> GPT::logits_host() const {
              "logits_host() after backward(): the logits buffer now holds dL/dlogits (cross-entropy backward "
              "runs in place on it)",
              "read the logits between forward() and backward(), or run forward() again");
-  std::vector<float> h(static_cast<size_t>(last_B_ * last_T_ * cfg_.vocab_size));
-  be_.download(h.data(), acts_->logits.get(), h.size() * sizeof(float));
-  return h;
+  return download_floats(acts_->logits.get(), last_B_ * last_T_ * cfg_.vocab_size);
 }
 
 std::vector<float> GPT::row_losses_host() const {
@@ -598,9 +669,7 @@ std::vector<float> GPT::head_outputs_host(int layer) const {
              "the head outputs of block " + std::to_string(layer) + " are gone: with recompute blocks the model keeps "
              "one block's activations (now block " + std::to_string(block_held_) + "'s)",
              "build the model with Recompute::none (train.recompute: none) to read every block's head outputs");
-  std::vector<float> h(static_cast<size_t>(last_B_ * last_T_ * cfg_.n_embd));
-  be_.download(h.data(), acts_->block(layer).heads.get(), h.size() * sizeof(float));
-  return h;
+  return download_floats(acts_->block(layer).heads.get(), last_B_ * last_T_ * cfg_.n_embd);
 }
 
 }  // namespace qisa

@@ -31,8 +31,11 @@ class GPT {
   // max_batch: the most sequences one forward will see (the micro-batch). The flat params and
   // grads buffers are padded with zeros to a multiple of flat_align floats (ZeRO shards them
   // into equal parts).
+  // precision bf16: the arena stores activations and their gradients in bf16 (statistics, losses
+  // and the Pauli amplitudes u stay fp32), and the GEMMs read a bf16 copy of the weights
+  // (round_weight_copy) beside the fp32 masters params().
   GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t flat_align = 1,
-      Recompute recompute = Recompute::none);
+      Recompute recompute = Recompute::none, Precision precision = Precision::fp32);
   ~GPT();
   GPT(const GPT&) = delete;
   GPT& operator=(const GPT&) = delete;
@@ -42,6 +45,7 @@ class GPT {
   Backend& backend() { return be_; }
   int64_t max_batch() const { return max_batch_; }
   Recompute recompute() const { return recompute_; }
+  Precision precision() const { return precision_; }
 
   // ---- the activation arena: every buffer forward/backward use besides the parameters and
   // gradients (and the backends' kernel scratch): saved activations, logits [N, V], the token
@@ -53,11 +57,15 @@ class GPT {
     std::string shape;  // "[N, 4C]", N = max_batch * block_size
     int64_t bytes;      // all copies together
     int copies;         // e.g. n_layer for a Block buffer without recompute, 1 with
-    bool is_int;        // int32 token ids (else float32)
+    bool is_int;        // int32 token ids
+    bool in_act_dtype;  // stored in the run's activation type (bf16 under precision bf16), else
+                        // always fp32 (statistics, losses, Pauli amplitudes; loss_sum is float64)
   };
   int64_t activation_bytes() const { return arena_bytes_; }
-  static std::vector<ArenaItem> activation_arena(const ModelConfig& cfg, int64_t max_batch, Recompute recompute);
-  static int64_t activation_bytes(const ModelConfig& cfg, int64_t max_batch, Recompute recompute);
+  static std::vector<ArenaItem> activation_arena(const ModelConfig& cfg, int64_t max_batch, Recompute recompute,
+                                                 Precision precision = Precision::fp32);
+  static int64_t activation_bytes(const ModelConfig& cfg, int64_t max_batch, Recompute recompute,
+                                  Precision precision = Precision::fp32);
 
   // ---- parameters (backend memory; host copies on request)
   float* params() { return params_.get(); }
@@ -68,7 +76,13 @@ class GPT {
   // LayerNorm 1/0, QISA L_h (or the shared L) like Linear(C,C), QISA-A angles U(-pi,pi)) and Pauli strings.
   void init(uint64_t seed);
   std::vector<float> params_host() const;
-  void set_params_host(const std::vector<float>& flat);
+  void set_params_host(const std::vector<float>& flat);  // the bf16 copy follows (nearest)
+  // precision bf16: the GEMMs' bf16 weight copy, rounded from the fp32 masters. Call it whenever
+  // params() changed (after each optimizer update, after loading a checkpoint). nearest, or
+  // stochastic with Philox counters (seed, step, flat index); step 0 always rounds to nearest
+  // (the initial weights). A pure function of (masters, rounding, seed, step), so a resumed run
+  // rebuilds the same copy. fp32 precision: nothing to do.
+  void round_weight_copy(Bf16Rounding rounding, uint64_t seed, uint32_t step);
   std::vector<float> grads_host() const;
 
   // ---- Pauli strings: per block, H*D strings of n_qubits letters (row-major [H, D]); none for csa.
@@ -115,13 +129,17 @@ class GPT {
   void block_backward(int l, int64_t B, int T, GradMode mode);
   void attention_forward(int l, int64_t B, int T, const StepContext& ctx);
   void attention_backward(int l, int64_t B, int T, GradMode mode);
+  CAct gemm_weight(int64_t offset) const;  // a Linear weight as the GEMMs read it (bf16 copy or fp32)
+  std::vector<float> download_floats(CAct src, int64_t n) const;
 
   ModelConfig cfg_;
   Backend& be_;
   ParamTable table_;
   int64_t max_batch_;
   Recompute recompute_;
+  Precision precision_;
   Buffer<float> params_, grads_;
+  Buffer<bf16> weights_bf16_;  // precision bf16: the GEMMs' copy of params_ (flat layout)
   std::vector<std::vector<std::string>> pauli_;
   std::vector<Buffer<PauliTerm>> pauli_terms_;  // per block [H*D], backend memory
   std::vector<Layer> layers_;                   // parameter offsets per block

@@ -14,20 +14,17 @@ std::vector<ArenaBuffer> activation_arena(const ModelConfig& m, int64_t max_batc
   std::vector<ArenaBuffer> a;
   for (const auto& it : GPT::activation_arena(m, max_batch, recompute)) {
     if (it.bytes == 0) continue;  // a buffer this attention kind does not use (u, vals for csa)
-    // LayerNorm statistics, the attention rows' softmax statistics and the losses stay fp32 in a
-    // bf16 plan (the loss sum is float64: 2 words).
-    const bool stats = it.name.ends_with("_mean") || it.name.ends_with("_rstd") || it.name == "att_stat" ||
-                       it.name == "losses" || it.name == "loss_sum";
-    a.push_back(ArenaBuffer{it.name, it.shape, it.bytes / 4 / it.copies, it.copies, it.is_int, stats});
+    // LayerNorm statistics, the attention rows' softmax statistics, the Pauli amplitudes and the
+    // losses stay fp32 in a bf16 run (the loss sum is float64: 2 words).
+    a.push_back(ArenaBuffer{it.name, it.shape, it.bytes / 4 / it.copies, it.copies, it.is_int, !it.in_act_dtype});
   }
   return a;
 }
 
-int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch, Recompute recompute) {
-  return GPT::activation_bytes(m, max_batch, recompute);
+int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch, Recompute recompute, Precision p) {
+  return GPT::activation_bytes(m, max_batch, recompute, p);
 }
 
-const char* to_string(Precision p) { return p == Precision::fp32 ? "fp32" : "bf16"; }
 
 const std::vector<DeviceSpec>& known_devices() {
   constexpr double MiB = 1024.0 * 1024.0;
@@ -112,21 +109,18 @@ Plan make_plan(const Config& cfg, int64_t corpus_vocab, const PlanOptions& opt) 
     if (zero1)
       p.memory.push_back({"zero1_buffers", shard * 8, "reduce-scatter output and all-gather input, fp32, one shard each"});
   } else {
-    p.memory.push_back(
-        {"weights", flat * 2 + pauli, "bf16 working copy, " + std::to_string(p.flat) + " values" + plus_pauli});
+    p.memory.push_back({"weights", flat * 6 + pauli,
+                        "fp32 masters + bf16 GEMM copy, " + std::to_string(p.flat) + " values each" + plus_pauli});
     p.memory.push_back({"gradients", flat * 4, "fp32 (accumulated over micro-batches), the whole flat buffer"});
-    p.memory.push_back({"optimizer", shard * 12,
-                        "fp32 master weights + AdamW m and v, " + std::to_string(p.shard) + " each" + sharded});
+    p.memory.push_back({"optimizer", shard * 8, "AdamW m and v, fp32, " + std::to_string(p.shard) + " each" + sharded});
     if (zero1)
-      p.memory.push_back({"zero1_buffers", shard * 6, "reduce-scatter output (fp32) and all-gather input (bf16), one shard each"});
+      p.memory.push_back({"zero1_buffers", shard * 8, "reduce-scatter output and all-gather input, fp32, one shard each"});
   }
   p.recompute = cfg.train.recompute;
   p.arena = activation_arena(m, p.micro_batch, p.recompute);
-  double act = 0;
-  for (const auto& b : p.arena)
-    act += static_cast<double>(b.total()) * ((bf16 && !b.is_int && !b.keeps_fp32) ? 2 : 4);
+  const auto act = static_cast<double>(GPT::activation_bytes(m, p.micro_batch, p.recompute, opt.precision));
   p.memory.push_back({"activations", act,
-                      std::string(bf16 ? "bf16 (LayerNorm statistics, losses fp32)" : "fp32") + ", micro-batch " +
+                      std::string(bf16 ? "bf16 (statistics, Pauli amplitudes, losses fp32)" : "fp32") + ", micro-batch " +
                           std::to_string(p.micro_batch) + " x " + std::to_string(m.block_size) + " tokens" +
                           (p.recompute == Recompute::blocks
                                ? ", train.recompute blocks (block inputs kept; one block's activations)"

@@ -30,11 +30,12 @@ struct ArenaBuffer {
 // The buffers GPT(cfg, backend, max_batch, ..., recompute) allocates for its activations and
 // gradient scratch (everything but the flat params and grads), without the empty ones.
 std::vector<ArenaBuffer> activation_arena(const ModelConfig& m, int64_t max_batch, Recompute recompute);
-// Their bytes as the GPT allocates them (float32 and int32: 4 bytes each).
-int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch, Recompute recompute);
+// Their bytes as the GPT allocates them for train.precision `p` (bf16 activations: 2 bytes; the
+// buffers that stay fp32, and int32 ids: 4).
+int64_t activation_arena_bytes(const ModelConfig& m, int64_t max_batch, Recompute recompute,
+                               Precision p = Precision::fp32);
 
-enum class Precision { fp32, bf16 };
-const char* to_string(Precision p);
+// Precision (fp32 | bf16) is train.precision's (io/config.h).
 
 // A device `qisa plan --device` knows: total memory as nvidia-smi reports it.
 struct DeviceSpec {

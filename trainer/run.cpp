@@ -150,7 +150,7 @@ class TrainingRun {
     // GPU table by the backend's device name) for the run's math precision: fp32, the only one
     // the trainer computes in until train.precision comes.
     flops_per_token_ = forward_flops(cfg_.model).training();
-    peak_ = resolve_peak(cfg_.train.peak_tflops, backend_.device_model(), MathPrecision::fp32);
+    peak_ = resolve_peak(cfg_.train.peak_tflops, backend_.device_model(), math_precision(cfg_.train.precision));
     if (lead_) print_header();
     // A live progress line only on a real terminal: under mpirun a rank's stdout is a pty that
     // Open MPI forwards into logs, where the line redraws would be noise.
@@ -223,13 +223,18 @@ class TrainingRun {
     if (lead_) truncate_metrics(sum_.metrics_path, sum_.resumed_from);
   }
 
+  std::string precision_label() const {
+    if (cfg_.train.precision == Precision::fp32) return "fp32";
+    return std::string("bf16 (") + to_string(cfg_.train.bf16_rounding) + " weight copy)";
+  }
+
   void print_header() {
-    std::printf("model: %s attention, %s mask, %lld parameters, vocab %lld | %d rank%s (%s), backend %s, %d threads | "
+    std::printf("model: %s attention, %s mask, %lld parameters, vocab %lld | %d rank%s (%s), backend %s, %s, %d threads | "
                 "%lld steps of %lld tokens (per rank %lld sequences, micro-batch %lld)\n",
                 to_string(cfg_.model.attention), to_string(cfg_.model.mask),
                 static_cast<long long>(trainer_->model().num_params()), static_cast<long long>(cfg_.model.vocab_size),
                 comm_.size(), comm_.size() == 1 ? "" : "s", comm_.name().c_str(), backend_.name().c_str(),
-                backend_.threads(), static_cast<long long>(cfg_.train.steps),
+                precision_label().c_str(), backend_.threads(), static_cast<long long>(cfg_.train.steps),
                 static_cast<long long>(cfg_.train.batch_size * cfg_.model.block_size),
                 static_cast<long long>(trainer_->local_batch()), static_cast<long long>(trainer_->micro_batch()));
     std::printf("FLOPs: %.3e per token (training, model FLOPs: trainer/flops.h); peak %s\n", flops_per_token_,

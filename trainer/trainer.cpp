@@ -83,7 +83,7 @@ Trainer::Trainer(const Config& cfg, Backend& backend, Communicator& comm, Collec
                  " of " + std::to_string(world_),
              "make the collectives from the trainer's communicator: make_collectives(comm, backend)");
   const bool zero1 = cfg.dist.zero == 1;
-  model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1, cfg.train.recompute);
+  model_ = std::make_unique<GPT>(cfg.model, be_, micro_, zero1 ? world_ : 1, cfg.train.recompute, cfg.train.precision);
   model_->init(cfg.train.seed);
   shard_size_ = zero1 ? model_->flat_size() / world_ : model_->flat_size();
   shard_begin_ = zero1 ? rank_ * shard_size_ : 0;
@@ -259,6 +259,15 @@ void Trainer::optimizer_step(StepStats& s, int64_t t) {
                      send_ready_.get());
     s.comm_ms += ms_since(t0);
   }
+  t0 = Clock::now();
+  round_weight_copy(t);
+  s.compute_ms += ms_since(t0);
+}
+
+// precision bf16: the GEMMs' weight copy from the masters after update t (a pure function of
+// the masters, the seed and t: a resumed run rebuilds the copy of its last step).
+void Trainer::round_weight_copy(int64_t t) {
+  model_->round_weight_copy(cfg_.train.bf16_rounding, cfg_.train.seed, static_cast<uint32_t>(t));
 }
 
 EvalResult Trainer::evaluate() {

@@ -86,6 +86,7 @@ class Trainer {
   void poison_gradients(int64_t t);
   double gradient_norm(StepStats& s);
   void optimizer_step(StepStats& s, int64_t t);
+  void round_weight_copy(int64_t t);
   void launch_ready_buckets(int64_t ready_from);
 
   Config cfg_;

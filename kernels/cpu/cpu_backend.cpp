@@ -4,7 +4,9 @@
 // Workspace, so steady-state training allocates nothing here.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
 #include <cstring>
 #include <string>
 
@@ -12,6 +14,7 @@
 #include "kernels/cpu/activation.h"
 #include "kernels/cpu/adamw.h"
 #include "kernels/cpu/attention_csa.h"
+#include "kernels/cpu/bf16_stage.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/dropout.h"
 #include "kernels/cpu/embedding.h"
@@ -23,6 +26,7 @@
 #include "kernels/cpu/qisa_a.h"
 #include "kernels/cpu/reductions.h"
 #include "kernels/error.h"
+#include "kernels/philox.h"
 
 namespace qisa {
 
@@ -90,117 +94,237 @@ class CpuBackend final : public Backend {
                "make events with the backend that records them");
   }
 
-  // ---- ops
-  void embedding_forward(float* out, const int32_t* idx, const float* tok, const float* pos, int64_t B, int T,
+  // ---- ops. fp32 operands go straight to the kernels; bf16 ones through a Stage (bf16_stage.h).
+  void embedding_forward(Act out, const int32_t* idx, const float* tok, const float* pos, int64_t B, int T,
                          int C) override {
     ThreadScope ts(threads_);
-    cpu::embedding_forward(out, idx, tok, pos, B, T, C);
+    cpu::Stage st(stage_);
+    cpu::embedding_forward(st.out(out, B * T * C), idx, tok, pos, B, T, C);
+    st.commit();
   }
-  void embedding_backward(float* dtok, float* dpos, const float* dout, const int32_t* idx, int64_t B, int T, int C,
-                          int V, GradMode mode) override {
+  void embedding_backward(float* dtok, float* dpos, CAct dout, const int32_t* idx, int64_t B, int T, int C, int V,
+                          GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::embedding_backward(dtok, dpos, dout, idx, B, T, C, V, mode);
+    cpu::Stage st(stage_);
+    cpu::embedding_backward(dtok, dpos, st.in(dout, B * T * C), idx, B, T, C, V, mode);
   }
 
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* in, const float* w, const float* b,
-                         int64_t N, int C) override {
+  void layernorm_forward(Act out, float* mean, float* rstd, CAct in, const float* w, const float* b, int64_t N,
+                         int C) override {
     ThreadScope ts(threads_);
-    cpu::layernorm_forward(out, mean, rstd, in, w, b, N, C);
+    cpu::Stage st(stage_);
+    cpu::layernorm_forward(st.out(out, N * C), mean, rstd, st.in(in, N * C), w, b, N, C);
+    st.commit();
   }
-  void layernorm_backward(float* din, float* dw, float* db, const float* dout, const float* in, const float* w,
-                          const float* mean, const float* rstd, int64_t N, int C, GradMode din_mode,
-                          GradMode param_mode) override {
+  void layernorm_backward(Act din, float* dw, float* db, CAct dout, CAct in, const float* w, const float* mean,
+                          const float* rstd, int64_t N, int C, GradMode din_mode, GradMode param_mode) override {
     ThreadScope ts(threads_);
-    cpu::layernorm_backward(din, dw, db, dout, in, w, mean, rstd, N, C, ws_, din_mode, param_mode);
-  }
-
-  void linear_forward(float* out, const float* in, const float* w, const float* bias, int64_t N, int IC,
-                      int OC) override {
-    ThreadScope ts(threads_);
-    cpu::linear_forward(out, in, w, bias, N, IC, OC, ws_);
-  }
-  void linear_backward(float* din, float* dw, float* dbias, const float* dout, const float* in, const float* w,
-                       int64_t N, int IC, int OC, GradMode din_mode, GradMode param_mode) override {
-    ThreadScope ts(threads_);
-    cpu::linear_backward(din, dw, dbias, dout, in, w, N, IC, OC, ws_, din_mode, param_mode);
+    cpu::Stage st(stage_);
+    cpu::layernorm_backward(st.out(din, N * C, din_mode), dw, db, st.in(dout, N * C), st.in(in, N * C), w, mean, rstd,
+                            N, C, ws_, din_mode, param_mode);
+    st.commit();
   }
 
-  void activation_forward(float* out, const float* in, int64_t n, Activation act) override {
+  // Row chunks (bf16_stage.h); dw and dbias: the first chunk stores or adds as param_mode says, the
+  // others add.
+  void linear_forward(Act out, CAct in, CAct w, const float* bias, int64_t N, int IC, int OC) override {
     ThreadScope ts(threads_);
-    cpu::activation_forward(out, in, n, act);
+    cpu::Stage sw(stage_param_);
+    const float* w32 = sw.in(w, int64_t{OC} * IC);
+    const int64_t rows = cpu::chunk_rows(N, std::max(IC, OC), cpu::any_bf16({out.t, in.t}));
+    for (int64_t r0 = 0; r0 == 0 || r0 < N; r0 += rows) {  // once with N = 0 too
+      const int64_t n = std::min(rows, N - r0);
+      cpu::Stage st(stage_);
+      cpu::linear_forward(st.out(out + r0 * OC, n * OC), st.in(in + r0 * IC, n * IC), w32, bias, n, IC, OC, ws_);
+      st.commit();
+    }
   }
-  void activation_backward(float* din, const float* dout, const float* in, int64_t n, Activation act,
-                           GradMode mode) override {
+  void linear_backward(Act din, float* dw, float* dbias, CAct dout, CAct in, CAct w, int64_t N, int IC, int OC,
+                       GradMode din_mode, GradMode param_mode) override {
     ThreadScope ts(threads_);
-    cpu::activation_backward(din, dout, in, n, act, mode);
-  }
-
-  void dropout_add_forward(float* out, const float* x, const float* y, int64_t n, const Dropout& d) override {
-    ThreadScope ts(threads_);
-    cpu::dropout_add_forward(out, x, y, n, d);
-  }
-  void dropout_add_backward(float* dx, float* dy, const float* dout, int64_t n, const Dropout& d,
-                            GradMode mode) override {
-    ThreadScope ts(threads_);
-    cpu::dropout_add_backward(dx, dy, dout, n, d, mode);
-  }
-
-  void csa_forward(float* out, int ld_out, float* lse, const float* q, const float* k, const float* v, int ld_in,
-                   int64_t B, int T, int H, int D, float scale, const Dropout& d) override {
-    ThreadScope ts(threads_);
-    cpu::csa_forward(out, ld_out, lse, q, k, v, ld_in, B, T, H, D, scale, d, ws_);
-  }
-  void csa_backward(float* dq, float* dk, float* dv, const float* dout, int ld_out, const float* lse, const float* q,
-                    const float* k, const float* v, int ld_in, int64_t B, int T, int H, int D, float scale,
-                    const Dropout& d, GradMode mode) override {
-    ThreadScope ts(threads_);
-    cpu::csa_backward(dq, dk, dv, dout, ld_out, lse, q, k, v, ld_in, B, T, H, D, scale, d, ws_, mode);
+    cpu::Stage sw(stage_param_);
+    const float* w32 = din ? sw.in(w, int64_t{OC} * IC) : nullptr;
+    const int64_t rows = cpu::chunk_rows(N, std::max(IC, OC), cpu::any_bf16({din.t, dout.t, in.t}));
+    for (int64_t r0 = 0; r0 == 0 || r0 < N; r0 += rows) {  // N = 0 still overwrites dw, dbias with 0
+      const int64_t n = std::min(rows, N - r0);
+      cpu::Stage st(stage_);
+      float* din32 = din ? st.out(din + r0 * IC, n * IC, din_mode) : nullptr;
+      cpu::linear_backward(din32, dw, dbias, st.in(dout + r0 * OC, n * OC), st.in(in + r0 * IC, n * IC), w32, n, IC,
+                           OC, ws_, din_mode, r0 == 0 ? param_mode : GradMode::accumulate);
+      st.commit();
+    }
   }
 
-  void gaussian_attention_forward(float* out, int ld_out, float* z, const float* q, const float* k, int ld_qk,
-                                  const float* v, int ld_v, int64_t B, int T, int H, int D, AttnMask mask) override {
+  // Elementwise: chunks of elements (dropout's element index moves with the chunk).
+  void activation_forward(Act out, CAct in, int64_t n, Activation act) override {
     ThreadScope ts(threads_);
-    cpu::gaussian_attention_forward(out, ld_out, z, q, k, ld_qk, v, ld_v, B, T, H, D, mask, ws_);
+    for_elements(n, {out.t, in.t}, [&](cpu::Stage& st, int64_t i0, int64_t m) {
+      cpu::activation_forward(st.out(out + i0, m), st.in(in + i0, m), m, act);
+    });
   }
-  void gaussian_attention_backward(float* dq, float* dk, int ld_qk, float* dv, int ld_v, const float* dout, int ld_out,
-                                   const float* z, const float* q, const float* k, const float* v, int64_t B, int T,
-                                   int H, int D, AttnMask mask, GradMode mode) override {
+  void activation_backward(Act din, CAct dout, CAct in, int64_t n, Activation act, GradMode mode) override {
     ThreadScope ts(threads_);
-    cpu::gaussian_attention_backward(dq, dk, ld_qk, dv, ld_v, dout, ld_out, z, q, k, v, B, T, H, D, mask, ws_, mode);
-  }
-
-  void pauli_value_forward(float* v, int ld_v, const float* u, int ld_u, const PauliTerm* terms, int64_t N, int H,
-                           int D, int C, int n_qubits) override {
-    ThreadScope ts(threads_);
-    cpu::pauli_value_forward(v, ld_v, u, ld_u, terms, N, H, D, C, n_qubits, ws_);
-  }
-  void pauli_value_backward(float* du, int ld_u, const float* dv, int ld_v, const float* u, const PauliTerm* terms,
-                            int64_t N, int H, int D, int C, int n_qubits, GradMode mode) override {
-    ThreadScope ts(threads_);
-    cpu::pauli_value_backward(du, ld_u, dv, ld_v, u, terms, N, H, D, C, n_qubits, ws_, mode);
+    for_elements(n, {din.t, dout.t, in.t}, [&](cpu::Stage& st, int64_t i0, int64_t m) {
+      cpu::activation_backward(st.out(din + i0, m, mode), st.in(dout + i0, m), st.in(in + i0, m), m, act, mode);
+    });
   }
 
-  void qisa_a_forward(float* v, int ld_v, const float* x, int ld_x, const float* rx, const float* ry, const float* ry2,
+  void dropout_add_forward(Act out, CAct x, CAct y, int64_t n, const Dropout& d) override {
+    ThreadScope ts(threads_);
+    for_elements(n, {out.t, x.t, y.t}, [&](cpu::Stage& st, int64_t i0, int64_t m) {
+      Dropout dc = d;
+      dc.elem_offset += static_cast<uint64_t>(i0);
+      const float* x32 = st.in(x + i0, m);  // out may alias x: x is read before out is stored
+      cpu::dropout_add_forward(st.out(out + i0, m), x32, st.in(y + i0, m), m, dc);
+    });
+  }
+  void dropout_add_backward(Act dx, Act dy, CAct dout, int64_t n, const Dropout& d, GradMode mode) override {
+    ThreadScope ts(threads_);
+    for_elements(n, {dx.t, dy.t, dout.t}, [&](cpu::Stage& st, int64_t i0, int64_t m) {
+      Dropout dc = d;
+      dc.elem_offset += static_cast<uint64_t>(i0);
+      float* dx32 = dx ? st.out(dx + i0, m, mode) : nullptr;
+      cpu::dropout_add_backward(dx32, st.out(dy + i0, m, mode), st.in(dout + i0, m), m, dc, mode);
+    });
+  }
+
+  // Attention: q, k, v, out (and their gradients) share row strides, so when any is bf16 all are
+  // staged as compact [N, H*D] copies.
+  void csa_forward(Act out, int ld_out, float* lse, CAct q, CAct k, CAct v, int ld_in, int64_t B, int T, int H, int D,
+                   float scale, const Dropout& d) override {
+    ThreadScope ts(threads_);
+    const int64_t N = B * T, W = int64_t{H} * D;
+    const bool c = cpu::any_bf16({out.t, q.t, k.t, v.t});
+    cpu::Stage st(stage_);
+    cpu::csa_forward(st.out_rows(out, N, W, ld_out, c), st.ld_of(c, W, ld_out), lse, st.in_rows(q, N, W, ld_in, c),
+                     st.in_rows(k, N, W, ld_in, c), st.in_rows(v, N, W, ld_in, c), st.ld_of(c, W, ld_in), B, T, H, D,
+                     scale, d, ws_);
+    st.commit();
+  }
+  void csa_backward(Act dq, Act dk, Act dv, CAct dout, int ld_out, const float* lse, CAct q, CAct k, CAct v, int ld_in,
+                    int64_t B, int T, int H, int D, float scale, const Dropout& d, GradMode mode) override {
+    ThreadScope ts(threads_);
+    const int64_t N = B * T, W = int64_t{H} * D;
+    const bool c = cpu::any_bf16({dq.t, dk.t, dv.t, dout.t, q.t, k.t, v.t});
+    cpu::Stage st(stage_);
+    cpu::csa_backward(st.out_rows(dq, N, W, ld_in, c, mode), st.out_rows(dk, N, W, ld_in, c, mode),
+                      st.out_rows(dv, N, W, ld_in, c, mode), st.in_rows(dout, N, W, ld_out, c), st.ld_of(c, W, ld_out),
+                      lse, st.in_rows(q, N, W, ld_in, c), st.in_rows(k, N, W, ld_in, c), st.in_rows(v, N, W, ld_in, c),
+                      st.ld_of(c, W, ld_in), B, T, H, D, scale, d, ws_, mode);
+    st.commit();
+  }
+
+  void gaussian_attention_forward(Act out, int ld_out, float* z, CAct q, CAct k, int ld_qk, CAct v, int ld_v, int64_t B,
+                                  int T, int H, int D, AttnMask mask) override {
+    ThreadScope ts(threads_);
+    const int64_t N = B * T, W = int64_t{H} * D;
+    const bool c = cpu::any_bf16({out.t, q.t, k.t, v.t});
+    cpu::Stage st(stage_);
+    cpu::gaussian_attention_forward(st.out_rows(out, N, W, ld_out, c), st.ld_of(c, W, ld_out), z,
+                                    st.in_rows(q, N, W, ld_qk, c), st.in_rows(k, N, W, ld_qk, c), st.ld_of(c, W, ld_qk),
+                                    st.in_rows(v, N, W, ld_v, c), st.ld_of(c, W, ld_v), B, T, H, D, mask, ws_);
+    st.commit();
+  }
+  void gaussian_attention_backward(Act dq, Act dk, int ld_qk, Act dv, int ld_v, CAct dout, int ld_out, const float* z,
+                                   CAct q, CAct k, CAct v, int64_t B, int T, int H, int D, AttnMask mask,
+                                   GradMode mode) override {
+    ThreadScope ts(threads_);
+    const int64_t N = B * T, W = int64_t{H} * D;
+    const bool c = cpu::any_bf16({dq.t, dk.t, dv.t, dout.t, q.t, k.t, v.t});
+    cpu::Stage st(stage_);
+    cpu::gaussian_attention_backward(
+        st.out_rows(dq, N, W, ld_qk, c, mode), st.out_rows(dk, N, W, ld_qk, c, mode), st.ld_of(c, W, ld_qk),
+        st.out_rows(dv, N, W, ld_v, c, mode), st.ld_of(c, W, ld_v), st.in_rows(dout, N, W, ld_out, c),
+        st.ld_of(c, W, ld_out), z, st.in_rows(q, N, W, ld_qk, c), st.in_rows(k, N, W, ld_qk, c),
+        st.in_rows(v, N, W, ld_v, c), B, T, H, D, mask, ws_, mode);
+    st.commit();
+  }
+
+  // The amplitudes u stay fp32 (backend.h); only the values v may be bf16.
+  void pauli_value_forward(Act v, int ld_v, const float* u, int ld_u, const PauliTerm* terms, int64_t N, int H, int D,
+                           int C, int n_qubits) override {
+    ThreadScope ts(threads_);
+    const int64_t W = int64_t{H} * D;
+    const bool c = v.t == DType::bf16;
+    cpu::Stage st(stage_);
+    cpu::pauli_value_forward(st.out_rows(v, N, W, ld_v, c), st.ld_of(c, W, ld_v), u, ld_u, terms, N, H, D, C, n_qubits,
+                             ws_);
+    st.commit();
+  }
+  void pauli_value_backward(float* du, int ld_u, CAct dv, int ld_v, const float* u, const PauliTerm* terms, int64_t N,
+                            int H, int D, int C, int n_qubits, GradMode mode) override {
+    ThreadScope ts(threads_);
+    const int64_t W = int64_t{H} * D;
+    const bool c = dv.t == DType::bf16;
+    cpu::Stage st(stage_);
+    cpu::pauli_value_backward(du, ld_u, st.in_rows(dv, N, W, ld_v, c), st.ld_of(c, W, ld_v), u, terms, N, H, D, C,
+                              n_qubits, ws_, mode);
+  }
+
+  void qisa_a_forward(Act v, int ld_v, CAct x, int ld_x, const float* rx, const float* ry, const float* ry2,
                       const PauliTerm* terms, int64_t N, int H, int D, int C, int n_qubits) override {
     ThreadScope ts(threads_);
-    cpu::qisa_a_forward(v, ld_v, x, ld_x, rx, ry, ry2, terms, N, H, D, C, n_qubits, ws_);
+    const int64_t W = int64_t{H} * D;
+    const bool cv = v.t == DType::bf16, cx = x.t == DType::bf16;
+    cpu::Stage st(stage_);
+    cpu::qisa_a_forward(st.out_rows(v, N, W, ld_v, cv), st.ld_of(cv, W, ld_v), st.in_rows(x, N, C, ld_x, cx),
+                        st.ld_of(cx, C, ld_x), rx, ry, ry2, terms, N, H, D, C, n_qubits, ws_);
+    st.commit();
   }
-  void qisa_a_backward(float* dx, int ld_x, float* drx, float* dry, float* dry2, const float* dv, int ld_v,
-                       const float* x, const float* rx, const float* ry, const float* ry2, const PauliTerm* terms,
-                       int64_t N, int H, int D, int C, int n_qubits, GradMode dx_mode, GradMode param_mode) override {
+  void qisa_a_backward(Act dx, int ld_x, float* drx, float* dry, float* dry2, CAct dv, int ld_v, CAct x, const float* rx,
+                       const float* ry, const float* ry2, const PauliTerm* terms, int64_t N, int H, int D, int C,
+                       int n_qubits, GradMode dx_mode, GradMode param_mode) override {
     ThreadScope ts(threads_);
-    cpu::qisa_a_backward(dx, ld_x, drx, dry, dry2, dv, ld_v, x, rx, ry, ry2, terms, N, H, D, C, n_qubits, ws_, dx_mode,
-                         param_mode);
+    const int64_t W = int64_t{H} * D;
+    const bool cv = dv.t == DType::bf16, cx = cpu::any_bf16({dx.t, x.t});
+    cpu::Stage st(stage_);
+    cpu::qisa_a_backward(st.out_rows(dx, N, C, ld_x, cx, dx_mode), st.ld_of(cx, C, ld_x), drx, dry, dry2,
+                         st.in_rows(dv, N, W, ld_v, cv), st.ld_of(cv, W, ld_v), st.in_rows(x, N, C, ld_x, cx), rx, ry,
+                         ry2, terms, N, H, D, C, n_qubits, ws_, dx_mode, param_mode);
+    st.commit();
   }
 
-  void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int64_t N, int V) override {
+  void cross_entropy_forward(float* losses, CAct logits, const int32_t* targets, int64_t N, int V) override {
     ThreadScope ts(threads_);
-    cpu::cross_entropy_forward(losses, logits, targets, N, V);
+    const int64_t rows = cpu::chunk_rows(N, V, logits.t == DType::bf16);
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t n = std::min(rows, N - r0);
+      cpu::Stage st(stage_);
+      cpu::cross_entropy_forward(losses + r0, st.in(logits + r0 * V, n * V), targets + r0, n, V);
+    }
   }
-  void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets, int64_t N, int V,
+  // In place (dlogits aliases logits) on bf16: the chunk is widened once and rewritten in place.
+  void cross_entropy_backward(Act dlogits, CAct logits, const int32_t* targets, int64_t N, int V,
                               float scale) override {
     ThreadScope ts(threads_);
-    cpu::cross_entropy_backward(dlogits, logits, targets, N, V, scale);
+    const bool in_place = dlogits.p == logits.p && dlogits.t == logits.t;
+    const int64_t rows = cpu::chunk_rows(N, V, cpu::any_bf16({dlogits.t, logits.t}));
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+      const int64_t n = std::min(rows, N - r0);
+      cpu::Stage st(stage_);
+      if (in_place) {
+        float* g = st.out(dlogits + r0 * V, n * V, GradMode::accumulate);  // holds the logits
+        cpu::cross_entropy_backward(g, g, targets + r0, n, V, scale);
+      } else {
+        const float* l32 = st.in(logits + r0 * V, n * V);
+        cpu::cross_entropy_backward(st.out(dlogits + r0 * V, n * V), l32, targets + r0, n, V, scale);
+      }
+      st.commit();
+    }
+  }
+
+  void convert(Act dst, CAct src, int64_t n) override {
+    ThreadScope ts(threads_);
+    cpu::convert(dst, src, n);
+  }
+  void round_bf16_stochastic(bf16* dst, const float* src, int64_t n, uint64_t seed, uint32_t step,
+                             uint64_t elem_offset) override {
+    ThreadScope ts(threads_);
+    cpu::parallel_chunks(n, cpu::kConvertChunk, [&](int64_t, int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        dst[i] = float_to_bf16_stochastic(
+            src[i], philox_bits(seed, kBf16RoundStream, step, elem_offset + static_cast<uint64_t>(i)));
+    });
   }
 
   void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n, const AdamWHyper& h) override {
@@ -222,8 +346,22 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // Elementwise ops over n elements in chunks (one chunk when nothing is bf16): body(stage, i0, m),
+  // whose staged outputs are committed after it.
+  template <class Body>
+  void for_elements(int64_t n, std::initializer_list<DType> types, Body&& body) {
+    const int64_t chunk = cpu::chunk_rows(n, 1, cpu::any_bf16(types));
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+      cpu::Stage st(stage_);
+      body(st, i0, std::min(chunk, n - i0));
+      st.commit();
+    }
+  }
+
   int threads_;
-  cpu::Workspace ws_;
+  cpu::Workspace ws_;           // the kernels' scratch
+  cpu::Workspace stage_;        // fp32 copies of bf16 activations (bf16_stage.h)
+  cpu::Workspace stage_param_;  // the fp32 copy of a bf16 weight, kept over an op's row chunks
 };
 
 }  // namespace

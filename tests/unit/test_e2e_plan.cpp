@@ -124,12 +124,18 @@ TEST_F(PlanCli, ZeroOneDividesTheOptimizerStateOverTheGpus) {
   // 32 sequences over 4 GPUs: 8 each, one micro-batch of 8
   EXPECT_EQ(four["batch_per_gpu"].get<int64_t>(), 8);
   EXPECT_EQ(four["micro_steps"].get<int64_t>(), 1);
-  // bf16: the activations shrink, fp32 master weights join the optimizer state
+  // bf16: the activations shrink, the bf16 weight copy joins the fp32 masters (on every GPU:
+  // the trainer all-gathers fp32 masters), the optimizer state stays m and v
   const auto bf = plan_json(cfg() + " dist.zero=1 --gpus 4 --precision bf16");
   EXPECT_LT(bf["memory_bytes_per_gpu"]["activations"].get<double>(),
             0.6 * four["memory_bytes_per_gpu"]["activations"].get<double>());
-  EXPECT_DOUBLE_EQ(bf["memory_bytes_per_gpu"]["optimizer"].get<double>(), 12.0 * flat4 / 4);
+  EXPECT_DOUBLE_EQ(bf["memory_bytes_per_gpu"]["optimizer"].get<double>(), 8.0 * flat4 / 4);
+  EXPECT_DOUBLE_EQ(bf["memory_bytes_per_gpu"]["weights"].get<double>(),
+                   four["memory_bytes_per_gpu"]["weights"].get<double>() + 2.0 * flat4);
   EXPECT_EQ(bf["precision"], "bf16");
+  // without --precision the plan follows the config's train.precision
+  EXPECT_EQ(plan_json(cfg() + " dist.zero=1 --gpus 4 train.precision=bf16")["memory_bytes_per_gpu"],
+            bf["memory_bytes_per_gpu"]);
 }
 
 TEST_F(PlanCli, OneLineErrors) {

@@ -179,6 +179,8 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"dist.comm", "nccl2", "must be one of auto | none | mpi | nccl"},
       {"dist.comm", "gloo", "valid: auto, none, mpi, nccl"},
       {"train.device", "gpu", "must be one of cpu | cuda"},
+      {"train.precision", "fp16", "must be one of fp32 | bf16"},
+      {"train.bf16_rounding", "up", "must be one of nearest | stochastic"},
       {"train.device", "cudaa", "did you mean 'cuda'?"},
       {"dist.zero", "2", "must be 0 or 1"},
       {"dist.bucket_mb", "0", "must be > 0"},
@@ -286,6 +288,8 @@ train:
   weight_decay: 0
   weight_decay_on: matrices
   grad_clip: 1.5
+  precision: bf16
+  bf16_rounding: stochastic
   on_nonfinite: skip
   spike_factor: 3.5
   spike_warmup: 7
@@ -327,7 +331,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 48u);
+  EXPECT_EQ(config_keys().size(), 50u);
 }
 
 // The keys that were strings compared at run time are enums, parsed once; to_yaml writes their names.
@@ -339,6 +343,8 @@ TEST(Config, ChoicesAreParsedIntoEnums) {
   EXPECT_EQ(c.checkpoint.on_error, OnCheckpointError::warn);
   EXPECT_EQ(c.train.device, Device::cuda);
   EXPECT_EQ(c.dist.comm, CommKind::nccl);
+  EXPECT_EQ(c.train.precision, Precision::bf16);
+  EXPECT_EQ(c.train.bf16_rounding, Bf16Rounding::stochastic);
   const Config d = parse_config(base_with(""), "d.yaml");
   EXPECT_EQ(d.train.recompute, Recompute::none);
   EXPECT_EQ(d.train.on_nonfinite, OnNonfinite::stop);
@@ -346,9 +352,11 @@ TEST(Config, ChoicesAreParsedIntoEnums) {
   EXPECT_EQ(d.checkpoint.on_error, OnCheckpointError::stop);
   EXPECT_EQ(d.train.device, Device::cpu);
   EXPECT_EQ(d.dist.comm, CommKind::automatic);
+  EXPECT_EQ(d.train.precision, Precision::fp32);
+  EXPECT_EQ(d.train.bf16_rounding, Bf16Rounding::nearest);
   const std::string y = c.to_yaml();
   for (const char* line : {"  recompute: blocks", "  on_nonfinite: skip", "  on_spike: skip", "  on_error: warn",
-                           "  device: cuda", "  comm: nccl"})
+                           "  device: cuda", "  comm: nccl", "  precision: bf16", "  bf16_rounding: stochastic"})
     EXPECT_NE(y.find(line), std::string::npos) << line << " in\n" << y;
   EXPECT_NE(d.to_yaml().find("  comm: auto"), std::string::npos);
 }

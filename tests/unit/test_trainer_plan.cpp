@@ -78,18 +78,22 @@ TEST(Plan, ActivationBytesAndParamsAreWhatAGptAllocates) {
   };
   for (const auto& k : cases)
   for (const auto value : {QisaValue::per_head, QisaValue::shared})
-  for (const auto rc : {Recompute::none, Recompute::blocks}) {
+  for (const auto rc : {Recompute::none, Recompute::blocks})
+  for (const auto prec : {Precision::fp32, Precision::bf16}) {
     if (value == QisaValue::shared && k.att != AttentionKind::qisa) continue;
     ModelConfig m = model(k.att, k.C, k.H, k.L, k.T, k.V);
     m.qisa_value = value;
     SCOPED_TRACE(std::string(to_string(k.att)) + " C=" + std::to_string(k.C) + " micro=" + std::to_string(k.micro) +
-                 " " + to_string(value) + (rc == Recompute::blocks ? " recompute blocks" : ""));
+                 " " + to_string(value) + (rc == Recompute::blocks ? " recompute blocks" : "") + " " +
+                 to_string(prec));
     CountingBackend be;
     {
-      GPT gpt(m, be, k.micro, k.align, rc);
+      GPT gpt(m, be, k.micro, k.align, rc, prec);
       const int64_t flat_bytes = gpt.flat_size() * static_cast<int64_t>(sizeof(float));
-      // the constructor allocates the flat params and grads, and the arena: nothing else
-      EXPECT_EQ(be.live_bytes(), 2 * flat_bytes + activation_arena_bytes(m, k.micro, rc));
+      // bf16: the GEMMs' weight copy beside the fp32 masters
+      const int64_t copy_bytes = prec == Precision::bf16 ? gpt.flat_size() * 2 : 0;
+      // the constructor allocates the flat params and grads (and the bf16 copy), and the arena: nothing else
+      EXPECT_EQ(be.live_bytes(), 2 * flat_bytes + copy_bytes + activation_arena_bytes(m, k.micro, rc, prec));
       EXPECT_EQ(gpt.num_params(), ParamTable(m).total());
 
       // the planner's numbers for the same model, micro-batch and ZeRO alignment
@@ -97,6 +101,7 @@ TEST(Plan, ActivationBytesAndParamsAreWhatAGptAllocates) {
       c.train.recompute = rc;
       c.model.vocab_size = 0;  // the plan pads the corpus's vocab itself
       PlanOptions opt;
+      opt.precision = prec;
       opt.gpus = static_cast<int>(k.align);
       opt.device = find_device("h100");
       const Plan p = make_plan(c, k.V, opt);
@@ -108,12 +113,12 @@ TEST(Plan, ActivationBytesAndParamsAreWhatAGptAllocates) {
         if (l.name == "activations") act = l.bytes;
         if (l.name == "weights") weights = l.bytes;
       }
-      EXPECT_EQ(act, static_cast<double>(activation_arena_bytes(m, k.micro, rc)));
+      EXPECT_EQ(act, static_cast<double>(activation_arena_bytes(m, k.micro, rc, prec)));
 
       // Pauli strings (init) are the only other model memory; the plan counts them with the weights.
       const int64_t before = be.live_bytes();
       gpt.init(1);
-      EXPECT_EQ(weights, static_cast<double>(flat_bytes + be.live_bytes() - before));
+      EXPECT_EQ(weights, static_cast<double>(flat_bytes + copy_bytes + be.live_bytes() - before));
       // the arena is big enough for a forward and backward at max_batch (and allocates nothing more)
       std::vector<int32_t> x(static_cast<size_t>(k.micro * k.T)), y(x.size());
       for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<int32_t>(i % k.V), y[i] = static_cast<int32_t>((i + 1) % k.V);
@@ -200,11 +205,11 @@ TEST(Plan, Bf16HalvesTheActivationsAndKeepsFp32MasterWeights) {
   bf.precision = Precision::bf16;
   const Plan a = make_plan(config_for(m, 8, 2, 1), 64, fp), b = make_plan(config_for(m, 8, 2, 1), 64, bf);
   const double pauli = 0;  // csa
-  EXPECT_DOUBLE_EQ(line(b, "weights"), 2.0 * b.flat + pauli);
+  EXPECT_DOUBLE_EQ(line(b, "weights"), 6.0 * b.flat + pauli);  // fp32 masters + bf16 copy
   EXPECT_DOUBLE_EQ(line(b, "gradients"), 4.0 * b.flat);
-  EXPECT_DOUBLE_EQ(line(b, "optimizer"), 12.0 * b.shard);  // master + m + v
-  EXPECT_DOUBLE_EQ(line(b, "zero1_buffers"), 6.0 * b.shard);
-  // activations: half, except the fp32 LayerNorm statistics and losses and the int32 ids
+  EXPECT_DOUBLE_EQ(line(b, "optimizer"), 8.0 * b.shard);  // m + v
+  EXPECT_DOUBLE_EQ(line(b, "zero1_buffers"), 8.0 * b.shard);
+  // activations: half, except the fp32 statistics and losses and the int32 ids
   double fp32_elems = 0, all = 0;
   for (const auto& buf : b.arena) {
     all += static_cast<double>(buf.total());
