@@ -157,6 +157,27 @@ TEST_F(DistTraining, StopAndResumeIsBitIdenticalAtNpOneAndTwo) {
   }
 }
 
+// train.precision bf16 on two ranks under ZeRO-1 (every rank rounds its bf16 weight copy from the
+// all-gathered fp32 masters, stochastically): a stop and resume gives the same parameters bit for
+// bit, and the loss curve stays near the fp32 run's.
+TEST_F(DistTraining, Bf16UnderZeroOneResumesExactlyAndTracksFp32) {
+  const std::string zero1 = "dist:\n  zero: 1\n";
+  const std::string bf = "train.steps=30 train.precision=bf16 train.bf16_rounding=stochastic";
+  auto a = train(2, config("bf16_straight", zero1), bf);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  auto b = train(2, config("bf16_resumed", zero1), bf, "QISA_FAULT='train.step@rank=0@step=12:signal=15'");
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  auto c = train(2, config("bf16_resumed", zero1), bf);
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_TRUE(contains(c.output, "resumed from")) << c.output;
+  EXPECT_EQ(final_params(run_dir("bf16_straight")), final_params(run_dir("bf16_resumed")));
+  auto f = train(2, config("fp32_zero1", zero1), "train.steps=30");
+  ASSERT_EQ(f.exit_code, 0) << f.output;
+  const auto lb = losses(run_dir("bf16_straight")), lf = losses(run_dir("fp32_zero1"));
+  ASSERT_EQ(lb.size(), lf.size());
+  for (const auto& [step, loss] : lf) EXPECT_NEAR(lb.at(step), loss, 0.03 * loss) << "step " << step;
+}
+
 // train.weight_decay_on = matrices under ZeRO-1, where each rank's shard cuts tensors anywhere:
 // two ranks end where one rank ends (up to the float rounding of the reduction), tensor by
 // tensor, and far from a run that decays everything (the weight decay is large, so that the
