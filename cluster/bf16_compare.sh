@@ -18,6 +18,7 @@ val_ce() {  # the last evaluation's cross-entropy in a metrics.jsonl
   grep '"eval"' "$1" | tail -1 | sed -E 's/.*"ce":([0-9.eE+-]+).*/\1/'
 }
 
+mkdir -p "$OUT"
 printf "%-6s %-6s %12s %12s %10s %12s %12s\n" attn steps "fp32 val CE" "bf16 val CE" "bf16 diff" "fp32 s/step" "bf16 s/step"
 for attn in csa qisa; do
   declare -A ce ms

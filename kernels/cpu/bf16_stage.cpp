@@ -1,5 +1,6 @@
 #include "kernels/cpu/bf16_stage.h"
 
+#include <bit>
 #include <cstring>
 
 namespace qisa::cpu {
@@ -11,15 +12,22 @@ void convert_row(Act dst, CAct src, int64_t n) {
   if (dst.t == src.t) {
     std::memmove(dst.p, src.p, static_cast<size_t>(n) * dtype_bytes(dst.t));
   } else if (dst.t == DType::f32) {
-    float* d = static_cast<float*>(dst.p);
+    float* d = static_cast<float*>(dst.p);  // bf16_to_float: the bits moved up
     const bf16* s = static_cast<const bf16*>(src.p);
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_float(s[i]);
+    for (int64_t i = 0; i < n; ++i) d[i] = std::bit_cast<float>(static_cast<uint32_t>(s[i].bits) << 16);
   } else {
+    // float_to_bf16 (round to nearest even, NaN kept quiet) written without a branch, so the
+    // loop vectorises; Bf16Ops.EveryOpIsTheFp32OpRoundedOnceBitForBit holds it to the original.
     bf16* d = static_cast<bf16*>(dst.p);
     const float* s = static_cast<const float*>(src.p);
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) d[i] = float_to_bf16(s[i]);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t u = std::bit_cast<uint32_t>(s[i]);
+      const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+      const uint32_t quiet = (u >> 16) | 0x0040u;
+      d[i].bits = static_cast<uint16_t>((u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : rounded);
+    }
   }
 }
 
