@@ -1,10 +1,13 @@
 #include "io/hdf5.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <exception>
 #include <mutex>
 
 namespace qisa::h5 {
@@ -86,7 +89,8 @@ void silence_hdf5_errors() {
 
 File::File(const std::string& path, Mode mode) : File(path, mode, CreateOptions{}) {}
 
-File::File(const std::string& path, Mode mode, const CreateOptions& create) : path_(path), create_(create) {
+File::File(const std::string& path, Mode mode, const CreateOptions& create)
+    : path_(path), create_(create), writable_(mode != Mode::read), uncaught_(std::uncaught_exceptions()) {
   silence_hdf5_errors();
   hid_t id = H5I_INVALID_HID;
   switch (mode) {
@@ -116,21 +120,58 @@ File::File(const std::string& path, Mode mode, const CreateOptions& create) : pa
 }
 
 File::~File() {
-  if (file_ && H5Fclose(file_.get()) < 0) discard();
+  if (!file_) return;
+  if (close_failed_) {
+    // HDF5 1.10 tears a file down even when its close fails; a second H5Fclose (or any call on
+    // the id) crashes in H5F__close (seen: SIGSEGV writing final.h5 on a full disk). The id is
+    // left alone: close() flushes first, so this happens only when the flush succeeded.
+    file_.release();
+    return;
+  }
+  if (writable_ && std::uncaught_exceptions() > uncaught_) {  // a failed writer
+    discard();
+    return;
+  }
+  if (H5Fclose(file_.get()) < 0) discard();
   file_.release();
 }
 
 void File::flush() {
+  if (writable_) reserve_space();
   check(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL), "H5Fflush failed on '" + path_ + "'",
         "the disk may be full or the file system read-only");
 }
 
+// HDF5 1.10.8 cannot recover from a metadata flush that fails: its metadata cache is left with
+// its skip list enabled ("slist already enabled?"), every later flush and close of the file
+// fail, and its exit handler then crashes on the file (seen: SIGSEGV writing final.h5 on a full
+// disk). So the disk blocks of the whole file (its size as HDF5 has allocated it, metadata not
+// yet written included) are reserved before HDF5 flushes: a full disk fails here, while the
+// file is still whole, and discard() can close it. The file's length does not change.
+void File::reserve_space() {
+  Handle fapl(H5Fget_access_plist(file_.get()), H5Pclose);
+  void* vfd = nullptr;
+  hsize_t size = 0;
+  if (!fapl || H5Pget_driver(fapl.get()) != H5FD_SEC2 || H5Fget_vfd_handle(file_.get(), fapl.get(), &vfd) < 0 || !vfd ||
+      H5Fget_filesize(file_.get(), &size) < 0 || size == 0)
+    return;  // another driver (none of ours): nothing to reserve
+  const int rc = ::posix_fallocate(*static_cast<int*>(vfd), 0, static_cast<off_t>(size));
+  if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL)
+    throw Error("cannot write HDF5 file '" + path_ + "' (" + std::to_string(size) + " bytes): " + std::strerror(rc),
+                rc == ENOSPC ? "free disk space on its file system (df -h), or write it elsewhere"
+                             : "check that the file system is writable");
+}
+
 void File::close() {
   if (!file_) return;
-  // Closed here, not in the destructor, to report errors. A failed close keeps the id, so
-  // that discard() can still release the file.
-  check(H5Fclose(file_.get()), "closing HDF5 file '" + path_ + "' failed",
-        "the disk may be full or the file system read-only");
+  // Closed here, not in the destructor, to report errors. Everything is flushed first, while
+  // the file is still whole: a flush that fails (a full disk) throws with the file open, and
+  // the destructor discards it. A close that fails after that is not retried.
+  if (writable_) flush();
+  if (H5Fclose(file_.get()) < 0) {
+    close_failed_ = true;
+    throw Error(with_cause("closing HDF5 file '" + path_ + "' failed"), "the disk may be full or the file system read-only");
+  }
   file_.release();
 }
 

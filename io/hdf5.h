@@ -108,14 +108,19 @@ class File {
   // Mode::create with a chosen layout (`create` applies to the file and to every object made
   // through this File).
   File(const std::string& path, Mode mode, const CreateOptions& create);
-  // Closes the file; when that fails (a flush on a full disk), discards it (see discard()).
+  // Closes the file. A file opened for writing that is destroyed while an exception unwinds the
+  // stack (a write failed: a full disk), or whose close() failed, is discarded instead (see
+  // discard()): a writer that failed writes nothing more, and its caller removes the file.
   ~File();
   File(File&&) noexcept = default;
   File& operator=(File&&) noexcept = default;
   const std::string& path() const { return path_; }
   hid_t id() const { return file_.get(); }
   void flush();
-  void close();  // explicit close that reports errors (the destructor swallows them)
+  // Explicit close that reports errors (the destructor swallows them). A file opened for writing
+  // is flushed first: a flush that fails leaves the file open and intact, so that the
+  // destructor can discard it.
+  void close();
   // Abandons a file being written whose writes fail (a full disk): closes it and everything of
   // it still open without writing anything more to the disk, so that no descriptor is held and
   // HDF5 has nothing left to close at exit. The caller then removes the file.
@@ -205,12 +210,16 @@ class File {
                  const std::vector<hsize_t>& dims, const WriteOptions& opt);
   Handle open_object(const std::string& obj) const;
   std::string where(const std::string& obj) const { return path_ + ":" + obj; }
+  void reserve_space();  // the disk blocks of the whole file, before a flush (see hdf5.cpp)
 
   Handle make_dcpl(const std::vector<hsize_t>& dims, const WriteOptions& opt) const;
 
   std::string path_;
   Handle file_;
   CreateOptions create_;
+  bool writable_ = false;      // opened with Mode::read_write or Mode::create
+  bool close_failed_ = false;  // H5Fclose failed: HDF5 may have freed the file; never call it again
+  int uncaught_ = 0;           // std::uncaught_exceptions() when opened
 };
 
 // Turn off HDF5's automatic error-stack printing (idempotent). Called by File.

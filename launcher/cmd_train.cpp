@@ -44,8 +44,12 @@ void add_train(CLI::App& app) {
         return;
       }
       std::printf("%s\n", s.eval.to_json().c_str());
-      std::printf("trained to step %lld in %.1f s (final loss %.4f)\n", static_cast<long long>(s.last.step), s.seconds,
-                  s.last.loss);
+      if (s.resumed_from > 0 && s.resumed_from == s.last.step)  // resumed at train.steps: no step ran here
+        std::printf("nothing left to train: resumed at step %lld of %lld; evaluated and wrote the model file again\n",
+                    static_cast<long long>(s.resumed_from), static_cast<long long>(cfg.train.steps));
+      else
+        std::printf("trained to step %lld in %.1f s (final loss %.4f)\n", static_cast<long long>(s.last.step), s.seconds,
+                    s.last.loss);
       std::printf("config:     %s\nmetrics:    %s\nmodel:      %s\ncheckpoint: %s\n", s.config_path.c_str(),
                   s.metrics_path.c_str(), s.model_path.c_str(), s.last_checkpoint.c_str());
     });

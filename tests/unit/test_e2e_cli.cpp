@@ -148,6 +148,9 @@ TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
   auto again = run_command(test::qisa_bin() + " train --quiet " + cfg);
   EXPECT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("resumed from"), std::string::npos) << again.output;
+  // no step ran: it says so instead of a 'final loss 0.0000' (issue 17 A.1)
+  EXPECT_NE(again.output.find("nothing left to train: resumed at step 3 of 3"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("final loss"), std::string::npos) << again.output;
   // a fresh start must not mix with the old run's checkpoints and metrics
   auto never = run_command(test::qisa_bin() + " train --quiet " + cfg + " train.resume=never");
   EXPECT_NE(never.exit_code, 0);
