@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 #include "io/atomic_file.h"
 #include "io/plot.h"
@@ -10,6 +12,7 @@
 #include "launcher/commands.h"
 #include "launcher/numbers.h"
 #include "launcher/run_setup.h"
+#include "trainer/comm/communicator.h"
 #include "trainer/experiment.h"
 
 namespace qisa::cli {
@@ -57,7 +60,11 @@ void list_cells(const ExperimentGrid& grid) {
   const auto cells = grid.cells();
   std::printf("%zu cells (%zu combinations x %zu seeds) in %s\n", cells.size(), grid.groups().size(), grid.seeds.size(),
               grid.out.c_str());
-  for (const GridCell& c : cells) std::printf("%4d  %-9s %s\n", c.index, to_string(cell_state(grid, c)), c.name.c_str());
+  for (const GridCell& c : cells) {
+    const CellState s = cell_state(grid, c);
+    std::printf("%4d  %-9s %s\n", c.index, to_string(s), c.name.c_str());
+    if (s == CellState::failed && !cell_failure(c).empty()) std::printf("            %s\n", cell_failure(c).c_str());
+  }
 }
 
 // Writes OUT/slurm/{cells,report}.sbatch: an array job of one task per cell, and the report
@@ -116,45 +123,109 @@ void submit_slurm(const ExperimentGrid& grid, const Args& a) {
   std::printf("results then in %s/results.md; progress: qisa experiment %s --list\n", grid.out.c_str(), a.grid.c_str());
 }
 
+// The config of the first of `cells` whose config loads (a cell whose config does not fails
+// alone, when it runs); every loadable cell must name the same device (one backend serves all).
+Config backend_config(const ExperimentGrid& grid, const std::vector<GridCell>& cells, const Args& a) {
+  std::optional<Config> first;
+  const GridCell* first_cell = nullptr;
+  for (const GridCell& c : cells) {
+    Config cfg;
+    try {
+      cfg = cell_config(grid, c);
+    } catch (const Error&) {
+      continue;
+    }
+    if (!first) {
+      first = cfg;
+      first_cell = &c;
+      continue;
+    }
+    QISA_CHECK(cfg.train.device == first->train.device,
+               "grid '" + a.grid + "': cell " + c.name + " has train.device = " + to_string(cfg.train.device) + ", cell " +
+                   first_cell->name + " " + to_string(first->train.device),
+               "an experiment runs on one device: set train.device in the grid's set: (or --set), not per cell");
+  }
+  if (!first) cell_config(grid, cells.front());  // none loads: the first one's error
+  if (a.threads > 0) first->train.threads = a.threads;
+  return *first;
+}
+
+// Rank 0 takes the grid's lock (trainer/experiment.h: GridLock); every rank learns whether it got it.
+std::unique_ptr<GridLock> lock_grid(const ExperimentGrid& grid, const GridCell* only_cell, Communicator& comm) {
+  std::unique_ptr<GridLock> lock;
+  std::string error, hint;
+  if (comm.rank() == 0) {
+    try {
+      lock = std::make_unique<GridLock>(grid, only_cell);
+    } catch (const Error& e) {
+      error = e.what();
+      hint = e.hint();
+    }
+  }
+  broadcast_string(comm, error);
+  broadcast_string(comm, hint);
+  if (!error.empty()) throw CollectiveError(error, hint);
+  return lock;
+}
+
+const char* plan_of(CellState s, bool remeasure) {
+  switch (s) {
+    case CellState::finished: return remeasure ? ", measuring again" : ", skipped";
+    case CellState::trained: return ", measuring";
+    case CellState::started: return ", resuming";
+    case CellState::failed: return ", running again";
+    case CellState::pending: break;
+  }
+  return ", training";
+}
+
+// Trains and measures the cells in order. A cell that fails is recorded (OUT/<cell>.failed)
+// and the others still run; the report lists the failed cells with their errors, and the
+// command then fails naming them.
 void run_cells(const ExperimentGrid& grid, const Args& a) {
   const auto all = grid.cells();
   std::vector<GridCell> todo = all;
   if (!a.cell.empty()) todo = {find_cell(all, a.cell)};
-  Config first = cell_config(grid, todo.front());
-  if (a.threads > 0) first.train.threads = a.threads;
-  for (const GridCell& c : todo) {  // one backend serves every cell
-    const Device d = load_config(grid.base, c.overrides).train.device;
-    QISA_CHECK(d == first.train.device,
-               "grid '" + a.grid + "': cell " + c.name + " has train.device = " + to_string(d) + ", cell " +
-                   todo.front().name + " " + to_string(first.train.device),
-               "an experiment runs on one device: set train.device in the grid's set: (or --set), not per cell");
-  }
+  const Config first = backend_config(grid, todo, a);
   auto backend = make_backend(first);
   with_communicator(first, *backend, [&](Communicator& comm, Collectives& coll) {
     const bool lead = comm.rank() == 0;
+    const auto lock = lock_grid(grid, a.cell.empty() ? nullptr : &todo.front(), comm);
+    std::vector<std::string> failed;
     for (const GridCell& c : todo) {
       GridCell cell = c;
       if (a.threads > 0) cell.overrides.push_back("train.threads=" + std::to_string(a.threads));
       const CellState before = lead ? cell_state(grid, cell) : CellState::pending;
       if (lead) {
         std::printf("[%d/%zu] %s: %s%s\n", c.index + 1, all.size(), c.name.c_str(), to_string(before),
-                    before == CellState::finished ? (a.remeasure ? ", measuring again" : ", skipped")
-                    : before == CellState::trained ? ", measuring"
-                    : before == CellState::started ? ", resuming"
-                                                   : ", training");
+                    plan_of(before, a.remeasure));
         std::fflush(stdout);
       }
-      if (!run_cell(grid, cell, *backend, comm, coll, a.quiet, a.remeasure)) {
-        if (lead) std::printf("stopped during %s; run the same command again to continue\n", c.name.c_str());
-        return;
+      try {
+        if (!run_cell(grid, cell, *backend, comm, coll, a.quiet, a.remeasure)) {
+          if (lead) std::printf("stopped during %s; run the same command again to continue\n", c.name.c_str());
+          return;
+        }
+      } catch (const Error& e) {
+        // one process, or an error every rank raised together: the next cell can still run
+        if (comm.size() > 1 && !dynamic_cast<const CollectiveError*>(&e)) throw;
+        failed.push_back(c.name);
+        if (lead) {
+          record_cell_failure(c, e.message());
+          std::printf("[%d/%zu] %s: failed: %s\n", c.index + 1, all.size(), c.name.c_str(), e.message().c_str());
+          std::fflush(stdout);
+        }
       }
     }
-    if (!lead) return;
-    if (!a.cell.empty()) {
+    if (lead && a.cell.empty()) report_and_plot(grid);
+    if (lead && !a.cell.empty() && failed.empty())
       std::printf("cell %s done; the table: qisa experiment %s --report\n", todo.front().name.c_str(), a.grid.c_str());
-      return;
-    }
-    report_and_plot(grid);
+    if (failed.empty()) return;
+    std::string names;
+    for (const auto& n : failed) names += (names.empty() ? "" : ", ") + n;
+    throw CollectiveError(std::to_string(failed.size()) + " of " + std::to_string(todo.size()) + " cells failed: " + names +
+                              " (each one's error is in " + grid.out + "/<cell>.failed)",
+                          "fix the cause and run the same command again: finished cells are skipped, failed ones run again");
   });
 }
 

@@ -1,6 +1,13 @@
 #include "trainer/experiment.h"
 
+#include <sys/file.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -29,6 +36,7 @@ namespace {
 
 std::string result_path(const GridCell& c) { return (fs::path(c.dir) / "result.json").string(); }
 std::string final_path(const GridCell& c) { return (fs::path(c.dir) / "final.h5").string(); }
+std::string failure_path(const GridCell& c) { return c.dir + ".failed"; }
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -80,9 +88,9 @@ CellResult CellResult::from_json(const std::string& text, const std::string& sou
     r.seed = j.at("seed").get<uint64_t>();
     for (const auto& [k, v] : j.at("values").items()) r.values.emplace_back(k, v.get<std::string>());
     r.steps = j.at("steps").get<int64_t>();
-    r.val_ce = j.at("val_ce").get<double>();
-    r.val_cer = j.at("val_cer").get<double>();
-    r.val_wer = j.at("val_wer").get<double>();
+    r.val_ce = number_or_nan(j.at("val_ce"));  // null: NaN (a diverged model)
+    r.val_cer = number_or_nan(j.at("val_cer"));
+    r.val_wer = number_or_nan(j.at("val_wer"));
     r.gen_cer = number_or_nan(j.at("gen_cer"));
     r.train_ms_per_step = number_or_nan(j.at("train_ms_per_step"));
     r.infer_ms_per_batch = j.at("infer_ms_per_batch").get<double>();
@@ -107,12 +115,34 @@ const char* to_string(CellState s) {
     case CellState::started: return "started";
     case CellState::trained: return "trained";
     case CellState::finished: return "finished";
+    case CellState::failed: return "failed";
   }
   return "?";
 }
 
+std::string cell_failure(const GridCell& cell) {
+  std::error_code ec;
+  if (!fs::exists(failure_path(cell), ec)) return "";
+  std::string text = read_text(failure_path(cell));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text.empty() ? "(no reason recorded)" : text;
+}
+
+void record_cell_failure(const GridCell& cell, const std::string& error) {
+  std::string line = error;
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  std::error_code ec;
+  fs::create_directories(fs::path(cell.dir).parent_path(), ec);
+  write_text_atomic(failure_path(cell), line + "\n");
+}
+
 CellState cell_state(const ExperimentGrid& grid, const GridCell& cell) {
-  const int64_t steps = load_config(grid.base, cell.overrides).train.steps;
+  int64_t steps = 0;
+  try {
+    steps = load_config(grid.base, cell.overrides).train.steps;
+  } catch (const Error&) {  // a cell whose config does not load fails when it runs, with that error
+    return CellState::failed;
+  }
   std::error_code ec;
   const bool has_final = fs::exists(final_path(cell), ec);
   if (has_final && fs::exists(result_path(cell), ec)) {
@@ -121,6 +151,7 @@ CellState cell_state(const ExperimentGrid& grid, const GridCell& cell) {
     } catch (const Error&) {  // unreadable: measured again
     }
   }
+  if (!cell_failure(cell).empty()) return CellState::failed;
   if (has_final && read_model_file(final_path(cell)).step == steps) return CellState::trained;
   if (fs::exists(fs::path(cell.dir) / "metrics.jsonl", ec) || fs::exists(fs::path(cell.dir) / "checkpoints", ec))
     return CellState::started;
@@ -164,6 +195,8 @@ CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backen
   }
   r.train_ms_per_step = median(read_metrics((fs::path(cell.dir) / "metrics.jsonl").string()).step_ms);
   write_text_atomic(result_path(cell), r.to_json() + "\n");
+  std::error_code ec;
+  fs::remove(failure_path(cell), ec);  // finished: an earlier failure is history
   return r;
 }
 
@@ -175,14 +208,29 @@ bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend
   const auto s = static_cast<CellState>(state);
   if (s == CellState::finished && !remeasure) return true;
   if (s != CellState::trained && s != CellState::finished) {
-    Config cfg = cell_config(grid, cell);
+    Config cfg;
+    try {  // every rank reads the same files: they all fail here together
+      cfg = cell_config(grid, cell);
+    } catch (const Error& e) {
+      throw CollectiveError(e.what(), e.hint());
+    }
     RunOptions opt;
     opt.quiet = quiet;
     const RunSummary s = run_training(cfg, backend, comm, coll, opt);
     if (s.stopped_by) return false;
   }
-  if (comm.rank() == 0) measure_cell(grid, cell, backend);
-  comm.barrier();
+  std::string error, hint;  // rank 0's measurement, then its verdict for every rank
+  if (comm.rank() == 0) {
+    try {
+      measure_cell(grid, cell, backend);
+    } catch (const Error& e) {
+      error = e.what();
+      hint = e.hint();
+    }
+  }
+  broadcast_string(comm, error);
+  broadcast_string(comm, hint);
+  if (!error.empty()) throw CollectiveError(error, hint);
   return true;
 }
 
@@ -288,7 +336,8 @@ std::string values_of(const ExperimentGrid& grid, const std::string& group) {
 }  // namespace
 
 std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellResult>& results,
-                             const std::vector<std::string>& missing) {
+                             const std::vector<std::string>& missing,
+                             const std::vector<std::pair<std::string, std::string>>& failed) {
   const auto groups = by_group(results);
   std::string md = "# Results of " + grid.source + "\n\n";
   md += "Base config `" + grid.base + "`; seeds";
@@ -300,6 +349,11 @@ std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellR
     md += ")";
   }
   md += ".\n\n";
+  if (!failed.empty()) {
+    md += "Failed cells (each runs again with the same command):\n\n";
+    for (const auto& [name, why] : failed) md += "- " + name + ": " + why + "\n";
+    md += "\n";
+  }
   md += "Each cell is measured on its final model: teacher-forced val CE / CER / WER over " +
         std::to_string(grid.eval.windows) + " validation windows; gen CER of greedy " +
         std::to_string(grid.eval.gen_tokens) + "-token continuations of " + std::to_string(grid.eval.gen_prompts) +
@@ -355,8 +409,18 @@ std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellR
 ExperimentReport write_report(const ExperimentGrid& grid) {
   ExperimentReport rep;
   for (const GridCell& c : grid.cells()) {
-    if (cell_state(grid, c) != CellState::finished) {
+    const CellState st = cell_state(grid, c);
+    if (st != CellState::finished) {
       rep.missing.push_back(c.name);
+      if (st == CellState::failed) {
+        std::string why = cell_failure(c);
+        if (why.empty()) try {  // its config does not load
+            load_config(grid.base, c.overrides);
+          } catch (const Error& e) {
+            why = e.message();
+          }
+        rep.failed.emplace_back(c.name, why);
+      }
       continue;
     }
     rep.results.push_back(CellResult::from_json(read_text(result_path(c)), result_path(c)));
@@ -386,7 +450,7 @@ ExperimentReport write_report(const ExperimentGrid& grid) {
   rep.csv_path = (fs::path(grid.out) / "results.csv").string();
   rep.md_path = (fs::path(grid.out) / "results.md").string();
   write_text_atomic(rep.csv_path, csv);
-  rep.markdown = results_markdown(grid, rep.results, rep.missing);
+  rep.markdown = results_markdown(grid, rep.results, rep.missing, rep.failed);
   write_text_atomic(rep.md_path, rep.markdown);
   return rep;
 }
@@ -504,6 +568,93 @@ std::vector<CellResult> read_results_csv(const std::string& path) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+// ------------------------------------------------------------------ one run at a time
+
+namespace {
+
+std::string own_command() {
+  std::string cmd = read_text("/proc/self/cmdline");
+  std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+  while (!cmd.empty() && cmd.back() == ' ') cmd.pop_back();
+  return cmd;
+}
+
+// What the lock file at `path` says about its holder ("pid N: command"), "" when it names no
+// live process (a --cell run writes nothing into the grid's lock).
+std::string live_holder(const std::string& path) {
+  const std::string text = read_text(path);
+  long pid = 0;
+  if (std::sscanf(text.c_str(), "pid %ld:", &pid) != 1 || pid <= 0) return "";
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return "";
+  return text.substr(0, text.find('\n'));
+}
+
+// The descriptor of `path` (created when missing) locked shared or exclusive, or -1 when
+// another process holds a conflicting lock.
+int try_lock(const std::string& path, bool exclusive) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  QISA_CHECK(fd >= 0, "cannot open the lock file '" + path + "': " + std::strerror(errno),
+             "the experiment's out: folder must be writable");
+  if (::flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) return fd;
+  const int err = errno;
+  ::close(fd);
+  QISA_CHECK(err == EWOULDBLOCK, "cannot lock '" + path + "': " + std::strerror(err),
+             "the experiment's out: folder must be on a file system with flock(2)");
+  return -1;
+}
+
+void write_holder(int fd) {
+  const std::string who = "pid " + std::to_string(::getpid()) + ": " + own_command() + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, who.data(), who.size(), 0) != static_cast<ssize_t>(who.size())) {
+    // only informative: the lock itself is held
+  }
+}
+
+}  // namespace
+
+GridLock::GridLock(const ExperimentGrid& grid, const GridCell* only_cell) {
+  std::error_code ec;
+  const fs::path locks = fs::path(grid.out) / ".locks";
+  fs::create_directories(locks, ec);
+  QISA_CHECK(fs::is_directory(locks), "cannot create '" + locks.string() + "': " + ec.message(),
+             "choose a writable out: in the grid file");
+  const std::string grid_lock = (fs::path(grid.out) / ".lock").string();
+  const char* hint =
+      "wait for it to end (qisa experiment GRID --list shows the cells' progress) or stop it: two runs would train the "
+      "same cells at once. The lock goes with the process that holds it, however it ends";
+  grid_fd_ = try_lock(grid_lock, only_cell == nullptr);
+  if (grid_fd_ < 0) {
+    const std::string who = live_holder(grid_lock);
+    throw Error("experiment folder '" + grid.out + "' is in use by another qisa experiment (" +
+                    (who.empty() ? std::string("a --cell run, e.g. a Slurm array task") : who) + ")",
+                hint);
+  }
+  if (!only_cell) {
+    write_holder(grid_fd_);
+    return;
+  }
+  const std::string cell_lock = (locks / only_cell->name).string();
+  cell_fd_ = try_lock(cell_lock, true);
+  if (cell_fd_ < 0) {
+    const std::string who = live_holder(cell_lock);
+    ::close(grid_fd_);
+    grid_fd_ = -1;
+    throw Error("cell " + only_cell->name + " of '" + grid.out + "' is being run by another qisa experiment" +
+                    (who.empty() ? std::string() : " (" + who + ")"),
+                hint);
+  }
+  write_holder(cell_fd_);
+}
+
+GridLock::~GridLock() {
+  for (int fd : {cell_fd_, grid_fd_}) {
+    if (fd < 0) continue;
+    if (::ftruncate(fd, 0) != 0) {  // released: name no holder any more (informative only)
+    }
+    ::close(fd);
+  }
 }
 
 }  // namespace qisa

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/config.h"
@@ -43,11 +44,18 @@ struct CellResult {
 // The config of one cell: the base config with the cell's overrides, checked against its corpus.
 Config cell_config(const ExperimentGrid& grid, const GridCell& cell);
 
-enum class CellState { pending, started, trained, finished };
+enum class CellState { pending, started, trained, finished, failed };
 const char* to_string(CellState s);
 // pending: nothing on disk; started: a checkpoint or metrics; trained: final.h5 at
-// train.steps without a result; finished: result.json for train.steps and final.h5.
+// train.steps without a result; finished: result.json for train.steps and final.h5; failed:
+// not finished, and its last run failed (cell_failure says why). A failed cell runs again.
+// A cell whose config cannot be loaded is failed, with that error.
 CellState cell_state(const ExperimentGrid& grid, const GridCell& cell);
+
+// Why the cell's last run failed ("" when it did not): OUT/<cell>.failed, written when a cell
+// fails (one line: the error) and removed when the cell finishes.
+std::string cell_failure(const GridCell& cell);
+void record_cell_failure(const GridCell& cell, const std::string& error);
 
 // Measures a trained cell (final.h5 and metrics.jsonl) on one process and writes
 // OUT/<cell>/result.json atomically.
@@ -56,12 +64,16 @@ CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backen
 // Trains the cell when needed (collective; resumes), then rank 0 measures it; a finished cell
 // is skipped, or only measured again with `remeasure` (e.g. timings on a quiet machine).
 // Returns false when a stop signal ended the training early (the cell is left resumable).
+// A cell that fails raises a CollectiveError on every rank (its config does not load, training
+// stopped on an error every rank agreed on, or rank 0's measurement failed): the caller records
+// it and goes on with the next cell. Any other error (one rank's) ends the job as it would a run.
 bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm,
               Collectives& coll, bool quiet, bool remeasure = false);
 
 struct ExperimentReport {
   std::vector<CellResult> results;    // finished cells, in grid order
   std::vector<std::string> missing;   // cells without a result
+  std::vector<std::pair<std::string, std::string>> failed;  // of those, the failed ones: name, error
   std::string csv_path, md_path;
   std::string markdown;               // the text of results.md
 };
@@ -72,7 +84,23 @@ ExperimentReport write_report(const ExperimentGrid& grid);
 
 // The markdown of a report, from results (for tests and for write_report).
 std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellResult>& results,
-                             const std::vector<std::string>& missing);
+                             const std::vector<std::string>& missing,
+                             const std::vector<std::pair<std::string, std::string>>& failed = {});
+
+// One run of a grid at a time (flock(2): released when the process ends, however it ends). A
+// whole-grid run holds OUT/.lock exclusively; a --cell run (a Slurm array task) holds it shared,
+// so the cells of an array run side by side, plus OUT/.locks/<cell> exclusively. A lock held
+// elsewhere throws, naming the holder's pid and command where the lock file has them.
+class GridLock {
+ public:
+  GridLock(const ExperimentGrid& grid, const GridCell* only_cell);
+  ~GridLock();
+  GridLock(const GridLock&) = delete;
+  GridLock& operator=(const GridLock&) = delete;
+
+ private:
+  int grid_fd_ = -1, cell_fd_ = -1;
+};
 
 // Reads a results.csv written by write_report (rows in file order); throws naming the file,
 // the line and the column when it is not one.

@@ -6,11 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "expect_error.h"
 #include "io/metrics_log.h"
@@ -203,6 +205,71 @@ TEST_F(Experiment, ListSlurmDryRunAndErrors) {
   auto dry_alone = experiment(g, "--dry-run");
   EXPECT_EQ(dry_alone.exit_code, 1);
   test::expect_mentions(dry_alone.output, {"--dry-run goes with --slurm"});
+}
+
+// A cell that fails (here: training throws at step 6, which only the 8-step cell reaches) is
+// recorded with its error; the other cells run and are tabulated; the command fails naming the
+// cell (issue 17 A.7). Run again without the fault, the failed cell resumes and finishes, and
+// its failure record is gone.
+TEST_F(Experiment, AFailedCellIsRecordedAndTheOthersRun) {
+  const std::string out = tmp / "fails";
+  const std::string g = tmp / "fails.yaml";
+  test::write_file(g, "base: base.yaml\nout: " + out + "\nseeds: [3]\ngrid:\n  train.steps: [8, 4]\n"
+                      "eval: {windows: 24, batch: 8, gen_prompts: 0, probe_windows: 0, timing_repeats: 1}\n");
+  auto r = experiment(g, "--set checkpoint.every_steps=2", "QISA_FAULT='train.step@step=6:throw'");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  const std::string failed_cell = "steps8_seed3";
+  test::expect_mentions(r.output, {failed_cell + ": failed: fault injected at train.step", "1 of 2 cells failed: " + failed_cell,
+                                   "run the same command again"});
+  EXPECT_TRUE(fs::exists(out + "/" + failed_cell + ".failed"));
+  EXPECT_EQ(read_csv_rows(out + "/results.csv").size(), 1u);  // the other cell ran after it
+  const std::string md = test::read_file(out + "/results.md");
+  test::expect_mentions(md, {"1 of 2 cells finished", "Failed cells", "- " + failed_cell + ": fault injected at train.step"});
+  auto list = experiment(g, "--list");
+  test::expect_mentions(list.output, {"failed    " + failed_cell, "fault injected at train.step"});
+  auto again = experiment(g, "--set checkpoint.every_steps=2");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  test::expect_mentions(again.output, {failed_cell + ": failed, running again", "steps4_seed3: finished, skipped",
+                                       "resumed from"});
+  EXPECT_FALSE(fs::exists(out + "/" + failed_cell + ".failed"));
+  EXPECT_EQ(read_csv_rows(out + "/results.csv").size(), 2u);
+  EXPECT_EQ(test::read_file(out + "/results.md").find("Failed cells"), std::string::npos);
+}
+
+// One run of a grid at a time (issue 17 A.7): while a run holds the grid, a second whole-grid
+// run and a --cell run are refused in one line naming the holder; --cell runs of different
+// cells (a Slurm array) run side by side, and the same cell twice is refused.
+TEST_F(Experiment, ASecondRunOfTheSameGridIsRefusedWhileTheFirstRuns) {
+  const std::string out = tmp / "locked";
+  const std::string g = grid("locked", out);
+  auto wait_for_holder = [](const std::string& lock) {
+    for (int i = 0; i < 200 && test::read_file(lock).rfind("pid ", 0) != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return test::read_file(lock).rfind("pid ", 0) == 0;
+  };
+  const std::string slow = "QISA_FAULT='train.step@step=3:sleep=2500'";  // each cell pauses 2.5 s at step 3
+  test::CommandResult first;
+  std::thread holder([&] { first = experiment(g, "--cell 0", slow); });
+  ASSERT_TRUE(wait_for_holder(out + "/.locks/csa_causal_seed3"));
+  auto whole = experiment(g);
+  EXPECT_EQ(whole.exit_code, 1) << whole.output;
+  test::expect_mentions(whole.output, {"'" + out + "' is in use by another qisa experiment", "--cell run"});
+  auto same = experiment(g, "--cell 0");
+  EXPECT_EQ(same.exit_code, 1) << same.output;
+  test::expect_mentions(same.output, {"cell csa_causal_seed3", "is being run by another qisa experiment (pid "});
+  auto other = experiment(g, "--cell 2");  // another cell beside it: fine
+  EXPECT_EQ(other.exit_code, 0) << other.output;
+  holder.join();
+  EXPECT_EQ(first.exit_code, 0) << first.output;
+  // a whole-grid run holds the grid: a --cell run is refused, naming it
+  std::thread whole_run([&] { first = experiment(g, "", slow); });
+  ASSERT_TRUE(wait_for_holder(out + "/.lock"));
+  auto cell = experiment(g, "--cell 3");
+  EXPECT_EQ(cell.exit_code, 1) << cell.output;
+  test::expect_mentions(cell.output, {"is in use by another qisa experiment (pid ", " experiment " + g});
+  whole_run.join();
+  EXPECT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_EQ(read_csv_rows(out + "/results.csv").size(), 4u);
 }
 
 TEST_F(Experiment, PlotWritesPngsOfRunsAndOfAResultsTable) {
