@@ -13,6 +13,7 @@
 
 #include "io/atomic_file.h"
 #include "io/fault.h"
+#include "io/file_kind.h"
 #include "io/hdf5.h"
 #include "io/vocabulary_file.h"
 #include "kernels/error.h"
@@ -431,9 +432,8 @@ CheckpointReader::CheckpointReader(const std::string& path)
     : impl_(std::make_unique<Impl>(Impl{path, open_checkpoint(path)})) {
   const h5::File& f = impl_->file;
   const char* hint = "pass a checkpoint written by qisa train (RUN_DIR/checkpoints/ckpt_<step>.h5)";
-  QISA_CHECK(f.has_attr("/", "kind"),
-             q(path) + " is not a qisa checkpoint: it has no root attribute 'kind'",
-             std::string(hint) + "; an unfinished temporary (*.tmp-PID) has none either");
+  if (!f.has_attr("/", "kind"))
+    expect_file_kind(f, FileKind::checkpoint, std::string(hint) + "; an unfinished temporary (*.tmp-PID) has no kind either");
   const std::string kind = f.attr_string("/", "kind");
   QISA_CHECK(kind == kKind, q(path) + " is not a qisa checkpoint: kind = \"" + kind + "\", expected \"" + kKind + "\"",
              kind == "qisa-model" ? "this is a final model file: use it with qisa eval or sample" : hint);

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "io/atomic_file.h"
+#include "io/file_kind.h"
 #include "io/bpe.h"
 #include "io/gpt2_files.h"
 #include "io/hdf5.h"
@@ -284,8 +285,9 @@ void check_split_ids(const h5::File& f, const CorpusInfo& info, const std::strin
 
 CorpusInfo read_info(const h5::File& f) {
   const std::string& path = f.path();
-  QISA_CHECK(f.has_attr("/", "format_version"),
-             q(path) + " is not a qisa corpus (no format_version attribute)", rerun_hint(path));
+  if (f.has_attr("/", "kind") || !f.has_attr("/", "format_version"))  // not a corpus: say what it is
+    expect_file_kind(f, FileKind::corpus,
+                     "pass the corpus written by qisa prepare (qisa prepare --input TEXT... --out CORPUS.h5 makes one)");
   CorpusInfo info;
   info.path = path;
   info.format_version = f.attr_int("/", "format_version");

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "io/atomic_file.h"
+#include "io/file_kind.h"
 #include "io/hdf5.h"
 #include "io/vocabulary_file.h"
 #include "kernels/error.h"
@@ -49,8 +50,7 @@ void write_model_file(const std::string& path, const ModelFile& m) {
 ModelFile read_model_file(const std::string& path) {
   h5::File f(path, h5::File::Mode::read);
   const char* hint = "pass a model file written by `qisa train` (RUN_DIR/final.h5)";
-  if (!f.has_attr("/", "kind") || f.attr_string("/", "kind") != kKind)
-    throw Error("'" + path + "' is not a qisa model file (root attribute kind != \"" + kKind + "\")", hint);
+  expect_file_kind(f, FileKind::model, hint);
   const int64_t version = f.attr_int("/", "format_version");
   if (version != kModelFileFormatVersion)
     throw Error("'" + path + "' has model format_version " + std::to_string(version) + ", this qisa reads " +

@@ -45,17 +45,7 @@ void add_eval(CLI::App& app) {
   cmd->callback([args] {
     auto backend = make_backend(args->device, args->threads, "--device");
     LoadedModel m = load_model(args->model, *backend, args->batch);
-    const CorpusInfo info = read_corpus_info(args->data);
-    // The model's vocab_size is the corpus's rounded up to model.vocab_multiple.
-    QISA_CHECK(padded_vocab_size(info.vocab_size, m.config.model.vocab_multiple) == m.config.model.vocab_size,
-               "corpus '" + args->data + "' has vocab_size " + std::to_string(info.vocab_size) + ", model '" + args->model +
-                   "' has " + std::to_string(m.config.model.vocab_size) + " (model.vocab_multiple " +
-                   std::to_string(m.config.model.vocab_multiple) + ")",
-               "evaluate on the corpus the model was trained on");
-    const Vocabulary vocab = read_vocabulary(args->data);
-    QISA_CHECK(m.vocab.empty() || m.vocab == vocab,
-               "corpus '" + args->data + "' has a different vocabulary from the one model '" + args->model + "' was trained on",
-               "evaluate on the corpus the model was trained on");
+    const Vocabulary vocab = check_corpus_fits_model(args->data, m, args->model);
     const std::vector<int32_t> split = read_split(args->data, args->split);
     const EvalResult r = evaluate(*m.model, split, args->windows, vocab);
     nlohmann::json j = nlohmann::json::parse(r.to_json());

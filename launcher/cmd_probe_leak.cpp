@@ -42,15 +42,12 @@ void add_probe_leak(CLI::App& app) {
     const int64_t V = m.config.model.vocab_size;
     std::vector<std::vector<int32_t>> windows;
     if (!args->data.empty()) {
+      check_corpus_fits_model(args->data, m, args->model);
       const std::vector<int32_t> split = read_split(args->data, args->split);
       for (int64_t w = 0; w < args->windows && (w + 1) * T <= static_cast<int64_t>(split.size()); ++w)
         windows.emplace_back(split.begin() + w * T, split.begin() + (w + 1) * T);
       QISA_CHECK(!windows.empty(), "split '" + args->split + "' of '" + args->data + "' is shorter than one window",
                  "use a larger split");
-      for (const auto& w : windows)
-        for (int32_t id : w)
-          QISA_CHECK(id < V, "corpus '" + args->data + "' has token id " + std::to_string(id) + " >= the model's vocab_size",
-                     "probe with the corpus the model was trained on");
     } else {
       std::mt19937_64 rng(args->seed);
       // the tokenizer's ids: not the padding ids of model.vocab_multiple

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "io/checkpoint.h"
+#include "io/corpus.h"
 #include "io/hdf5.h"
 #include "kernels/error.h"
 
@@ -95,6 +96,22 @@ LoadedModel load_model(const std::string& path, Backend& backend, int64_t max_ba
   out.model = std::make_unique<GPT>(out.config.model, backend, max_batch);
   load_model_state(*out.model, file, path);
   return out;
+}
+
+Vocabulary check_corpus_fits_model(const std::string& corpus, const LoadedModel& m, const std::string& model_path) {
+  const char* hint = "use the corpus the model was trained on (its data.corpus: qisa inspect shows a checkpoint's config)";
+  const CorpusInfo info = read_corpus_info(corpus);
+  // The model's vocab_size is the corpus's rounded up to model.vocab_multiple.
+  QISA_CHECK(padded_vocab_size(info.vocab_size, m.config.model.vocab_multiple) == m.config.model.vocab_size,
+             "corpus '" + corpus + "' has vocab_size " + std::to_string(info.vocab_size) + ", model '" + model_path +
+                 "' has " + std::to_string(m.config.model.vocab_size) + " (model.vocab_multiple " +
+                 std::to_string(m.config.model.vocab_multiple) + ")",
+             hint);
+  Vocabulary vocab = read_vocabulary(corpus);
+  QISA_CHECK(m.vocab.empty() || m.vocab == vocab,
+             "corpus '" + corpus + "' has a different vocabulary from the one model '" + model_path + "' was trained on",
+             hint);
+  return vocab;
 }
 
 }  // namespace qisa

@@ -25,4 +25,9 @@ struct LoadedModel {
 // `backend`, sized for `max_batch` sequences per forward.
 LoadedModel load_model(const std::string& path, Backend& backend, int64_t max_batch);
 
+// The vocabulary of `corpus` after checking that it is the one `m` (read from `model_path`) was
+// trained on: its vocab_size padded by model.vocab_multiple is the model's, and its vocabulary is
+// the one stored in the model file (where the file has one). Throws naming both files.
+Vocabulary check_corpus_fits_model(const std::string& corpus, const LoadedModel& m, const std::string& model_path);
+
 }  // namespace qisa

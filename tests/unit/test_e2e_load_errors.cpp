@@ -10,6 +10,7 @@
 
 #include "io/corpus.h"
 #include "io/hdf5.h"
+#include "expect_error.h"
 #include "test_util.h"
 
 namespace qisa {
@@ -104,6 +105,40 @@ TEST_F(LoadErrors, TokenIdBeyondVocabSizeFoundByTheMaxIdAttribute) {
     f.close();
   }
   expect_failed_at_start(train(bad), bad, {"/train/tokens", "token ids up to", "attribute max_id", "vocab_size is 5"});
+}
+
+// Every reader names the kind of file it found and the kind it expected (issue 17 A.5): a
+// model where a corpus belongs, a corpus where a model or a checkpoint belongs; and the hint
+// never suggests writing a corpus over the file given. A corpus of another vocabulary is
+// refused by probe-leak as by eval.
+TEST_F(LoadErrors, AFileOfTheWrongKindIsNamedWithTheKindExpected) {
+  ASSERT_EQ(train(good()).exit_code, 0);
+  const std::string model = run_dir() + "/final.h5";
+  const std::string ckpt = run_dir() + "/checkpoints/ckpt_00000020.h5";
+  ASSERT_TRUE(fs::exists(model) && fs::exists(ckpt));
+  fs::rename(run_dir(), tmp / "trained");
+  const std::string m = tmp / "trained/final.h5", c = tmp / "trained/checkpoints/ckpt_00000020.h5";
+  auto as_corpus = train(m);
+  expect_failed_at_start(as_corpus, m, {"is a qisa model file (the final.h5 of qisa train), not a qisa corpus"});
+  EXPECT_EQ(as_corpus.output.find("--out " + m), std::string::npos) << as_corpus.output;
+  expect_failed_at_start(train(c), c, {"is a qisa checkpoint", "not a qisa corpus"});
+  auto eval_corpus = run_command(test::qisa_bin() + " eval " + good() + " --data " + good());
+  EXPECT_EQ(eval_corpus.exit_code, 1);
+  test::expect_mentions(eval_corpus.output, {"'" + good() + "' is a qisa corpus (written by qisa prepare), not a qisa model file"});
+  auto inspect_corpus = run_command(test::qisa_bin() + " inspect " + good());
+  EXPECT_EQ(inspect_corpus.exit_code, 1);
+  test::expect_mentions(inspect_corpus.output, {"is a qisa corpus", "not a qisa checkpoint"});
+  auto eval_data_model = run_command(test::qisa_bin() + " eval " + m + " --data " + m);
+  EXPECT_EQ(eval_data_model.exit_code, 1);
+  test::expect_mentions(eval_data_model.output, {"is a qisa model file", "not a qisa corpus"});
+  // another vocabulary: a corpus of other text
+  test::write_file(tmp / "other.txt", std::string(2000, 'x') + "yz\n");
+  ASSERT_EQ(run_command(test::qisa_bin() + " prepare --input " + (tmp / "other.txt") + " --out " + (tmp / "other.h5")).exit_code, 0);
+  for (const std::string cmd : {" probe-leak ", " eval "}) {
+    auto r = run_command(test::qisa_bin() + cmd + m + " --data " + (tmp / "other.h5"));
+    EXPECT_EQ(r.exit_code, 1) << cmd << r.output;
+    test::expect_mentions(r.output, {"corpus '" + (tmp / "other.h5") + "' has vocab_size", "the corpus the model was trained on"});
+  }
 }
 
 }  // namespace
