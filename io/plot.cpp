@@ -9,6 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "io/atomic_file.h"
 #include "kernels/error.h"
@@ -77,30 +80,52 @@ std::string header(int panels, const std::string& out) {
          "set output " + gq(out) + "\n" + "set multiplot layout 1," + std::to_string(std::max(1, panels)) + "\n";
 }
 
+// gnuplot's own reason for a failure, from its stderr: the text after '"script" line N: ' of
+// its last error, else its last line; and a hint that fits it.
+std::pair<std::string, std::string> gnuplot_failure(int status, const std::string& stderr_text, const std::string& gnuplot) {
+  std::vector<std::string> lines;
+  std::string cur;
+  for (char c : stderr_text + "\n") {
+    if (c != '\n') { cur += c; continue; }
+    while (!cur.empty() && (cur.back() == ' ' || cur.back() == '\r')) cur.pop_back();
+    if (!cur.empty()) lines.push_back(cur);
+    cur.clear();
+  }
+  std::string reason = lines.empty() ? "no message" : lines.back();
+  for (const std::string& l : lines)
+    if (const auto at = l.find("\" line "); at != std::string::npos && l.find(": ", at) != std::string::npos)
+      reason = l.substr(l.find(": ", at) + 2);
+  if (reason.size() > 300) reason = reason.substr(0, 300) + "...";
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::string hint = "qisa's plot script needs gnuplot 5 with the pngcairo terminal (apt-get install gnuplot-nox)";
+  if (code == 126 || code == 127)
+    hint = "'" + gnuplot + "' does not run: install gnuplot-nox, or point QISA_GNUPLOT at a working gnuplot";
+  else if (reason.find("terminal") != std::string::npos)
+    hint = "this gnuplot lacks the pngcairo terminal: install gnuplot-nox (not gnuplot-nox-minimal)";
+  else if (reason.find("cannot open") != std::string::npos || reason.find("Permission") != std::string::npos)
+    hint = "check that the PNG's folder is writable and the disk is not full";
+  return {"gnuplot (" + gnuplot + ") exited with status " + std::to_string(code) + ": " + reason, hint};
+}
+
 // Runs the script; the PNG lands in an atomic temporary beside `png` and is committed when valid.
+// The PNG's folder must exist: a typo in --out must not create folders.
 void render(const Scratch& scratch, const std::string& script_body, int panels, const std::string& png) {
   const std::string gnuplot = find_gnuplot();
   QISA_CHECK(!gnuplot.empty(), "cannot plot '" + png + "': gnuplot is not installed (no `gnuplot` on PATH, QISA_GNUPLOT unset)",
              "apt-get install gnuplot-nox (cluster/setup.sh installs it)");
   const fs::path parent = fs::path(png).parent_path();
-  if (!parent.empty()) {
-    std::error_code ec;
-    fs::create_directories(parent, ec);
-  }
+  std::error_code ec;
+  QISA_CHECK(parent.empty() || fs::is_directory(parent, ec),
+             "cannot write '" + png + "': folder '" + parent.string() + "' does not exist",
+             "create it first (mkdir -p " + parent.string() + "), or fix the path");
   AtomicFile out(png);
   const std::string script = scratch.file("plot.gp"), err = scratch.file("gnuplot.err");
   write(script, header(panels, out.tmp_path()) + script_body + "unset multiplot\nset output\n");
   const std::string cmd = sq(gnuplot) + " " + sq(script) + " > /dev/null 2> " + sq(err);
   const int status = std::system(cmd.c_str());
-  const std::string msg = read_all(err);
   if (status != 0 || !fs::exists(out.tmp_path())) {
-    std::string first;  // gnuplot's message on one line
-    for (char c : msg) first += c == '\n' ? ' ' : c;
-    while (!first.empty() && first.back() == ' ') first.pop_back();
-    if (first.size() > 400) first = first.substr(0, 400) + "...";
-    throw Error("gnuplot failed to draw '" + png + "' (exit status " +
-                    std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + "): " + (first.empty() ? "no message" : first),
-                "gnuplot needs the pngcairo terminal: install gnuplot-nox (not gnuplot-nox-minimal)");
+    const auto [what, hint] = gnuplot_failure(status, read_all(err), gnuplot);
+    throw Error("cannot plot '" + png + "': " + what, hint);
   }
   png_size(out.tmp_path());  // a PNG, complete
   out.commit();

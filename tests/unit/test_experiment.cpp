@@ -285,6 +285,12 @@ TEST_F(Experiment, PlotWritesPngsOfRunsAndOfAResultsTable) {
   // an experiment folder stands for all its runs; a results.csv gives bars
   ASSERT_EQ(run_command(test::qisa_bin() + " plot " + out + " --linear --out " + (tmp / "all.png")).exit_code, 0);
   EXPECT_GT(png_size(tmp / "all.png").first, 0);
+  // --out creates no folders (issue 17 A.6): a typo must not leave directories behind
+  auto no_dir = run_command(test::qisa_bin() + " plot " + out + "/results.csv --out " + (tmp / "sub/bars.png"));
+  EXPECT_EQ(no_dir.exit_code, 1);
+  test::expect_mentions(no_dir.output, {"folder '" + (tmp / "sub") + "' does not exist", "mkdir -p"});
+  EXPECT_FALSE(fs::exists(tmp / "sub"));
+  fs::create_directory(tmp / "sub");
   auto bars = run_command(test::qisa_bin() + " plot " + out + "/results.csv --out " + (tmp / "sub/bars.png"));
   ASSERT_EQ(bars.exit_code, 0) << bars.output;
   EXPECT_GT(png_size(tmp / "sub/bars.png").first, 0);
@@ -301,7 +307,19 @@ TEST_F(Experiment, PlotWritesPngsOfRunsAndOfAResultsTable) {
   auto missing = run_command("QISA_GNUPLOT=/nonexistent/gnuplot " + test::qisa_bin() + " plot " + out + " --out " +
                              (tmp / "x.png"));
   EXPECT_EQ(missing.exit_code, 1);
-  test::expect_mentions(missing.output, {"x.png", "gnuplot"});
+  test::expect_mentions(missing.output, {"x.png", "/nonexistent/gnuplot", "status 127", "does not run", "QISA_GNUPLOT"});
+  // a gnuplot without the pngcairo terminal (gnuplot-nox-minimal) answers in its error format,
+  // '"SCRIPT" line N: MESSAGE': qisa shows the message and the package that has the terminal
+  test::write_file(tmp / "gnuplot-minimal",
+                   "#!/bin/sh\necho 'set terminal pngcairo size 900,600' >&2\necho '             ^' >&2\n"
+                   "echo \"\\\"$1\\\" line 1: unknown or ambiguous terminal type; type just 'set terminal' for a list\" >&2\nexit 1\n");
+  fs::permissions(tmp / "gnuplot-minimal", fs::perms::owner_all);
+  auto minimal = run_command("QISA_GNUPLOT=" + (tmp / "gnuplot-minimal") + " " + test::qisa_bin() + " plot " + out +
+                             " --out " + (tmp / "x.png"));
+  EXPECT_EQ(minimal.exit_code, 1);
+  test::expect_mentions(minimal.output, {"exited with status 1: unknown or ambiguous terminal type", "gnuplot-nox (not gnuplot-nox-minimal)"});
+  EXPECT_EQ(minimal.output.find("^"), std::string::npos) << minimal.output;  // not the raw echo of the script
+  EXPECT_FALSE(fs::exists(tmp / "x.png"));
 }
 
 TEST(PngCheck, RejectsWhatIsNotACompletePng) {
