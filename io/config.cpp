@@ -20,6 +20,15 @@
 
 namespace qisa {
 
+namespace {
+// Largest accepted model and batch shapes (see validate_model).
+constexpr int64_t kMaxVocabMultiple = 65536;
+constexpr int64_t kMaxBlockSize = int64_t{1} << 20;
+constexpr int64_t kMaxEmbd = 65536;
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxBatch = int64_t{1} << 24;
+}  // namespace
+
 const char* to_string(AttentionKind a) {
   switch (a) {
     case AttentionKind::csa: return "csa";
@@ -532,8 +541,14 @@ class ConfigParser {
     const auto& m = c.model;
     require(m.vocab_multiple >= 1, c, "model.vocab_multiple", "must be >= 1 (1 = no padding)",
             "use 1, or e.g. 128 to round GPT-2's 50257 up to 50304");
-    require(m.block_size >= 1, c, "model.block_size", "must be >= 1");
-    require(m.n_embd >= 1, c, "model.n_embd", "must be >= 1");
+    // Upper bounds by what the value means (issue 17 A.3): far beyond any published GPT, so that a
+    // typo (an extra digit or three) is an error at start, not hours of allocation or a bad_alloc.
+    require(m.vocab_multiple <= kMaxVocabMultiple, c, "model.vocab_multiple",
+            "must be at most " + std::to_string(kMaxVocabMultiple), "GPT-2 uses 128");
+    require(m.block_size >= 1 && m.block_size <= kMaxBlockSize, c, "model.block_size",
+            "must be from 1 to " + std::to_string(kMaxBlockSize) + " (a context of 2^20 tokens)");
+    require(m.n_embd >= 1 && m.n_embd <= kMaxEmbd, c, "model.n_embd",
+            "must be from 1 to " + std::to_string(kMaxEmbd) + " (GPT-3 175B has 12288)");
     require(m.n_head >= 1, c, "model.n_head", "must be >= 1");
     // Blame the key the user touched last: an override before the file, n_head before n_embd.
     const bool blame_embd = !set("model.n_head") || (overridden("model.n_embd") && !overridden("model.n_head"));
@@ -541,7 +556,8 @@ class ConfigParser {
       fail(c, blame_embd ? "model.n_embd" : "model.n_head",
            "n_embd (" + std::to_string(m.n_embd) + ") is not divisible by n_head (" + std::to_string(m.n_head) + ")",
            "choose n_head among the divisors of n_embd");
-    require(m.n_layer >= 1, c, "model.n_layer", "must be >= 1");
+    require(m.n_layer >= 1 && m.n_layer <= kMaxLayers, c, "model.n_layer",
+            "must be from 1 to " + std::to_string(kMaxLayers) + " (GPT-3 175B has 96 layers)");
     if (m.qisa_value == QisaValue::shared && m.attention != AttentionKind::qisa)
       fail(c, "model.qisa_value",
            std::string("shared needs model.attention = qisa, but attention is ") + to_string(m.attention),
@@ -557,7 +573,8 @@ class ConfigParser {
 
   void validate_train(const Config& c) const {
     const auto& t = c.train;
-    require(t.batch_size >= 1, c, "train.batch_size", "must be >= 1");
+    require(t.batch_size >= 1 && t.batch_size <= kMaxBatch, c, "train.batch_size",
+            "must be from 1 to " + std::to_string(kMaxBatch) + " sequences (GPT-3 trained with 3.2M tokens, 1536 sequences)");
     require(t.micro_batch_size >= 0, c, "train.micro_batch_size", "must be >= 0 (0 = batch_size)");
     if (t.micro_batch_size > 0 && t.batch_size % t.micro_batch_size != 0)
       fail(c, "train.micro_batch_size",
