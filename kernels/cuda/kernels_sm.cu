@@ -1,0 +1,25 @@
+// Instantiates every kernel template of kernels/cuda/*.cuh with nvcc, for each element type the
+// CPU contract has, so the GPU compile of the kernels that the emulator tests run on the host
+// (tests/unit/test_cuda_emu_kernels.cpp) is checked for every CMAKE_CUDA_ARCHITECTURES entry.
+#include "kernels/cuda/activation.cuh"
+#include "kernels/cuda/adamw.cuh"
+#include "kernels/cuda/cross_entropy.cuh"
+#include "kernels/cuda/layernorm.cuh"
+
+namespace qisa::cuda {
+
+#define QISA_INSTANTIATE(T)                                                                                      \
+  template void layernorm_forward<T>(T*, float*, float*, const T*, const float*, const float*, int64_t, int,       \
+                                     cudaStream_t);                                                                \
+  template void layernorm_backward<T>(T*, float*, float*, const T*, const T*, const float*, const float*,          \
+                                      const float*, int64_t, int, GradMode, GradMode, float*, cudaStream_t);       \
+  template void cross_entropy_forward<T>(float*, const T*, const int32_t*, int64_t, int, cudaStream_t);           \
+  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int, float, cudaStream_t);       \
+  template void activation_forward<T>(T*, const T*, int64_t, Activation, cudaStream_t);                           \
+  template void activation_backward<T>(T*, const T*, const T*, int64_t, Activation, GradMode, cudaStream_t);
+
+QISA_INSTANTIATE(float)
+QISA_INSTANTIATE(bf16)
+#undef QISA_INSTANTIATE
+
+}  // namespace qisa::cuda

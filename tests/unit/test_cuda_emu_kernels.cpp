@@ -1,0 +1,281 @@
+// The CUDA kernels of kernels/cuda/*.cuh, run through the CUDA emulator on the host, against the
+// CPU backend (the reference): random inputs from a fresh seed (printed on failure; pin it with
+// QISA_TEST_SEED), sizes that are no power of two and leave partial blocks, outputs poisoned
+// with NaN before overwrite calls, both GradModes, fp32 and bf16 storage.
+//
+// Tolerances (max|got - want| / max|want|, SPEC §4's measure):
+//  - fp32 results: 1e-5 (layernorm and the softmax sums add in another order than the CPU's
+//    pack-wise sums; exp is the CPU's exp_poly vs expf, each within ~2 ulp); AdamW and relu are
+//    the same arithmetic, so they must agree bit for bit;
+//  - bf16 results: 8e-3, because an fp32 value that differs in its last bits may round to the
+//    neighbouring bf16 (one bf16 ulp is 2^-8 = 3.9e-3 relative).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/activation.cuh"
+#include "kernels/cuda/adamw.cuh"
+#include "kernels/cuda/cross_entropy.cuh"
+#include "kernels/cuda/layernorm.cuh"
+#include "test_util.h"
+
+namespace {
+
+using qisa::bf16;
+using qisa::GradMode;
+using qisa::test::max_rel_err;
+
+template <class T>
+T from_f(float x) {
+  if constexpr (std::is_same_v<T, float>) return x;
+  else return qisa::float_to_bf16(x);
+}
+template <class T>
+float to_f(T x) {
+  if constexpr (std::is_same_v<T, float>) return x;
+  else return qisa::bf16_to_float(x);
+}
+template <class T>
+std::vector<float> widen(const std::vector<T>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = to_f(v[i]);
+  return r;
+}
+template <class T>
+std::vector<T> random_t(std::mt19937_64& rng, size_t n, double lo = -1.0, double hi = 1.0) {
+  std::vector<T> r(n);
+  const auto f = qisa::test::random_vector<float>(rng, n, lo, hi);
+  for (size_t i = 0; i < n; ++i) r[i] = from_f<T>(f[i]);
+  return r;
+}
+template <class T>
+std::vector<T> nans(size_t n) {
+  return std::vector<T>(n, from_f<T>(NAN));
+}
+bool any_nan(const std::vector<float>& v) {
+  for (float x : v)
+    if (std::isnan(x)) return true;
+  return false;
+}
+
+template <class T>
+constexpr double kTol = std::is_same_v<T, float> ? 1e-5 : 8e-3;
+
+template <class T>
+class CudaEmuKernels : public ::testing::Test {
+ protected:
+  std::unique_ptr<qisa::Backend> cpu = qisa::make_cpu_backend(1);
+  uint64_t seed = qisa::test::fresh_seed();
+  std::mt19937_64 rng{seed};
+};
+using StorageTypes = ::testing::Types<float, bf16>;
+TYPED_TEST_SUITE(CudaEmuKernels, StorageTypes);
+
+constexpr cudaStream_t kStream = nullptr;
+const GradMode kModes[] = {GradMode::overwrite, GradMode::accumulate};
+const char* mode_name(GradMode m) { return m == GradMode::overwrite ? "overwrite" : "accumulate"; }
+
+// ---- layernorm
+
+TYPED_TEST(CudaEmuKernels, LayerNormForwardMatchesCpu) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  for (auto [N, C] : {std::pair<int64_t, int>{37, 45}, {9, 130}, {3, 1}}) {
+    SCOPED_TRACE("N " + std::to_string(N) + " C " + std::to_string(C));
+    const auto in = random_t<T>(this->rng, N * C, -2, 3);
+    const auto w = qisa::test::random_vector<float>(this->rng, C), b = qisa::test::random_vector<float>(this->rng, C);
+    auto out = nans<T>(N * C), want = nans<T>(N * C);
+    std::vector<float> mean(N, NAN), rstd(N, NAN), want_mean(N, NAN), want_rstd(N, NAN);
+    qisa::cuda::layernorm_forward(out.data(), mean.data(), rstd.data(), in.data(), w.data(), b.data(), N, C, kStream);
+    this->cpu->layernorm_forward(want.data(), want_mean.data(), want_rstd.data(), in.data(), w.data(), b.data(), N, C);
+    ASSERT_FALSE(any_nan(widen(out)));
+    EXPECT_LE(max_rel_err(widen(out), widen(want)), kTol<T>);
+    EXPECT_LE(max_rel_err(mean, want_mean), 1e-5);
+    EXPECT_LE(max_rel_err(rstd, want_rstd), 1e-5);
+  }
+}
+
+template <class T>
+struct LnBackwardCase {
+  int64_t N;
+  int C;
+  std::vector<T> in, dout;
+  std::vector<float> w, b, mean, rstd;
+  LnBackwardCase(qisa::Backend& cpu, std::mt19937_64& rng, int64_t n, int c)
+      : N(n), C(c), in(random_t<T>(rng, n * c, -2, 3)), dout(random_t<T>(rng, n * c)),
+        w(qisa::test::random_vector<float>(rng, c)), b(qisa::test::random_vector<float>(rng, c)), mean(n), rstd(n) {
+    std::vector<T> out(n * c);
+    cpu.layernorm_forward(out.data(), mean.data(), rstd.data(), in.data(), w.data(), b.data(), n, c);
+  }
+  // din, dw, db through the emulated kernels
+  void run_emu(std::vector<T>& din, std::vector<float>& dw, std::vector<float>& db, GradMode dm, GradMode pm) const {
+    std::vector<float> part(qisa::cuda::layernorm_backward_workspace(N, C), NAN);
+    qisa::cuda::layernorm_backward(din.data(), dw.data(), db.data(), dout.data(), in.data(), w.data(), mean.data(),
+                                   rstd.data(), N, C, dm, pm, part.data(), kStream);
+  }
+};
+
+TYPED_TEST(CudaEmuKernels, LayerNormBackwardMatchesCpuInBothModes) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  for (auto [N, C] : {std::pair<int64_t, int>{37, 45}, {70, 130}}) {
+    const LnBackwardCase<T> k(*this->cpu, this->rng, N, C);
+    for (GradMode dm : kModes)
+      for (GradMode pm : kModes) {
+        SCOPED_TRACE("N " + std::to_string(N) + " C " + std::to_string(C) + " din " + mode_name(dm) + " params " +
+                     mode_name(pm));
+        auto din = dm == GradMode::overwrite ? nans<T>(N * C) : random_t<T>(this->rng, N * C);
+        auto dw = pm == GradMode::overwrite ? std::vector<float>(C, NAN) : qisa::test::random_vector<float>(this->rng, C);
+        auto db = pm == GradMode::overwrite ? std::vector<float>(C, NAN) : qisa::test::random_vector<float>(this->rng, C);
+        auto want_din = din;
+        auto want_dw = dw, want_db = db;
+        k.run_emu(din, dw, db, dm, pm);
+        this->cpu->layernorm_backward(want_din.data(), want_dw.data(), want_db.data(), k.dout.data(), k.in.data(),
+                                      k.w.data(), k.mean.data(), k.rstd.data(), N, C, dm, pm);
+        ASSERT_FALSE(any_nan(widen(din)) || any_nan(dw) || any_nan(db));
+        EXPECT_LE(max_rel_err(widen(din), widen(want_din)), kTol<T>);
+        EXPECT_LE(max_rel_err(dw, want_dw), 1e-5);
+        EXPECT_LE(max_rel_err(db, want_db), 1e-5);
+      }
+  }
+}
+
+TYPED_TEST(CudaEmuKernels, LayerNormParamGradientsAreBitwiseReproducible) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const LnBackwardCase<T> k(*this->cpu, this->rng, 101, 33);
+  auto din = nans<T>(101 * 33);
+  std::vector<float> dw1(33, NAN), db1(33, NAN), dw2(33, NAN), db2(33, NAN);
+  k.run_emu(din, dw1, db1, GradMode::overwrite, GradMode::overwrite);
+  k.run_emu(din, dw2, db2, GradMode::overwrite, GradMode::overwrite);
+  EXPECT_EQ(0, std::memcmp(dw1.data(), dw2.data(), 33 * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(db1.data(), db2.data(), 33 * sizeof(float)));
+}
+
+// Without its barrier the backward kernel reads the other warps' dw/db slices before they are
+// written (the emulator's threads start in order, so early warps run ahead): NaN shared memory.
+TYPED_TEST(CudaEmuKernels, LayerNormBackwardFailsWithoutItsBarrier) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const int64_t N = 200;  // 7 blocks: each one may show the race
+  const int C = 40;
+  const LnBackwardCase<T> k(*this->cpu, this->rng, N, C);
+  auto din = nans<T>(N * C);
+  std::vector<float> dw(C, NAN), db(C, NAN), dw_bad(C, NAN), db_bad(C, NAN);
+  k.run_emu(din, dw, db, GradMode::overwrite, GradMode::overwrite);
+  ASSERT_FALSE(any_nan(dw) || any_nan(db));
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+    k.run_emu(din, dw_bad, db_bad, GradMode::overwrite, GradMode::overwrite);
+  }
+  EXPECT_TRUE(std::memcmp(dw.data(), dw_bad.data(), C * sizeof(float)) != 0 ||
+              std::memcmp(db.data(), db_bad.data(), C * sizeof(float)) != 0)
+      << "the kernel gave the right dw/db without its __syncthreads()";
+}
+
+// ---- cross-entropy
+
+TYPED_TEST(CudaEmuKernels, CrossEntropyForwardAndInPlaceBackwardMatchCpu) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  for (auto [N, V] : {std::pair<int64_t, int>{13, 1000}, {5, 77}, {2, 1}}) {
+    SCOPED_TRACE("N " + std::to_string(N) + " V " + std::to_string(V));
+    const auto logits = random_t<T>(this->rng, N * V, -4, 4);
+    std::vector<int32_t> targets(N);
+    for (auto& t : targets) t = static_cast<int32_t>(this->rng() % V);
+    std::vector<float> loss(N, NAN), want_loss(N, NAN);
+    qisa::cuda::cross_entropy_forward(loss.data(), logits.data(), targets.data(), N, V, kStream);
+    this->cpu->cross_entropy_forward(want_loss.data(), logits.data(), targets.data(), N, V);
+    ASSERT_FALSE(any_nan(loss));
+    EXPECT_LE(max_rel_err(loss, want_loss), 1e-5);
+
+    const float scale = 1.0f / 3.0f;
+    auto d = logits, want_d = logits;  // in place, as the trainer calls it
+    qisa::cuda::cross_entropy_backward(d.data(), d.data(), targets.data(), N, V, scale, kStream);
+    this->cpu->cross_entropy_backward(want_d.data(), want_d.data(), targets.data(), N, V, scale);
+    ASSERT_FALSE(any_nan(widen(d)));
+    EXPECT_LE(max_rel_err(widen(d), widen(want_d)), kTol<T>);
+
+    auto d2 = nans<T>(N * V);  // out of place into a poisoned buffer
+    qisa::cuda::cross_entropy_backward(d2.data(), logits.data(), targets.data(), N, V, scale, kStream);
+    EXPECT_EQ(0, std::memcmp(d2.data(), d.data(), d.size() * sizeof(T)));
+  }
+}
+
+TYPED_TEST(CudaEmuKernels, CrossEntropyFailsWithoutItsFirstBarrier) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const int64_t N = 8;
+  const int V = 999;
+  const auto logits = random_t<T>(this->rng, N * V, -4, 4);
+  std::vector<int32_t> targets(N, 7);
+  std::vector<float> loss(N, NAN), bad(N, NAN);
+  qisa::cuda::cross_entropy_forward(loss.data(), logits.data(), targets.data(), N, V, kStream);
+  {
+    qisa::emu::SkipBarriers skip(0);  // block_reduce's "partials are written" barrier
+    qisa::cuda::cross_entropy_forward(bad.data(), logits.data(), targets.data(), N, V, kStream);
+  }
+  EXPECT_NE(0, std::memcmp(loss.data(), bad.data(), N * sizeof(float)))
+      << "block_reduce gave the right answer without its first __syncthreads()";
+}
+
+// ---- AdamW (fp32 parameters and moments; no storage type)
+
+TEST(CudaEmuAdamW, MatchesCpuBitForBit) {
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto cpu = qisa::make_cpu_backend(1);
+  const int64_t n = 1037;
+  const qisa::AdamWHyper hypers[] = {{3e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1, 1.0f},
+                                     {1e-2f, 0.3f, 0.95f, 1e-6f, 0.1f, 7, 0.5f}};  // lerp's other branch
+  for (const auto& h : hypers) {
+    SCOPED_TRACE("beta1 " + std::to_string(h.beta1) + " step " + std::to_string(h.step));
+    auto p = qisa::test::random_vector<float>(rng, n), g = qisa::test::random_vector<float>(rng, n, -0.1, 0.1);
+    auto m = qisa::test::random_vector<float>(rng, n, -0.01, 0.01), v = qisa::test::random_vector<float>(rng, n, 0, 1e-3);
+    auto wp = p, wm = m, wv = v;
+    qisa::cuda::adamw_update(p.data(), g.data(), m.data(), v.data(), n, h, kStream);
+    cpu->adamw_update(wp.data(), g.data(), wm.data(), wv.data(), n, h);
+    EXPECT_EQ(0, std::memcmp(p.data(), wp.data(), n * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(m.data(), wm.data(), n * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(v.data(), wv.data(), n * sizeof(float)));
+    EXPECT_LE(max_rel_err(p, wp), 0.0);  // names the size of a mismatch, if any
+  }
+}
+
+// ---- activations
+
+TYPED_TEST(CudaEmuKernels, ActivationsMatchCpuInBothModes) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const int64_t n = 1037;
+  for (auto act : {qisa::Activation::relu, qisa::Activation::gelu}) {
+    const bool relu = act == qisa::Activation::relu;
+    // relu is exact; gelu differs by expf vs the CPU's exp_poly (a few ulp)
+    const double tol = relu ? 0.0 : std::is_same_v<T, float> ? 2e-6 : kTol<T>;
+    SCOPED_TRACE(relu ? "relu" : "gelu");
+    const auto in = random_t<T>(this->rng, n, -5, 5), dout = random_t<T>(this->rng, n);
+    auto out = nans<T>(n), want = nans<T>(n);
+    qisa::cuda::activation_forward(out.data(), in.data(), n, act, kStream);
+    this->cpu->activation_forward(want.data(), in.data(), n, act);
+    ASSERT_FALSE(any_nan(widen(out)));
+    EXPECT_LE(max_rel_err(widen(out), widen(want)), tol);
+    for (GradMode mode : kModes) {
+      SCOPED_TRACE(mode_name(mode));
+      auto din = mode == GradMode::overwrite ? nans<T>(n) : random_t<T>(this->rng, n);
+      auto want_din = din;
+      qisa::cuda::activation_backward(din.data(), dout.data(), in.data(), n, act, mode, kStream);
+      this->cpu->activation_backward(want_din.data(), dout.data(), in.data(), n, act, mode);
+      ASSERT_FALSE(any_nan(widen(din)));
+      EXPECT_LE(max_rel_err(widen(din), widen(want_din)), tol);
+    }
+  }
+}
+
+}  // namespace
