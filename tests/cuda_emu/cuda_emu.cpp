@@ -3,6 +3,7 @@
 // completes a barrier or a warp collective wakes exactly the threads it releases.
 #include "cuda_emu.h"
 
+#include <barrier>
 #include <bit>
 #include <condition_variable>
 #include <cstdio>
@@ -217,39 +218,65 @@ void check_dims(dim3 grid, dim3 block, size_t smem) {
     throw LaunchError("dynamic shared memory of " + std::to_string(smem) + " bytes exceeds 48 KiB");
 }
 
-void run_block(LaunchState& ls, dim3 grid, dim3 block, dim3 bidx, size_t smem, const std::function<void()>& body) {
-  Block b;
-  b.n = static_cast<int>(block.x * block.y * block.z);
-  b.launch = &ls;
-  b.cv = std::make_unique<std::condition_variable[]>(b.n);
-  b.warps.resize((b.n + 31) / 32);
-  for (int t = 0; t < b.n; ++t) b.warps[t / 32].exists |= 1u << (t % 32);
-  b.exited.assign(b.n, false);
-  b.gate_passed.assign(b.n, false);
-  b.alive = b.n;
-  b.dynamic_bytes = smem;
-  b.dynamic = std::make_unique<std::byte[]>(smem + 1);
-  std::memset(b.dynamic.get(), 0xFF, smem + 1);
-  std::vector<std::thread> threads;
-  threads.reserve(b.n);
-  for (int t = 0; t < b.n; ++t)
-    threads.emplace_back(run_thread, std::ref(b), t, grid, block, bidx, std::cref(body));
-  for (auto& th : threads) th.join();
-  if (!b.error.empty())
-    throw LaunchError("block (" + std::to_string(bidx.x) + "," + std::to_string(bidx.y) + "," +
-                      std::to_string(bidx.z) + "): " + b.error);
+// A block's state before its threads start: no thread has run, shared memory is 0xFF bytes.
+std::unique_ptr<Block> make_block(LaunchState& ls, int n, size_t smem) {
+  auto b = std::make_unique<Block>();
+  b->n = n;
+  b->launch = &ls;
+  b->cv = std::make_unique<std::condition_variable[]>(n);
+  b->warps.resize((n + 31) / 32);
+  for (int t = 0; t < n; ++t) b->warps[t / 32].exists |= 1u << (t % 32);
+  b->exited.assign(n, false);
+  b->gate_passed.assign(n, false);
+  b->alive = n;
+  b->dynamic_bytes = smem;
+  b->dynamic = std::make_unique<std::byte[]>(smem + 1);
+  std::memset(b->dynamic.get(), 0xFF, smem + 1);
+  return b;
 }
 
 }  // namespace
 
+// One OS thread per thread of a block, created once per launch and reused for every block; the
+// blocks run one after another, and the first failing block ends the launch.
 void run_grid(dim3 grid, dim3 block, size_t smem, const std::function<void()>& body) {
   check_dims(grid, block, smem);
   LaunchState ls;
   ls.skip = g_skip_site.load();
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) run_block(ls, grid, block, dim3(x, y, z), smem, body);
+  const int n = static_cast<int>(block.x * block.y * block.z);
+  std::unique_ptr<Block> current;
+  dim3 bidx;
+  bool stop = false;
+  std::barrier<> sync(n + 1);  // block start and block end
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (int t = 0; t < n; ++t)
+    threads.emplace_back([&, t] {
+      for (;;) {
+        sync.arrive_and_wait();
+        if (stop) return;
+        run_thread(*current, t, grid, block, bidx, body);
+        sync.arrive_and_wait();
+      }
+    });
+  std::string error;
+  for (unsigned z = 0; z < grid.z && error.empty(); ++z)
+    for (unsigned y = 0; y < grid.y && error.empty(); ++y)
+      for (unsigned x = 0; x < grid.x && error.empty(); ++x) {
+        current = make_block(ls, n, smem);
+        bidx = dim3(x, y, z);
+        sync.arrive_and_wait();  // the block's threads run
+        sync.arrive_and_wait();
+        if (!current->error.empty())
+          error = "block (" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + "): " +
+                  current->error;
+      }
+  stop = true;
+  sync.arrive_and_wait();
+  for (auto& th : threads) th.join();
+  if (!error.empty()) throw LaunchError(error);
 }
+
 
 SkipBarriers::SkipBarriers(int site) { g_skip_site.store(site); }
 SkipBarriers::~SkipBarriers() { g_skip_site.store(-2); }
