@@ -184,7 +184,7 @@ TYPED_TEST(CudaEmuKernels, LayerNormBackwardFailsWithoutItsBarrier) {
 TYPED_TEST(CudaEmuKernels, CrossEntropyForwardAndInPlaceBackwardMatchCpu) {
   using T = TypeParam;
   SCOPED_TRACE("seed " + std::to_string(this->seed));
-  for (auto [N, V] : {std::pair<int64_t, int>{13, 1000}, {5, 77}, {2, 1}}) {
+  for (auto [N, V] : {std::pair<int64_t, int>{7, 1000}, {5, 77}, {2, 1}}) {
     SCOPED_TRACE("N " + std::to_string(N) + " V " + std::to_string(V));
     const auto logits = random_t<T>(this->rng, N * V, -4, 4);
     std::vector<int32_t> targets(N);
