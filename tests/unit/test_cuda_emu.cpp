@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -231,6 +232,27 @@ TEST(CudaEmu, AtomicsAreAtomic) {
   int want = -1;
   for (int t = 0; t < 512; ++t) want = std::max(want, (t * 37) % 1001);
   EXPECT_EQ(max, want);
+}
+
+__global__ void throwing_kernel(int* out) {
+  if (threadIdx.x == 3) throw std::runtime_error("device assert");
+  out[threadIdx.x] = 1;
+}
+
+__global__ void too_much_shared_kernel(int* out) {
+  QISA_SHARED(float, big, 10000);  // 40000 bytes, plus 16 KiB dynamic: over 48 KiB
+  big[threadIdx.x] = 1.0f;
+  out[threadIdx.x] = 1;
+}
+
+TEST(CudaEmu, KernelExceptionsAndSharedMemoryOverflowAreErrors) {
+  std::vector<int> out(32, 0);
+  std::string e = launch_error([&] { launch(dim3(2), dim3(32), 0, throwing_kernel, out.data()); });
+  EXPECT_NE(e.find("device assert"), std::string::npos) << e;
+  EXPECT_NE(e.find("block (0,0,0)"), std::string::npos) << e;
+  e = launch_error([&] { launch(dim3(1), dim3(32), 16 * 1024, too_much_shared_kernel, out.data()); });
+  EXPECT_NE(e.find("exceeds 48 KiB"), std::string::npos) << e;
+  launch(dim3(1), dim3(32), 0, too_much_shared_kernel, out.data());  // 40000 bytes alone fit
 }
 
 TEST(CudaEmu, InvalidLaunchShapesAreErrors) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/error.h"
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/cross_entropy.cuh"
@@ -114,9 +115,10 @@ struct LnBackwardCase {
     cpu.layernorm_forward(out.data(), mean.data(), rstd.data(), in.data(), w.data(), b.data(), n, c);
   }
   // din, dw, db through the emulated kernels
+  // din empty: din == nullptr
   void run_emu(std::vector<T>& din, std::vector<float>& dw, std::vector<float>& db, GradMode dm, GradMode pm) const {
     std::vector<float> part(qisa::cuda::layernorm_backward_workspace(N, C), NAN);
-    qisa::cuda::layernorm_backward(din.data(), dw.data(), db.data(), dout.data(), in.data(), w.data(), mean.data(),
+    qisa::cuda::layernorm_backward(din.empty() ? nullptr : din.data(), dw.data(), db.data(), dout.data(), in.data(), w.data(), mean.data(),
                                    rstd.data(), N, C, dm, pm, part.data(), kStream);
   }
 };
@@ -153,9 +155,34 @@ TYPED_TEST(CudaEmuKernels, LayerNormParamGradientsAreBitwiseReproducible) {
   auto din = nans<T>(101 * 33);
   std::vector<float> dw1(33, NAN), db1(33, NAN), dw2(33, NAN), db2(33, NAN);
   k.run_emu(din, dw1, db1, GradMode::overwrite, GradMode::overwrite);
-  k.run_emu(din, dw2, db2, GradMode::overwrite, GradMode::overwrite);
+  std::vector<T> no_din;  // din == nullptr: parameter gradients only
+  k.run_emu(no_din, dw2, db2, GradMode::overwrite, GradMode::overwrite);
   EXPECT_EQ(0, std::memcmp(dw1.data(), dw2.data(), 33 * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(db1.data(), db2.data(), 33 * sizeof(float)));
+}
+
+TEST(CudaEmuShapes, HostWrappersRejectWhatTheKernelsCannotDo) {
+  std::vector<float> buf(8, 0.0f);
+  float* p = buf.data();
+  EXPECT_THROW(qisa::cuda::layernorm_forward(p, p, p, p, p, p, 1, 0, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::layernorm_backward(p, p, p, p, p, p, p, p, 1, qisa::cuda::kLnMaxC + 1, GradMode::overwrite,
+                                              GradMode::overwrite, p, kStream),
+               qisa::Error);
+  EXPECT_THROW(qisa::cuda::cross_entropy_forward(p, p, nullptr, 1, 0, kStream), qisa::Error);
+  qisa::AdamWHyper h{1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 0, 1.0f};  // step 0: the count is 1-based
+  EXPECT_THROW(qisa::cuda::adamw_update(p, p, p, p, 8, h, kStream), qisa::Error);
+}
+
+TEST(CudaEmuShapes, CrossEntropyTargetOutsideTheVocabularyGivesNaN) {
+  const int V = 40;
+  std::vector<float> logits(2 * V, 0.5f), loss(2, 0.0f);
+  const std::vector<int32_t> targets = {3, V};  // row 1 is out of range
+  qisa::cuda::cross_entropy_forward(loss.data(), logits.data(), targets.data(), 2, V, kStream);
+  EXPECT_NEAR(loss[0], std::log(40.0f), 1e-6);
+  EXPECT_TRUE(std::isnan(loss[1]));
+  qisa::cuda::cross_entropy_backward(logits.data(), logits.data(), targets.data(), 2, V, 1.0f, kStream);
+  EXPECT_FLOAT_EQ(logits[3], 1.0f / 40 - 1.0f);
+  EXPECT_TRUE(std::isnan(logits[V + 5]));
 }
 
 // Without its barrier the backward kernel reads the other warps' dw/db slices before they are
