@@ -45,7 +45,10 @@ inline AdamWScalars adamw_scalars(const AdamWHyper& h) {
   return s;
 }
 
-__global__ void __launch_bounds__(kAdamThreads)
+// A template (on the block size) because a non-template __global__ function defined in a header
+// is defined again in every .cu file that includes it (nvcc has no inline kernels).
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads)
     adamw_kernel(float* params, const float* grads, float* m, float* v, int64_t n, AdamWScalars s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
@@ -66,7 +69,7 @@ inline void adamw_update(float* params, const float* grads, float* m, float* v, 
   const AdamWScalars s = adamw_scalars(h);
   if (n <= 0) return;
   const int64_t blocks = std::min(ceil_div_i64(n, kAdamThreads), kAdamMaxBlocks);
-  QISA_LAUNCH(adamw_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kAdamThreads), 0, stream, params, grads, m, v,
+  QISA_LAUNCH(adamw_kernel<kAdamThreads>, dim3(static_cast<unsigned>(blocks)), dim3(kAdamThreads), 0, stream, params, grads, m, v,
               n, s);
 }
 

@@ -22,4 +22,9 @@ QISA_INSTANTIATE(float)
 QISA_INSTANTIATE(bf16)
 #undef QISA_INSTANTIATE
 
+// The kernels of the non-template launchers (inline functions, emitted only where they are used).
+template __global__ void layernorm_backward_params_kernel<kLnReduceThreads>(float*, float*, bool, const float*,
+                                                                            int64_t, int);
+template __global__ void adamw_kernel<kAdamThreads>(float*, const float*, float*, float*, int64_t, AdamWScalars);
+
 }  // namespace qisa::cuda

@@ -104,7 +104,10 @@ __global__ void __launch_bounds__(kLnThreads)
 }
 
 // dw[c], db[c] (=|+=) sum over the blocks' partials in block order (dw or db may be null).
-__global__ void __launch_bounds__(kLnReduceThreads)
+// A template (on the block size): nvcc has no inline kernels, and a non-template kernel defined
+// in a header would be defined again by every .cu file that includes it.
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads)
     layernorm_backward_params_kernel(float* dw, float* db, bool param_add, const float* part, int64_t blocks, int C) {
   const int c = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   if (c >= C) return;
@@ -151,7 +154,7 @@ void layernorm_backward(T* din, float* dw, float* db, const T* dout, const T* in
   }
   if (!dw && !db) return;
   const dim3 grid(static_cast<unsigned>(ceil_div_i64(C, kLnReduceThreads)));
-  QISA_LAUNCH(layernorm_backward_params_kernel, grid, dim3(kLnReduceThreads), 0, stream, dw, db,
+  QISA_LAUNCH(layernorm_backward_params_kernel<kLnReduceThreads>, grid, dim3(kLnReduceThreads), 0, stream, dw, db,
               param_mode == GradMode::accumulate, part, blocks, C);
 }
 
