@@ -3,7 +3,8 @@
 // QISA_CUDA_EMU is defined). It is honest where kernels can go wrong:
 //  - every thread of a block is a real std::thread (blocks run one after another); the threads
 //    of a block start in order, thread k+1 when thread k first blocks or returns (a legal CUDA
-//    schedule that lets early threads run ahead, so a missing barrier reads unwritten memory);
+//    schedule that lets early threads run ahead, so a missing barrier reads unwritten memory;
+//    a kernel that spins on a flag that a later thread sets would wait forever here);
 //  - __syncthreads() is a real barrier; a barrier that not every thread reaches (one returned,
 //    or threads wait at different barriers) and any deadlock make launch() throw LaunchError;
 //  - shared memory is per block and filled with 0xFF bytes (NaN floats and bf16) at block start;
