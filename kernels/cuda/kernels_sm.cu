@@ -4,6 +4,7 @@
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/cross_entropy.cuh"
+#include "kernels/cuda/dropout.cuh"
 #include "kernels/cuda/layernorm.cuh"
 
 namespace qisa::cuda {
@@ -16,7 +17,9 @@ namespace qisa::cuda {
   template void cross_entropy_forward<T>(float*, const T*, const int32_t*, int64_t, int, cudaStream_t);           \
   template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int, float, cudaStream_t);       \
   template void activation_forward<T>(T*, const T*, int64_t, Activation, cudaStream_t);                           \
-  template void activation_backward<T>(T*, const T*, const T*, int64_t, Activation, GradMode, cudaStream_t);
+  template void activation_backward<T>(T*, const T*, const T*, int64_t, Activation, GradMode, cudaStream_t);       \
+  template void dropout_add_forward<T>(T*, const T*, const T*, int64_t, const Dropout&, cudaStream_t);            \
+  template void dropout_add_backward<T>(T*, T*, const T*, int64_t, const Dropout&, GradMode, cudaStream_t);
 
 QISA_INSTANTIATE(float)
 QISA_INSTANTIATE(bf16)

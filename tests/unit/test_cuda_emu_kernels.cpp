@@ -5,7 +5,7 @@
 //
 // Tolerances (max|got - want| / max|want|, SPEC §4's measure):
 //  - fp32 results: 1e-5 (layernorm and the softmax sums add in another order than the CPU's
-//    pack-wise sums; exp is the CPU's exp_poly vs expf, each within ~2 ulp); AdamW and relu are
+//    pack-wise sums; exp is the CPU's exp_poly vs expf, each within ~2 ulp); AdamW, relu and dropout are
 //    the same arithmetic, so they must agree bit for bit;
 //  - bf16 results: 8e-3, because an fp32 value that differs in its last bits may round to the
 //    neighbouring bf16 (one bf16 ulp is 2^-8 = 3.9e-3 relative).
@@ -23,6 +23,7 @@
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/cross_entropy.cuh"
+#include "kernels/cuda/dropout.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "test_util.h"
 
@@ -250,6 +251,56 @@ TYPED_TEST(CudaEmuKernels, CrossEntropyFailsWithoutItsFirstBarrier) {
   }
   EXPECT_NE(0, std::memcmp(loss.data(), bad.data(), N * sizeof(float)))
       << "block_reduce gave the right answer without its first __syncthreads()";
+}
+
+// ---- residual add with dropout: the same Philox bits and the same arithmetic
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+// fp32: bit for bit. bf16: the CPU computes in a staged fp32 loop that g++ may contract into
+// FMAs differently from the bf16 kernel instance, and a last-bit fp32 difference can move the
+// bf16 rounding by one ulp, so bf16 gets kTol.
+template <class T>
+void expect_dropout_match(const std::vector<T>& got, const std::vector<T>& want) {
+  if constexpr (std::is_same_v<T, float>) EXPECT_TRUE(same_bits(got, want)) << max_rel_err(got, want);
+  else EXPECT_LE(max_rel_err(widen(got), widen(want)), kTol<T>);
+}
+
+TYPED_TEST(CudaEmuKernels, DropoutAddMatchesCpu) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const int64_t n = 1037;
+  for (float p : {0.0f, 0.3f}) {
+    qisa::Dropout d;
+    d.p = p;
+    d.seed = this->rng();
+    d.step = 5;
+    d.site = 3;
+    d.elem_offset = 4 * 1000 + 3;  // not a whole Philox block: the first block is partial
+    SCOPED_TRACE("p " + std::to_string(p));
+    const auto x = random_t<T>(this->rng, n), y = random_t<T>(this->rng, n), dout = random_t<T>(this->rng, n);
+    auto out = nans<T>(n), want = nans<T>(n);
+    qisa::cuda::dropout_add_forward(out.data(), x.data(), y.data(), n, d, kStream);
+    this->cpu->dropout_add_forward(want.data(), x.data(), y.data(), n, d);
+    expect_dropout_match(out, want);
+    int64_t dropped = 0;  // out == x exactly where y was dropped
+    for (int64_t i = 0; i < n; ++i) dropped += std::memcmp(&out[i], &x[i], sizeof(T)) == 0;
+    EXPECT_NEAR(static_cast<double>(dropped) / n, p, 0.06);  // 1037 draws: sd 0.014
+    for (GradMode mode : kModes)
+      for (bool with_dx : {true, false}) {
+        SCOPED_TRACE(std::string(mode_name(mode)) + (with_dx ? " dx and dy" : " dy only"));
+        auto dx = mode == GradMode::overwrite ? nans<T>(n) : random_t<T>(this->rng, n);
+        auto dy = mode == GradMode::overwrite ? nans<T>(n) : random_t<T>(this->rng, n);
+        auto want_dx = dx, want_dy = dy;
+        qisa::cuda::dropout_add_backward(with_dx ? dx.data() : nullptr, dy.data(), dout.data(), n, d, mode, kStream);
+        this->cpu->dropout_add_backward(with_dx ? qisa::Act(want_dx.data()) : qisa::Act(nullptr), want_dy.data(),
+                                        dout.data(), n, d, mode);
+        expect_dropout_match(dy, want_dy);
+        EXPECT_TRUE(same_bits(dx, want_dx));  // a copy or one addition (no product), or untouched when null
+      }
+  }
 }
 
 // ---- AdamW (fp32 parameters and moments; no storage type)
