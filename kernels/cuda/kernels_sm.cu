@@ -5,6 +5,7 @@
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/cross_entropy.cuh"
 #include "kernels/cuda/dropout.cuh"
+#include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/layernorm.cuh"
 
 namespace qisa::cuda {
@@ -19,7 +20,11 @@ namespace qisa::cuda {
   template void activation_forward<T>(T*, const T*, int64_t, Activation, cudaStream_t);                           \
   template void activation_backward<T>(T*, const T*, const T*, int64_t, Activation, GradMode, cudaStream_t);       \
   template void dropout_add_forward<T>(T*, const T*, const T*, int64_t, const Dropout&, cudaStream_t);            \
-  template void dropout_add_backward<T>(T*, T*, const T*, int64_t, const Dropout&, GradMode, cudaStream_t);
+  template void dropout_add_backward<T>(T*, T*, const T*, int64_t, const Dropout&, GradMode, cudaStream_t);       \
+  template void embedding_forward<T>(T*, const int32_t*, const float*, const float*, int64_t, int, int, int,       \
+                                     cudaStream_t);                                                                \
+  template void embedding_backward<T>(float*, float*, const T*, const int32_t*, int64_t, int, int, int, GradMode,  \
+                                      cudaStream_t);
 
 QISA_INSTANTIATE(float)
 QISA_INSTANTIATE(bf16)

@@ -24,6 +24,7 @@
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/cross_entropy.cuh"
 #include "kernels/cuda/dropout.cuh"
+#include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "test_util.h"
 
@@ -301,6 +302,47 @@ TYPED_TEST(CudaEmuKernels, DropoutAddMatchesCpu) {
         EXPECT_TRUE(same_bits(dx, want_dx));  // a copy or one addition (no product), or untouched when null
       }
   }
+}
+
+// ---- embedding: no products, and the backward sums run in the CPU's order: bit for bit
+
+TYPED_TEST(CudaEmuKernels, EmbeddingMatchesCpuBitForBit) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const int64_t B = 3;
+  const int T_ = 7, C = 45, V = 11, max_t = 9;  // 21 tokens over 11 ids: rows collide
+  std::vector<int32_t> idx(B * T_);
+  for (auto& v : idx) v = static_cast<int32_t>(this->rng() % V);
+  const auto tok = qisa::test::random_vector<float>(this->rng, V * C);
+  const auto pos = qisa::test::random_vector<float>(this->rng, max_t * C);
+  auto out = nans<T>(B * T_ * C), want = nans<T>(B * T_ * C);
+  qisa::cuda::embedding_forward(out.data(), idx.data(), tok.data(), pos.data(), B, T_, C, V, kStream);
+  this->cpu->embedding_forward(want.data(), idx.data(), tok.data(), pos.data(), B, T_, C);
+  EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * sizeof(T)));
+  const auto dout = random_t<T>(this->rng, B * T_ * C);
+  for (GradMode mode : kModes)
+    for (int which : {0, 1, 2}) {  // both, dtok only, dpos only
+      SCOPED_TRACE(std::string(mode_name(mode)) + " case " + std::to_string(which));
+      auto dtok = mode == GradMode::overwrite ? std::vector<float>(V * C, NAN)
+                                              : qisa::test::random_vector<float>(this->rng, V * C);
+      auto dpos = mode == GradMode::overwrite ? std::vector<float>(max_t * C, NAN)
+                                              : qisa::test::random_vector<float>(this->rng, max_t * C);
+      auto want_tok = dtok, want_pos = dpos;
+      float* pt = which == 2 ? nullptr : dtok.data();
+      float* pp = which == 1 ? nullptr : dpos.data();
+      qisa::cuda::embedding_backward(pt, pp, dout.data(), idx.data(), B, T_, C, V, mode, kStream);
+      this->cpu->embedding_backward(which == 2 ? nullptr : want_tok.data(), which == 1 ? nullptr : want_pos.data(),
+                                    dout.data(), idx.data(), B, T_, C, V, mode);
+      // NaN == NaN bitwise too: rows t >= T of dpos stay untouched in both
+      EXPECT_EQ(0, std::memcmp(dtok.data(), want_tok.data(), dtok.size() * sizeof(float)));
+      EXPECT_EQ(0, std::memcmp(dpos.data(), want_pos.data(), dpos.size() * sizeof(float)));
+      if (which != 1) {
+        ASSERT_FALSE(any_nan(std::vector<float>(dpos.begin(), dpos.begin() + T_ * C)));
+      }
+      if (which != 2) {
+        ASSERT_FALSE(any_nan(dtok));
+      }
+    }
 }
 
 // ---- AdamW (fp32 parameters and moments; no storage type)
