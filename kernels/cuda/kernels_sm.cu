@@ -5,6 +5,7 @@
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/cross_entropy.cuh"
 #include "kernels/cuda/dropout.cuh"
+#include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/layernorm.cuh"
 
@@ -34,5 +35,15 @@ QISA_INSTANTIATE(bf16)
 template __global__ void layernorm_backward_params_kernel<kLnReduceThreads>(float*, float*, bool, const float*,
                                                                             int64_t, int);
 template __global__ void adamw_kernel<kAdamThreads>(float*, const float*, float*, float*, int64_t, AdamWScalars);
+template __global__ void round_bf16_stochastic_kernel<kEltThreads>(bf16*, const float*, int64_t, uint64_t, uint32_t,
+                                                                   uint64_t);
+template __global__ void scale_kernel<kEltThreads>(float*, float, int64_t);
+template __global__ void sum_squares_partial_kernel<kSsqThreads>(double*, const float*, int64_t);
+template __global__ void sum_partials_kernel<kSsqThreads>(double*, const double*, int);
+
+template void convert<float, float>(float*, const float*, int64_t, cudaStream_t);
+template void convert<float, bf16>(float*, const bf16*, int64_t, cudaStream_t);
+template void convert<bf16, float>(bf16*, const float*, int64_t, cudaStream_t);
+template void convert<bf16, bf16>(bf16*, const bf16*, int64_t, cudaStream_t);
 
 }  // namespace qisa::cuda

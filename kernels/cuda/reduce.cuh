@@ -9,30 +9,34 @@
 namespace qisa::cuda::inline QISA_KERNEL_ABI {
 
 struct SumOp {
-  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
-  __device__ __forceinline__ static float identity() { return 0.0f; }
+  template <class V>
+  __device__ __forceinline__ V operator()(V a, V b) const { return a + b; }
+  template <class V>
+  __device__ __forceinline__ static V identity() { return V(0); }
 };
 struct MaxOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
-  __device__ __forceinline__ static float identity() { return -INFINITY; }
+  template <class V>
+  __device__ __forceinline__ static V identity() { return -INFINITY; }
 };
 
-template <class Op>
-__device__ __forceinline__ float warp_reduce(float v, Op op) {
+template <class V, class Op>
+__device__ __forceinline__ V warp_reduce(V v, Op op) {
   for (int o = kWarp / 2; o > 0; o /= 2) v = op(v, __shfl_xor_sync(kFullMask, v, o));
   return v;
 }
 
 // Every thread of the block calls this with its value; every thread gets op over all of them.
-template <class Op>
-__device__ float block_reduce(float v, Op op) {
-  QISA_SHARED(float, partial, kWarp);  // one slot per warp
+// V: float or double.
+template <class V, class Op>
+__device__ V block_reduce(V v, Op op) {
+  QISA_SHARED(V, partial, kWarp);  // one slot per warp
   const int lane = static_cast<int>(threadIdx.x) % kWarp, warp = static_cast<int>(threadIdx.x) / kWarp;
   const int warps = static_cast<int>(blockDim.x) / kWarp;
   v = warp_reduce(v, op);
   if (lane == 0) partial[warp] = v;
   QISA_SYNCTHREADS();  // the partials are written
-  v = warp_reduce(lane < warps ? partial[lane] : Op::identity(), op);
+  v = warp_reduce(lane < warps ? partial[lane] : Op::template identity<V>(), op);
   QISA_SYNCTHREADS();  // every warp has read them: the next reduction may overwrite them
   return v;
 }

@@ -24,8 +24,10 @@ constexpr size_t kMaxSharedBytes = 48 * 1024;  // without cudaFuncSetAttribute o
 constexpr unsigned kMaxBlockThreads = 1024;
 std::atomic<int> g_skip_site{-2};  // -2: no barrier is skipped
 
-using SiteKey = std::tuple<std::string, unsigned, unsigned>;
-SiteKey key_of(const std::source_location& l) { return {l.file_name(), l.line(), l.column()}; }
+// A source position and the function around it (a template instance has its own name, and its
+// own __shared__ arrays on the GPU).
+using SiteKey = std::tuple<std::string, unsigned, unsigned, std::string>;
+SiteKey key_of(const std::source_location& l) { return {l.file_name(), l.line(), l.column(), l.function_name()}; }
 std::string where(const std::source_location& l) { return std::string(l.file_name()) + ":" + std::to_string(l.line()); }
 
 const char* op_name(WarpOp op) {
