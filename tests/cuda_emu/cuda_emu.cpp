@@ -16,8 +16,6 @@
 
 namespace qisa::emu {
 
-thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
-
 namespace {
 
 constexpr size_t kMaxSharedBytes = 48 * 1024;  // without cudaFuncSetAttribute opt-in

@@ -36,7 +36,9 @@ struct dim3 {
 };
 using uint3 = dim3;
 
-extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+// Constant-initialised inline variables: every TU accesses them directly (an extern thread_local
+// goes through a TLS wrapper call, which UBSan's null check misreads in the sanitizer build).
+inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 inline constexpr int warpSize = 32;
 
 // What launch() throws when a kernel breaks the execution model (or throws itself).
