@@ -1,5 +1,6 @@
 #include "trainer/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -264,23 +265,44 @@ std::vector<std::string> draw_pauli_strings(uint64_t seed, int layer, int H, int
   return out;
 }
 
+namespace {
+// dst[i] = f(i) for i < n on `threads` threads. f is a pure function of i (Philox counters), so
+// the values do not depend on the thread count (ModelInit.IsTheSameOnAnyThreadCount).
+template <typename F>
+void fill_parallel(float* dst, int64_t n, int threads, F f) {
+#pragma omp parallel for num_threads(std::max(threads, 1)) schedule(static, 16384)
+  for (int64_t i = 0; i < n; ++i) dst[i] = f(i);
+}
+}  // namespace
+
+// PyTorch's default initialisation, from Philox counters (seed, stream = parameter index,
+// element index). The normals are Box-Muller in double: a 124M model draws 39M of them, the
+// most of its start-up time, so every parameter is filled on the backend's threads.
 void GPT::init(uint64_t seed) {
-  std::vector<float> host(static_cast<size_t>(table_.total()));
+  // Written in place where the host can address the backend's memory (the CPU's), else staged.
+  std::vector<float> staging;
+  float* base = params_.get();
+  if (!be_.host_addressable()) {
+    staging.resize(static_cast<size_t>(table_.total()));
+    base = staging.data();
+  }
   const auto& entries = table_.entries();
+  const int threads = be_.threads();
   for (size_t e = 0; e < entries.size(); ++e) {
     const ParamEntry& p = entries[e];
     const std::string& n = p.name;
     auto ends_with = [&](const std::string& suffix) {
       return n.size() >= suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
-    float* dst = host.data() + p.offset;
+    float* dst = base + p.offset;
     const auto stream = static_cast<uint32_t>(e);
     if (n == "tok_emb.weight" || n == "pos_emb.weight") {  // nn.Embedding: N(0, 1)
-      for (int64_t i = 0; i < p.numel; ++i)
-        dst[i] = static_cast<float>(philox_normal_double(seed, kInitStream, stream, static_cast<uint64_t>(i)));
+      fill_parallel(dst, p.numel, threads, [&](int64_t i) {
+        return static_cast<float>(philox_normal_double(seed, kInitStream, stream, static_cast<uint64_t>(i)));
+      });
     } else if (n.find(".ln") != std::string::npos || n.rfind("ln_f.", 0) == 0) {  // LayerNorm 1 / 0
       const float v = ends_with(".weight") ? 1.0f : 0.0f;
-      for (int64_t i = 0; i < p.numel; ++i) dst[i] = v;
+      std::fill(dst, dst + p.numel, v);
     } else {
       // nn.Linear weight and bias: U(-1/sqrt(in), 1/sqrt(in)) with in = fan-in of the layer;
       // QISA L_h [H,C,C] as a Linear(C, C); QISA-A angles U(-pi, pi).
@@ -292,13 +314,14 @@ void GPT::init(uint64_t seed) {
         if (n.find("mlp.proj.") != std::string::npos) fan_in = 4 * static_cast<int64_t>(cfg_.n_embd);
         bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
       }
-      for (int64_t i = 0; i < p.numel; ++i) {
+      fill_parallel(dst, p.numel, threads, [&](int64_t i) {
         const double u = philox_uniform_double(seed, kInitStream, stream, static_cast<uint64_t>(i));
-        dst[i] = static_cast<float>((2.0 * u - 1.0) * bound);
-      }
+        return static_cast<float>((2.0 * u - 1.0) * bound);
+      });
     }
   }
-  set_params_host(host);
+  if (!staging.empty()) be_.upload(params_.get(), staging.data(), staging.size() * sizeof(float));
+  round_weight_copy(Bf16Rounding::nearest, 0, 0);
   if (cfg_.attention != AttentionKind::csa) {
     for (int l = 0; l < cfg_.n_layer; ++l)
       set_pauli(l, draw_pauli_strings(seed, l, cfg_.n_head, cfg_.head_dim(), cfg_.n_qubits(),

@@ -13,6 +13,7 @@
 #include "io/model_file.h"
 #include "io/tokenizer.h"
 #include "expect_error.h"
+#include "fake_device_backend.h"
 #include "kernels/error.h"
 #include "test_util.h"
 #include "trainer/evaluator.h"
@@ -364,6 +365,25 @@ TEST(ModelInit, FollowsThePyTorchDistributions) {
   EXPECT_EQ(again.params_host(), p);
   again.init(4);
   EXPECT_NE(again.params_host(), p);
+}
+
+// Initialisation runs on the backend's threads and writes in place where the host can address
+// the backend's memory: the values are pure functions of (seed, parameter, element), so 1 and 3
+// threads, and a backend whose memory must be staged (the fake device: every byte scrambled
+// unless it goes through upload), give the same bits.
+TEST(ModelInit, IsTheSameOnAnyThreadCountAndThroughStaging) {
+  ModelConfig m = small_model(AttentionKind::qisa, 24, 2, 2, 8, 301);
+  auto one = make_cpu_backend(1);
+  GPT a(m, *one, 1);
+  a.init(17);
+  auto three = make_cpu_backend(3);
+  GPT b(m, *three, 1);
+  b.init(17);
+  EXPECT_EQ(a.params_host(), b.params_host());
+  test::FakeDeviceBackend device;
+  GPT c(m, device, 1);
+  c.init(17);
+  EXPECT_EQ(a.params_host(), c.params_host());
 }
 
 // One optimizer step on a fixed batch, with dropout, on `threads` threads and `micro`
