@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -340,6 +341,27 @@ TYPED_TEST(CudaEmuLinear, BackwardMatchesCpuInBothModes) {
             EXPECT_EQ(count_nan(widen(din)), dm == GradMode::overwrite ? N * IC : 0) << "din written though null";
           }
         }
+}
+
+// Thread (x,0) adds the kBiasRows partials of its column only after the barrier: without it,
+// the early threads read partials not yet written (NaN shared memory in the emulator).
+TEST(CudaEmuLinearBias, BiasGradientIsBitwiseRepeatableAndBreaksWithoutItsBarrier) {
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  constexpr int64_t N = 45;
+  constexpr int OC = 37;  // two blocks, the second partial
+  const auto dout = random_t<float>(rng, N * OC);
+  std::vector<float> db(OC, NAN), again(OC, NAN), bad(OC, NAN);
+  qisa::cuda::bias_grad(db.data(), dout.data(), N, OC, GradMode::overwrite, nullptr);
+  qisa::cuda::bias_grad(again.data(), dout.data(), N, OC, GradMode::overwrite, nullptr);
+  EXPECT_EQ(0, std::memcmp(db.data(), again.data(), sizeof(float) * OC)) << "not bitwise repeatable";
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+    qisa::cuda::bias_grad(bad.data(), dout.data(), N, OC, GradMode::overwrite, nullptr);
+  }
+  EXPECT_NE(0, std::memcmp(db.data(), bad.data(), sizeof(float) * OC))
+      << "bias_grad_kernel gave the right sums without its __syncthreads()";
 }
 
 TEST(CudaEmuLinearErrors, MixedOperandTypesAreRejected) {
