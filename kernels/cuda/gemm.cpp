@@ -13,17 +13,21 @@
 #include <cublasLt.h>
 
 #include <string>
+#include <string_view>
 
 #include "kernels/error.h"
 
 namespace qisa::cuda::inline QISA_GEMM_ABI {
 namespace {
 
-// Throws unless status is success: file:line of the call site, the call, the status, a hint.
+// Throws unless status is success, one line: "kernels/cuda/gemm.cpp:LINE: cublasLtX(...) failed:
+// CUBLAS_STATUS_NAME (status string)" and a hint. `call` is the call's text; its name is kept.
 void check_lt(cublasStatus_t status, const char* call, const char* hint,
               SourceLocation loc = SourceLocation::current()) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  throw Error(std::string(loc.file_name()) + ":" + std::to_string(loc.line()) + ": " + call + " failed: " +
+  const std::string_view text(call);
+  const Error site("", {}, loc);  // where(): the call site, without the build machine's path
+  throw Error(site.where() + ": " + std::string(text.substr(0, text.find('('))) + "(...) failed: " +
                   cublasLtGetStatusName(status) + " (" + cublasLtGetStatusString(status) + ")",
               hint, loc);
 }
