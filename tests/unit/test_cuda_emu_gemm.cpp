@@ -316,6 +316,7 @@ TYPED_TEST(CudaEmuLinear, BackwardMatchesCpuInBothModes) {
     for (GradMode dm : kModes)
       for (GradMode pm : kModes)
         for (bool with_din : {true, false}) {
+          if (!with_din && dm == GradMode::accumulate) continue;  // no din: its mode means nothing
           SCOPED_TRACE("N " + std::to_string(N) + " IC " + std::to_string(IC) + " OC " + std::to_string(OC) + " din " +
                        (with_din ? mode_name(dm) : "null") + " params " + mode_name(pm));
           const auto dout = random_t<T>(this->rng, N * OC), in = random_t<T>(this->rng, N * IC);
