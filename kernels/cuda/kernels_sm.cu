@@ -8,6 +8,7 @@
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/layernorm.cuh"
+#include "kernels/cuda/linear.cuh"
 
 namespace qisa::cuda {
 
@@ -25,7 +26,9 @@ namespace qisa::cuda {
   template void embedding_forward<T>(T*, const int32_t*, const float*, const float*, int64_t, int, int, int,       \
                                      cudaStream_t);                                                                \
   template void embedding_backward<T>(float*, float*, const T*, const int32_t*, int64_t, int, int, int, GradMode,  \
-                                      cudaStream_t);
+                                      cudaStream_t);                                                              \
+  template void bias_grad<T>(float*, const T*, int64_t, int, GradMode, cudaStream_t);                              \
+  template __global__ void add_bias_kernel<T>(T*, const float*, const float*, int64_t, int);
 
 QISA_INSTANTIATE(float)
 QISA_INSTANTIATE(bf16)
