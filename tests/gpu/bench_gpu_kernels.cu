@@ -54,7 +54,11 @@ DeviceBuffer<T> uniform(int64_t n, uint64_t seed, float lo, float hi) {
 class Event {
  public:
   Event() { QISA_CUDA_CALL(cudaEventCreate(&e_)); }
-  ~Event() { (void)cudaEventDestroy(e_); }
+  ~Event() {  // a destructor must not throw: report
+    if (const cudaError_t e = cudaEventDestroy(e_); e != cudaSuccess)
+      std::fprintf(stderr, "%s:%d: cudaEventDestroy failed: %s (%s); hint: %s\n", __FILE__, __LINE__,
+                   cudaGetErrorName(e), cudaGetErrorString(e), qisa::test::gpu::cuda_hint(e));
+  }
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
   cudaEvent_t get() const { return e_; }
