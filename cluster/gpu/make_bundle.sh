@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Builds the GPU acceptance bundle on a machine without a GPU and packs it into one tarball
+# (at most 64 MiB, else it fails) for a GPU machine:
+#   bash cluster/gpu/make_bundle.sh [BUILD_DIR]      (default build-gpu-bundle; JOBS=2)
+#   -> BUILD_DIR/qisa-gpu-bundle.tgz, which holds qisa-gpu-bundle/ with
+#      run.sh          the one command to run there: OUT=/dir bash qisa-gpu-bundle/run.sh
+#      bin/            test_gpu_kernels, bench_gpu_kernels, qisa (for `qisa info`)
+#      lib/            every shared library they load except glibc and the driver: libcudart,
+#                      OpenBLAS, libgomp, libstdc++, MPI, HDF5, ... (a GPU machine may lack them;
+#                      cuBLAS and NCCL are not needed by these binaries, so not packed)
+#      lib/glibc/      this machine's glibc and loader, used only if the binaries do not start
+#                      on the GPU machine's own glibc
+#      MANIFEST.json   commit, architectures, compiler, libraries
+# Built for sm_90a only (H100/H200), in its own build directory, for x86-64-v3 instead of
+# -march=native (QISA_BUNDLE_CXX_FLAGS): the CPU reference code runs on any AVX2+FMA host, and
+# g++ contracts a*b+c into FMAs as in the builds here and as nvcc does on the GPU, which the
+# bit-for-bit cases (AdamW, embedding, flat ops) rely on. No golden files: the GPU tests compare with
+# the CPU backend on random inputs.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=$(realpath -m "${1:-$root/build-gpu-bundle}")
+arch=${QISA_BUNDLE_ARCH:-90a}
+cxx_flags=${QISA_BUNDLE_CXX_FLAGS:--march=x86-64-v3}
+max_bytes=${QISA_BUNDLE_MAX_BYTES:-$((64 * 1024 * 1024))}   # the limit of what a GPU session carries
+bins=(tests/test_gpu_kernels tests/bench_gpu_kernels qisa)
+glibc_re='^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|libutil\.so\.1|ld-linux-x86-64\.so\.2)$'
+
+die() { echo "make_bundle.sh: $*" >&2; exit 1; }
+
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=$arch" \
+  -DQISA_NATIVE=OFF "-DCMAKE_CXX_FLAGS=$cxx_flags" >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; die "configure failed"; }
+grep -q "qisa: CUDA parts ON" "$build.configure.log" || die "CUDA is off in this build (no nvcc or NCCL): nothing to bundle"
+cmake --build "$build" -j"${JOBS:-2}" --target test_gpu_kernels bench_gpu_kernels qisa
+
+stage_root=$build/bundle
+stage=$stage_root/qisa-gpu-bundle
+rm -rf "$stage_root"
+mkdir -p "$stage/bin" "$stage/lib/glibc"
+for b in "${bins[@]}"; do cp "$build/$b" "$stage/bin/"; done
+cp "$root/cluster/gpu/run.sh" "$stage/run.sh"
+
+# The libraries the binaries load here, by the name they ask for.
+while read -r name path; do
+  if [[ $name =~ ^(libcuda\.so|libnvidia) ]]; then
+    die "a binary links the driver ($name): cudart must load it at run time (toolchain.md §2)"
+  elif [[ $name =~ $glibc_re ]]; then
+    cp -L "$path" "$stage/lib/glibc/$name"
+  else
+    cp -L "$path" "$stage/lib/$name"
+  fi
+done < <(for b in "${bins[@]}"; do ldd "$build/$b"; done |
+         awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 } $1 ~ /^\/.*ld-linux/ { n = $1; sub(/.*\//, "", n); print n, $1 }' |
+         sort -u)
+[[ -e $stage/lib/glibc/ld-linux-x86-64.so.2 ]] || die "no ld-linux-x86-64.so.2 found in ldd's output"
+
+# Check: with lib/ on the path, everything but glibc resolves inside the bundle.
+for b in "${bins[@]}"; do
+  outside=$(LD_LIBRARY_PATH="$stage/lib" ldd "$stage/bin/$(basename "$b")" |
+            awk -v lib="$stage/lib/" '$2 == "=>" && index($3, lib) != 1 { print $1 " => " $3 }' |
+            grep -Ev "^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|libutil\.so\.1) " || true)
+  [[ -z $outside ]] || die "$(basename "$b") loads libraries from outside the bundle: $outside"
+done
+
+nvcc_version=$(grep -o 'release [0-9.]*, V[0-9.]*' < <("$(grep -m1 '^CMAKE_CUDA_COMPILER:' "$build/CMakeCache.txt" | cut -d= -f2)" --version) || true)
+libs=$(cd "$stage/lib" && find . -type f | sed 's|^\./||' | sort | sed 's/.*/"&"/' | paste -sd, -)
+cat >"$stage/MANIFEST.json" <<JSON
+{"commit":"$(git -C "$root" rev-parse HEAD)","dirty":$(git -C "$root" diff --quiet HEAD -- . ':!build*' && echo false || echo true),"built":"$(date -u +%FT%TZ)","build_host":"$(hostname)","cuda_architectures":"$arch","cxx_flags":"$cxx_flags","nvcc":"$nvcc_version","cxx":"$(c++ --version | head -n 1)","glibc":"$(ldd --version | head -n 1 | grep -o '[0-9.]*$')","bins":["test_gpu_kernels","bench_gpu_kernels","qisa"],"libs":[$libs]}
+JSON
+
+tarball=$build/qisa-gpu-bundle.tgz
+tar -C "$stage_root" -cf - qisa-gpu-bundle | gzip -9 >"$tarball"
+size=$(stat -c %s "$tarball")
+if ((size > max_bytes)); then
+  rm -f "$tarball"
+  die "the bundle is $size bytes, over the limit of $max_bytes bytes"
+fi
+echo "make_bundle.sh: $tarball: $size bytes ($(du -sh "$stage" | cut -f1) unpacked), sm_$arch"
