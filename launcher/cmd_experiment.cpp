@@ -153,18 +153,7 @@ Config backend_config(const ExperimentGrid& grid, const std::vector<GridCell>& c
 // Rank 0 takes the grid's lock (trainer/experiment.h: GridLock); every rank learns whether it got it.
 std::unique_ptr<GridLock> lock_grid(const ExperimentGrid& grid, const GridCell* only_cell, Communicator& comm) {
   std::unique_ptr<GridLock> lock;
-  std::string error, hint;
-  if (comm.rank() == 0) {
-    try {
-      lock = std::make_unique<GridLock>(grid, only_cell);
-    } catch (const Error& e) {
-      error = e.what();
-      hint = e.hint();
-    }
-  }
-  broadcast_string(comm, error);
-  broadcast_string(comm, hint);
-  if (!error.empty()) throw CollectiveError(error, hint);
+  run_on_root(comm, [&] { lock = std::make_unique<GridLock>(grid, only_cell); });
   return lock;
 }
 

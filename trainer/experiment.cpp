@@ -137,12 +137,7 @@ void record_cell_failure(const GridCell& cell, const std::string& error) {
 }
 
 CellState cell_state(const ExperimentGrid& grid, const GridCell& cell) {
-  int64_t steps = 0;
-  try {
-    steps = load_config(grid.base, cell.overrides).train.steps;
-  } catch (const Error&) {  // a cell whose config does not load fails when it runs, with that error
-    return CellState::failed;
-  }
+  const int64_t steps = load_config(grid.base, cell.overrides).train.steps;
   std::error_code ec;
   const bool has_final = fs::exists(final_path(cell), ec);
   if (has_final && fs::exists(result_path(cell), ec)) {
@@ -219,18 +214,7 @@ bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend
     const RunSummary s = run_training(cfg, backend, comm, coll, opt);
     if (s.stopped_by) return false;
   }
-  std::string error, hint;  // rank 0's measurement, then its verdict for every rank
-  if (comm.rank() == 0) {
-    try {
-      measure_cell(grid, cell, backend);
-    } catch (const Error& e) {
-      error = e.what();
-      hint = e.hint();
-    }
-  }
-  broadcast_string(comm, error);
-  broadcast_string(comm, hint);
-  if (!error.empty()) throw CollectiveError(error, hint);
+  run_on_root(comm, [&] { measure_cell(grid, cell, backend); });  // rank 0 measures; all learn its verdict
   return true;
 }
 
@@ -412,15 +396,7 @@ ExperimentReport write_report(const ExperimentGrid& grid) {
     const CellState st = cell_state(grid, c);
     if (st != CellState::finished) {
       rep.missing.push_back(c.name);
-      if (st == CellState::failed) {
-        std::string why = cell_failure(c);
-        if (why.empty()) try {  // its config does not load
-            load_config(grid.base, c.overrides);
-          } catch (const Error& e) {
-            why = e.message();
-          }
-        rep.failed.emplace_back(c.name, why);
-      }
+      if (st == CellState::failed) rep.failed.emplace_back(c.name, cell_failure(c));
       continue;
     }
     rep.results.push_back(CellResult::from_json(read_text(result_path(c)), result_path(c)));

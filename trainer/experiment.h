@@ -49,7 +49,7 @@ const char* to_string(CellState s);
 // pending: nothing on disk; started: a checkpoint or metrics; trained: final.h5 at
 // train.steps without a result; finished: result.json for train.steps and final.h5; failed:
 // not finished, and its last run failed (cell_failure says why). A failed cell runs again.
-// A cell whose config cannot be loaded is failed, with that error.
+// (Every cell's config loads: load_experiment_grid checks them all.)
 CellState cell_state(const ExperimentGrid& grid, const GridCell& cell);
 
 // Why the cell's last run failed ("" when it did not): OUT/<cell>.failed, written when a cell

@@ -50,6 +50,21 @@ void broadcast_string(Communicator& comm, std::string& s, int root) {
   if (n > 0) comm.broadcast(s.data(), static_cast<size_t>(n), root);
 }
 
+void run_on_root(Communicator& comm, const std::function<void()>& fn, int root) {
+  std::string error, hint;
+  if (comm.rank() == root) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      error = e.what();
+      hint = e.hint();
+    }
+  }
+  broadcast_string(comm, error, root);
+  broadcast_string(comm, hint, root);
+  if (!error.empty()) throw CollectiveError(error, hint);
+}
+
 std::unique_ptr<Communicator> make_communicator(const std::string& kind) {
   return make_communicator(kind, CommOptions{});
 }

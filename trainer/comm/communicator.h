@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -64,6 +65,11 @@ std::unique_ptr<Communicator> make_communicator(const std::string& kind);
 
 // s on every rank becomes root's s (its length first, then the bytes).
 void broadcast_string(Communicator& comm, std::string& s, int root = 0);
+
+// Runs `fn` on `root` only (collective: every rank calls it). A qisa::Error that `fn` throws
+// there is raised on every rank as a CollectiveError with its message and hint, so no rank is
+// left waiting in a later collective for a root that failed.
+void run_on_root(Communicator& comm, const std::function<void()>& fn, int root = 0);
 
 struct CommOptions {
   // The most elements (bytes for broadcast/send/recv) one MPI call moves: MPI counts are int,
