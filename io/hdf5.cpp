@@ -142,6 +142,14 @@ void File::flush() {
         "the disk may be full or the file system read-only");
 }
 
+int File::sec2_descriptor() const noexcept {
+  Handle fapl(H5Fget_access_plist(file_.get()), H5Pclose);
+  void* vfd = nullptr;
+  if (!fapl || H5Pget_driver(fapl.get()) != H5FD_SEC2 || H5Fget_vfd_handle(file_.get(), fapl.get(), &vfd) < 0 || !vfd)
+    return -1;
+  return *static_cast<int*>(vfd);
+}
+
 // HDF5 1.10.8 cannot recover from a metadata flush that fails: its metadata cache is left with
 // its skip list enabled ("slist already enabled?"), every later flush and close of the file
 // fail, and its exit handler then crashes on the file (seen: SIGSEGV writing final.h5 on a full
@@ -149,13 +157,10 @@ void File::flush() {
 // yet written included) are reserved before HDF5 flushes: a full disk fails here, while the
 // file is still whole, and discard() can close it. The file's length does not change.
 void File::reserve_space() {
-  Handle fapl(H5Fget_access_plist(file_.get()), H5Pclose);
-  void* vfd = nullptr;
+  const int fd = sec2_descriptor();
   hsize_t size = 0;
-  if (!fapl || H5Pget_driver(fapl.get()) != H5FD_SEC2 || H5Fget_vfd_handle(file_.get(), fapl.get(), &vfd) < 0 || !vfd ||
-      H5Fget_filesize(file_.get(), &size) < 0 || size == 0)
-    return;  // another driver (none of ours): nothing to reserve
-  const int rc = ::posix_fallocate(*static_cast<int*>(vfd), 0, static_cast<off_t>(size));
+  if (fd < 0 || H5Fget_filesize(file_.get(), &size) < 0 || size == 0) return;  // another driver: nothing to reserve
+  const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
   if (rc != 0 && rc != EOPNOTSUPP && rc != EINVAL)
     throw Error("cannot write HDF5 file '" + path_ + "' (" + std::to_string(size) + " bytes): " + std::strerror(rc),
                 rc == ENOSPC ? "free disk space on its file system (df -h), or write it elsewhere"
@@ -181,12 +186,10 @@ void File::close() {
 // succeed and vanish; then every object of the file still open is closed, and the file.
 void File::discard() noexcept {
   if (!file_) return;
-  Handle fapl(H5Fget_access_plist(file_.get()), H5Pclose);
-  void* vfd = nullptr;
-  if (fapl && H5Pget_driver(fapl.get()) == H5FD_SEC2 && H5Fget_vfd_handle(file_.get(), fapl.get(), &vfd) >= 0 && vfd) {
+  if (const int fd = sec2_descriptor(); fd >= 0) {
     const int sink = ::memfd_create("qisa-discarded-hdf5", 0);
     if (sink >= 0) {
-      ::dup2(sink, *static_cast<int*>(vfd));  // the real file's description is closed here
+      ::dup2(sink, fd);  // the real file's description is closed here
       ::close(sink);
     }
   }

@@ -211,6 +211,7 @@ class File {
   Handle open_object(const std::string& obj) const;
   std::string where(const std::string& obj) const { return path_ + ":" + obj; }
   void reserve_space();  // the disk blocks of the whole file, before a flush (see hdf5.cpp)
+  int sec2_descriptor() const noexcept;  // the file's descriptor under the default (sec2) driver, else -1
 
   Handle make_dcpl(const std::vector<hsize_t>& dims, const WriteOptions& opt) const;
 
