@@ -42,6 +42,7 @@
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/layernorm.cuh"
+#include "bf16_values.h"
 #include "test_util.h"
 
 // Call a host wrapper, then tell the runner it launched (device: cudaGetLastError).
@@ -58,25 +59,12 @@ using qisa::GradMode;
 using qisa::test::max_rel_err;
 
 inline constexpr cudaStream_t kStream = nullptr;
-inline constexpr GradMode kModes[] = {GradMode::overwrite, GradMode::accumulate};
-inline const char* mode_name(GradMode m) { return m == GradMode::overwrite ? "overwrite" : "accumulate"; }
+using qisa::test::from_f;
+using qisa::test::kModes;
+using qisa::test::mode_name;
+using qisa::test::to_f;
+using qisa::test::widen;
 
-template <class T>
-T from_f(float x) {
-  if constexpr (std::is_same_v<T, float>) return x;
-  else return qisa::float_to_bf16(x);
-}
-template <class T>
-float to_f(T x) {
-  if constexpr (std::is_same_v<T, float>) return x;
-  else return qisa::bf16_to_float(x);
-}
-template <class T>
-std::vector<float> widen(const std::vector<T>& v) {
-  std::vector<float> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) r[i] = to_f(v[i]);
-  return r;
-}
 template <class T>
 std::vector<T> random_t(std::mt19937_64& rng, size_t n, double lo = -1.0, double hi = 1.0) {
   std::vector<T> r(n);

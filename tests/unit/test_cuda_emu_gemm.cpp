@@ -20,6 +20,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "bf16_values.h"
 #include "cublaslt_double.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/gemm.h"
@@ -34,19 +35,14 @@ using qisa::DType;
 using qisa::GradMode;
 using qisa::cuda::GemmHandle;
 using qisa::cuda::GemmOp;
+using qisa::test::from_f;
+using qisa::test::kModes;
 using qisa::test::max_rel_err;
+using qisa::test::mode_name;
+using qisa::test::to_f;
+using qisa::test::widen;
 namespace dbl = qisa::test::cublaslt_double;
 
-template <class T>
-float to_f(T x) {
-  if constexpr (std::is_same_v<T, float>) return x;
-  else return qisa::bf16_to_float(x);
-}
-template <class T>
-T from_f(float x) {
-  if constexpr (std::is_same_v<T, float>) return x;
-  else return qisa::float_to_bf16(x);
-}
 template <class T>
 constexpr DType dtype_of = std::is_same_v<T, float> ? DType::f32 : DType::bf16;
 template <class T>
@@ -59,20 +55,12 @@ std::vector<T> random_t(std::mt19937_64& rng, size_t n) {
   for (auto& x : v) x = from_f<T>(d(rng));
   return v;
 }
-template <class T>
-std::vector<float> widen(const std::vector<T>& v) {
-  std::vector<float> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) r[i] = to_f(v[i]);
-  return r;
-}
 int count_nan(const std::vector<float>& v) {
   int n = 0;
   for (float x : v) n += std::isnan(x);
   return n;
 }
 
-const GradMode kModes[] = {GradMode::overwrite, GradMode::accumulate};
-const char* mode_name(GradMode m) { return m == GradMode::overwrite ? "overwrite" : "accumulate"; }
 
 // A row-major GEMM problem with padded rows: stored widths and leading dimensions.
 struct Problem {
