@@ -7,6 +7,7 @@
 #include "kernels/cuda/dropout.cuh"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/gaussian_attention.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/linear.cuh"
 
@@ -48,5 +49,16 @@ template void convert<float, float>(float*, const float*, int64_t, cudaStream_t)
 template void convert<float, bf16>(float*, const bf16*, int64_t, cudaStream_t);
 template void convert<bf16, float>(bf16*, const float*, int64_t, cudaStream_t);
 template void convert<bf16, bf16>(bf16*, const bf16*, int64_t, cudaStream_t);
+
+// Gaussian-kernel attention (kernels/cuda/gaussian_attention.cuh)
+#define QISA_INSTANTIATE_GAUSSIAN_ATTENTION(T)                                                                   \
+  template void gaussian_attention_forward<T>(T*, int, float*, const T*, const T*, int, const T*, int, int64_t,    \
+                                              int, int, int, AttnMask, cudaStream_t);                             \
+  template void gaussian_attention_backward<T>(T*, T*, int, T*, int, const T*, int, const float*, const T*,        \
+                                               const T*, const T*, int64_t, int, int, int, AttnMask, GradMode,    \
+                                               float*, cudaStream_t);
+QISA_INSTANTIATE_GAUSSIAN_ATTENTION(float)
+QISA_INSTANTIATE_GAUSSIAN_ATTENTION(bf16)
+#undef QISA_INSTANTIATE_GAUSSIAN_ATTENTION
 
 }  // namespace qisa::cuda

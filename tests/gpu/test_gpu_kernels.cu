@@ -11,6 +11,7 @@
 
 #include "gpu/device_runner.h"
 #include "kernel_cases.h"
+#include "kernel_cases_gaussian.h"
 #include "kernels/cuda/device_info.h"
 
 namespace {
@@ -63,6 +64,11 @@ QISA_GPU_TYPED_CASE(CrossEntropyForwardAndInPlaceBackwardMatchCpu, cross_entropy
 QISA_GPU_TYPED_CASE(DropoutAddMatchesCpu, dropout_add_matches_cpu)
 QISA_GPU_TYPED_CASE(EmbeddingMatchesCpuBitForBit, embedding_matches_cpu_bit_for_bit)
 QISA_GPU_TYPED_CASE(ActivationsMatchCpuInBothModes, activations_match_cpu_in_both_modes)
+QISA_GPU_TYPED_CASE(GaussianAttentionForwardMatchesCpu, gaussian_attention_forward_matches_cpu)
+QISA_GPU_TYPED_CASE(GaussianAttentionCausalBackwardMatchesCpuInBothModes,
+                    gaussian_attention_causal_backward_matches_cpu_in_both_modes)
+QISA_GPU_TYPED_CASE(GaussianAttentionReferenceBackwardMatchesCpuInBothModes,
+                    gaussian_attention_reference_backward_matches_cpu_in_both_modes)
 QISA_GPU_CASE(CrossEntropyTargetOutsideTheVocabularyGivesNaN, cross_entropy_target_outside_the_vocabulary_gives_nan(dev))
 QISA_GPU_CASE(ConvertRoundScaleMatchCpuBitForBit, convert_round_scale_match_cpu_bit_for_bit(*cpu, rng, dev))
 QISA_GPU_CASE(SumSquaresIsReproducibleAndMatchesCpu, sum_squares_is_reproducible_and_matches_cpu(*cpu, rng, dev))

@@ -10,7 +10,9 @@
 #include <random>
 #include <vector>
 
+#include "io/hdf5.h"
 #include "kernel_cases.h"
+#include "kernel_cases_gaussian.h"
 #include "kernels/error.h"
 
 namespace {
@@ -57,6 +59,11 @@ QISA_EMU_TYPED_CASE(CrossEntropyForwardAndInPlaceBackwardMatchCpu, cross_entropy
 QISA_EMU_TYPED_CASE(DropoutAddMatchesCpu, dropout_add_matches_cpu)
 QISA_EMU_TYPED_CASE(EmbeddingMatchesCpuBitForBit, embedding_matches_cpu_bit_for_bit)
 QISA_EMU_TYPED_CASE(ActivationsMatchCpuInBothModes, activations_match_cpu_in_both_modes)
+QISA_EMU_TYPED_CASE(GaussianAttentionForwardMatchesCpu, gaussian_attention_forward_matches_cpu)
+QISA_EMU_TYPED_CASE(GaussianAttentionCausalBackwardMatchesCpuInBothModes,
+                    gaussian_attention_causal_backward_matches_cpu_in_both_modes)
+QISA_EMU_TYPED_CASE(GaussianAttentionReferenceBackwardMatchesCpuInBothModes,
+                    gaussian_attention_reference_backward_matches_cpu_in_both_modes)
 QISA_EMU_CASE(CudaEmuShapes, CrossEntropyTargetOutsideTheVocabularyGivesNaN,
               cross_entropy_target_outside_the_vocabulary_gives_nan(host))
 QISA_EMU_CASE(CudaEmuFlat, ConvertRoundScaleMatchCpuBitForBit, convert_round_scale_match_cpu_bit_for_bit(*cpu, rng, host))
@@ -114,6 +121,81 @@ TYPED_TEST(CudaEmuKernels, CrossEntropyFailsWithoutItsFirstBarrier) {
   }
   EXPECT_NE(0, std::memcmp(loss.data(), bad.data(), N * sizeof(float)))
       << "block_reduce gave the right answer without its first __syncthreads()";
+}
+
+// ---- Gaussian attention: the golden file (emulator suite only: it reads HDF5, which the device
+// suite does not link), the wrapper checks, and the barriers.
+
+kc::GaGolden load_gaussian_golden() {
+  qisa::h5::File f(qisa::test::golden("gaussian_attention.h5"), qisa::h5::File::Mode::read);
+  std::vector<hsize_t> dims;
+  auto to_float = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  kc::GaGolden g;
+  g.q = to_float(f.read<double>("/q", &dims));
+  g.k = to_float(f.read<double>("/k"));
+  g.v = to_float(f.read<double>("/v"));
+  g.grad_out = to_float(f.read<double>("/grad_out"));
+  EXPECT_EQ(dims.size(), 3u);
+  g.B = static_cast<int64_t>(dims.at(0));
+  g.T = static_cast<int>(dims.at(1));
+  g.D = static_cast<int>(dims.at(2));
+  for (auto mask : {qisa::AttnMask::causal, qisa::AttnMask::reference}) {
+    const std::string n = mask == qisa::AttnMask::causal ? "/causal" : "/reference";
+    g.masks.push_back({mask, f.read<double>(n + "/out"), f.read<double>(n + "/grad_q"), f.read<double>(n + "/grad_k"),
+                       f.read<double>(n + "/grad_v")});
+  }
+  return g;
+}
+
+TEST_F(CudaEmuFlat, GaussianAttentionMatchesGoldenFile) {
+  const kc::GaGolden g = load_gaussian_golden();
+  ASSERT_EQ(g.q.size(), static_cast<size_t>(g.B * g.T * g.D));
+  kc::gaussian_attention_matches_golden(g, host);
+}
+
+TEST_F(CudaEmuShapes, GaussianAttentionWrappersRejectWhatTheKernelsCannotDo) {
+  std::vector<float> buf(64, 0.0f);
+  float* p = buf.data();
+  const auto causal = qisa::AttnMask::causal;
+  const int big = qisa::cuda::kGaMaxD + 1;
+  EXPECT_THROW(qisa::cuda::gaussian_attention_forward(p, big, p, p, p, big, p, big, 1, 1, 1, big, causal, kStream),
+               qisa::Error);
+  EXPECT_THROW(qisa::cuda::gaussian_attention_forward(p, 8, p, p, p, 7, p, 8, 1, 2, 2, 4, causal, kStream),
+               qisa::Error);  // ld_qk 7 < H*D
+  EXPECT_THROW(qisa::cuda::gaussian_attention_backward(p, p, 8, p, 8, p, 8, p, p, p, p, 1, 0, 2, 4, causal,
+                                                       GradMode::overwrite, p, kStream),
+               qisa::Error);  // T 0
+}
+
+// Without their barriers the tiles are read before they are loaded (NaN shared memory) or
+// overwritten while another warp still reads them: forward and backward, both masks.
+TYPED_TEST(CudaEmuKernels, GaussianAttentionFailsWithoutItsBarriers) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const kc::GaShape s{1, 37, 2, 16, 0, 0, 0};
+  const kc::GaInputs<T> in(this->rng, s);
+  const int64_t n = s.N() * s.ld_out();
+  for (auto mask : {qisa::AttnMask::causal, qisa::AttnMask::reference}) {
+    SCOPED_TRACE(kc::mask_name(mask));
+    auto out = nans<T>(n), bad = out;
+    std::vector<float> z(s.B * s.H * s.T, NAN), z_bad = z;
+    kc::gaussian_forward_run(this->host, in, mask, out, z);
+    ASSERT_FALSE(kc::any_nan(kc::widen(out)));
+    {
+      qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+      kc::gaussian_forward_run(this->host, in, mask, bad, z_bad);
+    }
+    EXPECT_FALSE(kc::same_bits(out, bad) && kc::same_bits(z, z_bad)) << "the forward was right without barriers";
+    auto dq = nans<T>(n), dk = dq, dv = dq;
+    auto dq_bad = dq, dk_bad = dq, dv_bad = dq;
+    kc::gaussian_backward_run(this->host, in, z, mask, GradMode::overwrite, dq, dk, dv);
+    {
+      qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+      kc::gaussian_backward_run(this->host, in, z, mask, GradMode::overwrite, dq_bad, dk_bad, dv_bad);
+    }
+    EXPECT_FALSE(kc::same_bits(dq, dq_bad) && kc::same_bits(dk, dk_bad) && kc::same_bits(dv, dv_bad))
+        << "the backward was right without barriers";
+  }
 }
 
 }  // namespace
