@@ -455,6 +455,8 @@ void gaussian_attention_backward(St* dq, St* dk, int ld_qk, St* dv, int ld_v, co
   const dim3 grid(static_cast<unsigned>(B * H * tiles));
   St* dv_rows = causal ? nullptr : dv;
   St* dv_cols = causal ? dv : nullptr;
+  QISA_CHECK(work || !(dq || dk || dv_rows), "cuda gaussian_attention_backward: null workspace",
+             "pass gaussian_attention_backward_workspace(B, T, H) floats of device memory");
   if (dq || dk || dv_rows)  // s is needed by dk
     QISA_LAUNCH(ga_backward_rows_kernel<St>, grid, dim3(kGaThreads), 0, stream, dq, ld_qk, dv_rows, ld_v, add, work,
                 z, q, k, Zr, ld_z, Xc, ld_x, T, H, D, tiles);

@@ -165,6 +165,9 @@ TEST_F(CudaEmuShapes, GaussianAttentionWrappersRejectWhatTheKernelsCannotDo) {
   EXPECT_THROW(qisa::cuda::gaussian_attention_backward(p, p, 8, p, 8, p, 8, p, p, p, p, 1, 0, 2, 4, causal,
                                                        GradMode::overwrite, p, kStream),
                qisa::Error);  // T 0
+  EXPECT_THROW(qisa::cuda::gaussian_attention_backward(p, p, 8, p, 8, p, 8, p, p, p, p, 1, 2, 2, 4, causal,
+                                                       GradMode::overwrite, nullptr, kStream),
+               qisa::Error);  // no workspace for s
 }
 
 // Without their barriers the tiles are read before they are loaded (NaN shared memory) or
