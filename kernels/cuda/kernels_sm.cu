@@ -9,6 +9,8 @@
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/linear.cuh"
+#include "kernels/cuda/pauli_value.cuh"
+#include "kernels/cuda/qisa_a.cuh"
 
 namespace qisa::cuda {
 
@@ -48,5 +50,22 @@ template void convert<float, float>(float*, const float*, int64_t, cudaStream_t)
 template void convert<float, bf16>(float*, const bf16*, int64_t, cudaStream_t);
 template void convert<bf16, float>(bf16*, const float*, int64_t, cudaStream_t);
 template void convert<bf16, bf16>(bf16*, const bf16*, int64_t, cudaStream_t);
+
+// The QISA value layers: v/dv storage float or bf16, amplitudes fp32.
+#define QISA_INSTANTIATE_VALUE(T)                                                                                \
+  template void pauli_value_forward<T>(T*, int, const float*, int, const PauliTerm*, int64_t, int, int, int, int,  \
+                                       cudaStream_t);                                                              \
+  template void pauli_value_backward<T>(float*, int, const T*, int, const float*, const PauliTerm*, int64_t, int,  \
+                                        int, int, int, GradMode, cudaStream_t);                                   \
+  template void qisa_a_forward<T>(T*, int, const T*, int, const float*, const float*, const float*,                \
+                                  const PauliTerm*, int64_t, int, int, int, int, cudaStream_t);                    \
+  template void qisa_a_backward<T>(T*, int, float*, float*, float*, const T*, int, const T*, const float*,         \
+                                   const float*, const float*, const PauliTerm*, int64_t, int, int, int, int,      \
+                                   GradMode, GradMode, double*, cudaStream_t);
+QISA_INSTANTIATE_VALUE(float)
+QISA_INSTANTIATE_VALUE(bf16)
+#undef QISA_INSTANTIATE_VALUE
+template __global__ void qisa_a_backward_params_kernel<kQaReduceThreads>(float*, float*, float*, bool, const double*,
+                                                                         int64_t, int, int);
 
 }  // namespace qisa::cuda

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernel_cases.h"
+#include "kernel_cases_value.h"
 #include "kernels/error.h"
 
 namespace {
@@ -63,6 +64,14 @@ QISA_EMU_CASE(CudaEmuFlat, ConvertRoundScaleMatchCpuBitForBit, convert_round_sca
 QISA_EMU_CASE(CudaEmuFlat, SumSquaresIsReproducibleAndMatchesCpu,
               sum_squares_is_reproducible_and_matches_cpu(*cpu, rng, host))
 QISA_EMU_CASE(CudaEmuAdamW, MatchesCpuBitForBit, adamw_matches_cpu_bit_for_bit(*cpu, rng, host))
+QISA_EMU_TYPED_CASE(PauliValueForwardMatchesCpu, pauli_value_forward_matches_cpu)
+QISA_EMU_TYPED_CASE(PauliValueBackwardMatchesCpuInBothModes, pauli_value_backward_matches_cpu_in_both_modes)
+QISA_EMU_CASE(CudaEmuFlat, PauliValueMatchesGolden, pauli_value_matches_golden(host))
+QISA_EMU_TYPED_CASE(QisaAForwardMatchesCpu, qisa_a_forward_matches_cpu)
+QISA_EMU_TYPED_CASE(QisaABackwardMatchesCpuInBothModes, qisa_a_backward_matches_cpu_in_both_modes)
+QISA_EMU_CASE(CudaEmuFlat, QisaAAngleGradientsAreBitwiseReproducible,
+              qisa_a_angle_gradients_are_bitwise_reproducible(rng, host))
+QISA_EMU_CASE(CudaEmuFlat, QisaAMatchesGolden, qisa_a_matches_golden(host))
 
 // ---- what only the emulator shows
 
@@ -114,6 +123,25 @@ TYPED_TEST(CudaEmuKernels, CrossEntropyFailsWithoutItsFirstBarrier) {
   }
   EXPECT_NE(0, std::memcmp(loss.data(), bad.data(), N * sizeof(float)))
       << "block_reduce gave the right answer without its first __syncthreads()";
+}
+
+// Without the barrier after staging, the warps read u amplitudes (and dv, terms) that other
+// threads have not written yet: NaN shared memory.
+TEST_F(CudaEmuFlat, PauliValueFailsWithoutItsBarrier) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const kc::ValueShape s{19, 2, 6, 13, 4, 0.3};
+  const auto terms = kc::model_terms(rng, s.H, s.D, s.n, s.p_identity);
+  const auto u = qisa::test::random_vector<float>(rng, s.N * s.H * s.C);
+  const auto dv = qisa::test::random_vector<float>(rng, s.N * s.H * s.D);
+  std::vector<float> v, du, v_bad, du_bad;
+  kc::pauli_value_run(host, u, dv, terms, s, v, du);
+  ASSERT_FALSE(kc::any_nan(v) || kc::any_nan(du));
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+    kc::pauli_value_run(host, u, dv, terms, s, v_bad, du_bad);
+  }
+  EXPECT_FALSE(kc::same_bits(v, v_bad)) << "the forward kernel gave the right v without its __syncthreads()";
+  EXPECT_FALSE(kc::same_bits(du, du_bad)) << "the backward kernel gave the right du without its __syncthreads()";
 }
 
 }  // namespace
