@@ -15,7 +15,7 @@
 //   ... and sums its du_b over j = 0..D-1 in registers; one store (or add) per element.
 // Work O(N H C D) for O(N H (C + D)) bytes; no atomics, no cross-block reductions.
 // The terms are device memory, so the host cannot validate them (the backend validates the
-// strings it uploads); any masks are safe here: a partner b^f >= C is skipped.
+// strings it uploads); any masks are safe here: a partner b^f >= C (unsigned) is skipped.
 #pragma once
 #include <bit>
 #include <cstdint>
@@ -72,8 +72,8 @@ __global__ void __launch_bounds__(kPvThreads)
     float acc = 0.0f;
     if (t.sign != 0)
       for (int b = lane; b < C; b += kWarp) {
-        const int p = b ^ static_cast<int>(t.flip);
-        if (p < C) acc += pauli_parity_sign(static_cast<uint32_t>(b), t.phase) * ur[b] * ur[p];
+        const uint32_t p = static_cast<uint32_t>(b) ^ t.flip;  // unsigned: any mask stays in the row
+        if (p < static_cast<uint32_t>(C)) acc += pauli_parity_sign(static_cast<uint32_t>(b), t.phase) * ur[b] * ur[p];
       }
     acc = warp_sum(acc);
     if (lane == 0) store_f(v + (n0 + r) * ld_v, static_cast<int64_t>(h) * D + j, static_cast<float>(t.sign) * acc);
@@ -106,8 +106,8 @@ __global__ void __launch_bounds__(kPvThreads)
     float acc = 0.0f;
     for (int j = 0; j < D; ++j) {
       const PauliTerm t = ht[j];
-      const int x = b ^ static_cast<int>(t.flip);
-      if (t.sign != 0 && x < C)
+      const uint32_t x = static_cast<uint32_t>(b) ^ t.flip;
+      if (t.sign != 0 && x < static_cast<uint32_t>(C))
         acc += gr[j] * (static_cast<float>(t.sign) * pauli_parity_sign(static_cast<uint32_t>(b), t.phase)) * ur[x];
     }
     float* dst = du + (n0 + r) * ld_u + col0 + b;
@@ -118,10 +118,11 @@ __global__ void __launch_bounds__(kPvThreads)
 // ---- host side (enqueue on `stream`; device pointers)
 
 inline void check_pauli_value_args(const char* op, int64_t N, int H, int D, int C, int n_qubits, int ld_u, int ld_v) {
-  QISA_CHECK(N >= 0 && H >= 1 && H <= 65535 && D >= 1 && C >= 1,
+  QISA_CHECK(N >= 0 && ceil_div_i64(N, kPvRows) <= 0x7FFFFFFF && H >= 1 && H <= 65535 && D >= 1 && C >= 1,
              std::string("cuda ") + op + " shape N=" + std::to_string(N) + " H=" + std::to_string(H) +
                  " D=" + std::to_string(D) + " C=" + std::to_string(C),
-             "N >= 0, 1 <= n_head <= 65535, head size and n_embd >= 1");
+             "0 <= N < 2^31 row tiles of " + std::to_string(kPvRows) +
+                 ", 1 <= n_head <= 65535, head size and n_embd >= 1");
   QISA_CHECK(n_qubits >= 1 && n_qubits <= kMaxPauliQubits && static_cast<int64_t>(C) <= (int64_t{1} << n_qubits),
              std::string("cuda ") + op + ": C=" + std::to_string(C) + " amplitudes do not fit " +
                  std::to_string(n_qubits) + " qubits",

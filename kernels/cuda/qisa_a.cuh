@@ -7,7 +7,8 @@
 // Qubit 0 is the most significant bit of the amplitude index; the state is fp32 (re, im apart).
 //
 // Blocks have qa_block_threads(n) = clamp(2^n / 2, 32, kQaThreads) threads: one per amplitude pair.
-// forward: one block per (row, head), grid (N, H). Shared: re, im [2^n].
+// Each block first puts cos, sin of its heads' half angles in shared memory (qa_half_angles).
+// forward: one block per (row, head), grid (N, H). Shared: re, im [2^n], the angle table.
 //   |x|^2 by block_reduce; the gates in place, one barrier each (thread t takes the amplitude
 //   pairs t, t + threads, ...); then warp w takes terms w, w + warps, ..., its lanes stride b.
 // backward (the adjoint method, as the CPU): one block per tile of kQaRows rows, grid (tiles).
@@ -39,10 +40,10 @@
 
 namespace qisa::cuda::inline QISA_KERNEL_ABI {
 
-inline constexpr int kQaThreads = 128;            // the most threads of a block (2^n / 2 pairs, 32 at least)
+inline constexpr int kQaThreads = 128;  // the most threads of a block (2^n / 2 pairs, 32 at least)
 inline constexpr int kQaWarps = kQaThreads / kWarp;
-inline constexpr int kQaRows = 8;          // rows per backward block (per angle-gradient partial)
-inline constexpr int kQaMaxQubits = 10;    // backward's re, im, lam (4 x 2^n floats) are 16 KiB
+inline constexpr int kQaRows = 8;         // rows per backward block (per angle-gradient partial)
+inline constexpr int kQaMaxQubits = 10;   // backward's re, im, lam (4 x 2^n floats) are 16 KiB
 inline constexpr int kQaSharedLimit = 48 * 1024;  // dynamic shared memory without an opt-in
 inline constexpr int kQaReduceThreads = 128;
 
@@ -105,7 +106,9 @@ __device__ __forceinline__ QaGate qa_gate(int g, int n, const float* cs) {
 }
 
 // Pair i (of 2^n / 2) of a gate on bit `stride`: a0 has that bit clear, a1 = a0 + stride.
-__device__ __forceinline__ int qa_pair_low(int i, int stride) { return ((i & ~(stride - 1)) << 1) | (i & (stride - 1)); }
+__device__ __forceinline__ int qa_pair_low(int i, int stride) {
+  return ((i & ~(stride - 1)) << 1) | (i & (stride - 1));
+}
 
 // Apply gate G to the state (re, im) [amps]; no barrier (the caller's).
 __device__ __forceinline__ void qa_apply(float* re, float* im, int amps, const QaGate& G) {
@@ -175,8 +178,8 @@ __global__ void __launch_bounds__(kQaThreads)
     const bool odd = t.y_count % 2 != 0;
     float acc = 0.0f;
     for (int b = lane; b < amps; b += kWarp) {
-      const int p = b ^ static_cast<int>(t.flip);
-      if (p >= amps) continue;  // only for masks wider than n qubits
+      const uint32_t p = static_cast<uint32_t>(b) ^ t.flip;
+      if (p >= static_cast<uint32_t>(amps)) continue;  // only for masks wider than n qubits
       const float z = odd ? re[b] * im[p] - im[b] * re[p] : re[b] * re[p] + im[b] * im[p];
       acc += pauli_parity_sign(static_cast<uint32_t>(b), t.phase) * z;
     }
@@ -195,8 +198,8 @@ __device__ __forceinline__ void qa_lambda(float* lr, float* li, const float* re,
     float ar = 0.0f, ai = 0.0f;
     for (int j = 0; j < D; ++j) {
       const PauliTerm t = ht[j];
-      const int p = k ^ static_cast<int>(t.flip);
-      if (p >= amps) continue;
+      const uint32_t p = static_cast<uint32_t>(k) ^ t.flip;
+      if (p >= static_cast<uint32_t>(amps)) continue;
       const float s4 = (t.y_count % 4 == 0 || t.y_count % 4 == 1) ? 1.0f : -1.0f;
       const float w = g[j] * s4 * pauli_parity_sign(static_cast<uint32_t>(k), t.phase);
       if (t.y_count % 2 != 0) {
@@ -359,8 +362,9 @@ void qisa_a_forward(T* v, int ld_v, const T* x, int ld_x, const float* rx, const
   check_qisa_a_args("qisa_a_forward", N, H, D, C, n_qubits, ld_x, ld_v);
   if (N == 0) return;
   const size_t smem = sizeof(float) * (2 * (size_t{1} << n_qubits) + 6 * static_cast<size_t>(n_qubits));
-  QISA_LAUNCH(qisa_a_forward_kernel<T>, dim3(static_cast<unsigned>(N), static_cast<unsigned>(H)), dim3(static_cast<unsigned>(qa_block_threads(n_qubits))),
-              smem, stream, v, ld_v, x, ld_x, rx, ry, ry2, terms, D, C, n_qubits);
+  const dim3 grid(static_cast<unsigned>(N), static_cast<unsigned>(H));
+  QISA_LAUNCH(qisa_a_forward_kernel<T>, grid, dim3(static_cast<unsigned>(qa_block_threads(n_qubits))), smem, stream,
+              v, ld_v, x, ld_x, rx, ry, ry2, terms, D, C, n_qubits);
 }
 
 // Doubles of device workspace qisa_a_backward needs for its angle-gradient partials.

@@ -125,12 +125,34 @@ TYPED_TEST(CudaEmuKernels, CrossEntropyFailsWithoutItsFirstBarrier) {
       << "block_reduce gave the right answer without its first __syncthreads()";
 }
 
-// Without the barrier after staging, the warps read u amplitudes (and dv, terms) that other
-// threads have not written yet: NaN shared memory.
+TEST_F(CudaEmuShapes, ValueLayerWrappersRejectWhatTheKernelsCannotDo) {
+  std::vector<float> buf(64, 0.0f);
+  std::vector<double> part(64, 0.0);
+  float* p = buf.data();
+  const qisa::PauliTerm* t = nullptr;
+  const auto ow = GradMode::overwrite;
+  // C = 9 amplitudes do not fit 3 qubits; ld_u < H*C; C over the shared-memory tile
+  EXPECT_THROW(qisa::cuda::pauli_value_forward(p, 4, p, 9, t, 1, 1, 4, 9, 3, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::pauli_value_forward(p, 8, p, 9, t, 1, 2, 4, 5, 3, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::pauli_value_backward(p, 2000, p, 4, p, t, 1, 1, 4, qisa::cuda::kPvMaxC + 1, 11, ow, kStream),
+               qisa::Error);
+  // more qubits than the statevector kernels hold; ld_v < H*D; zero heads
+  const int big = qisa::cuda::kQaMaxQubits + 1;
+  EXPECT_THROW(qisa::cuda::qisa_a_forward(p, 4, p, 8, p, p, p, t, 1, 1, 4, 8, big, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::qisa_a_forward(p, 7, p, 8, p, p, p, t, 1, 2, 4, 8, 3, kStream), qisa::Error);
+  EXPECT_THROW(
+      qisa::cuda::qisa_a_backward(p, 8, p, p, p, p, 4, p, p, p, p, t, 1, 0, 4, 8, 3, ow, ow, part.data(), kStream),
+      qisa::Error);
+}
+
+// Without the barrier after staging, the kernels read what later threads have not staged yet (the
+// emulator starts thread k+1 only when thread k blocks or returns): forward, thread 0 reads u_32
+// of row 0 (C = 40) for the diagonal term ZIIIII before thread 32 exists (NaN); backward, threads
+// 0..D-1 read the terms and dv of threads after them (NaN bytes), so du misses terms.
 TEST_F(CudaEmuFlat, PauliValueFailsWithoutItsBarrier) {
   SCOPED_TRACE("seed " + std::to_string(seed));
-  const kc::ValueShape s{19, 2, 6, 13, 4, 0.3};
-  const auto terms = kc::model_terms(rng, s.H, s.D, s.n, s.p_identity);
+  const kc::ValueShape s{19, 2, 3, 40, 6, 0.0};
+  const auto terms = qisa::pack_paulis({"ZIIIII", "IXIIZI", "IIYYII", "IIIIIZ", "XIIIIX", "ZZZZZZ"}, 6);
   const auto u = qisa::test::random_vector<float>(rng, s.N * s.H * s.C);
   const auto dv = qisa::test::random_vector<float>(rng, s.N * s.H * s.D);
   std::vector<float> v, du, v_bad, du_bad;
