@@ -223,7 +223,7 @@ struct QisaACase {
 
 // Fewer and smaller shapes than the Pauli layer: the backward block walks every row's circuit
 // with one barrier per gate, and the emulator runs 128 OS threads per block.
-inline const ValueShape kQisaAShapes[] = {{13, 2, 4, 5, 3, 0.3}, {7, 3, 6, 13, 4, 0.3}, {3, 1, 3, 2, 1, 0.3}};
+inline const ValueShape kQisaAShapes[] = {{11, 2, 4, 5, 3, 0.3}, {7, 3, 6, 13, 4, 0.3}, {3, 1, 3, 2, 1, 0.3}};
 
 template <class T, class R>
 void qisa_a_forward_matches_cpu(qisa::Backend& cpu, std::mt19937_64& rng, R& r) {
@@ -265,6 +265,7 @@ void qisa_a_backward_matches_cpu_in_both_modes(qisa::Backend& cpu, std::mt19937_
     for (auto [dm, pm, with_dx] : {std::tuple{GradMode::overwrite, GradMode::overwrite, true},
                                    std::tuple{GradMode::accumulate, GradMode::accumulate, true},
                                    std::tuple{GradMode::overwrite, GradMode::accumulate, false}}) {
+      if (!with_dx && s.N > 3) continue;  // dx == nullptr: on the smallest shape only (emulator time)
       SCOPED_TRACE(s.name() + " dx " + (with_dx ? mode_name(dm) : "null") + " params " + mode_name(pm));
       typename QisaACase<T>::Grads g;
       if (with_dx) g.dx = dm == GradMode::overwrite ? nans<T>(s.N * k.ld_x) : random_t<T>(rng, s.N * k.ld_x);
