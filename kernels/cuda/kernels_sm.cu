@@ -10,6 +10,8 @@
 #include "kernels/cuda/gaussian_attention.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/linear.cuh"
+#include "kernels/cuda/pauli_value.cuh"
+#include "kernels/cuda/qisa_a.cuh"
 
 namespace qisa::cuda {
 
@@ -60,5 +62,21 @@ template void convert<bf16, bf16>(bf16*, const bf16*, int64_t, cudaStream_t);
 QISA_INSTANTIATE_GAUSSIAN_ATTENTION(float)
 QISA_INSTANTIATE_GAUSSIAN_ATTENTION(bf16)
 #undef QISA_INSTANTIATE_GAUSSIAN_ATTENTION
+// The QISA value layers: v/dv storage float or bf16, amplitudes fp32.
+#define QISA_INSTANTIATE_VALUE(T)                                                                                \
+  template void pauli_value_forward<T>(T*, int, const float*, int, const PauliTerm*, int64_t, int, int, int, int,  \
+                                       cudaStream_t);                                                              \
+  template void pauli_value_backward<T>(float*, int, const T*, int, const float*, const PauliTerm*, int64_t, int,  \
+                                        int, int, int, GradMode, cudaStream_t);                                   \
+  template void qisa_a_forward<T>(T*, int, const T*, int, const float*, const float*, const float*,                \
+                                  const PauliTerm*, int64_t, int, int, int, int, cudaStream_t);                    \
+  template void qisa_a_backward<T>(T*, int, float*, float*, float*, const T*, int, const T*, const float*,         \
+                                   const float*, const float*, const PauliTerm*, int64_t, int, int, int, int,      \
+                                   GradMode, GradMode, double*, cudaStream_t);
+QISA_INSTANTIATE_VALUE(float)
+QISA_INSTANTIATE_VALUE(bf16)
+#undef QISA_INSTANTIATE_VALUE
+template __global__ void qisa_a_backward_params_kernel<kQaReduceThreads>(float*, float*, float*, bool, const double*,
+                                                                         int64_t, int, int);
 
 }  // namespace qisa::cuda

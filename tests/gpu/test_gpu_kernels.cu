@@ -12,6 +12,7 @@
 #include "gpu/device_runner.h"
 #include "kernel_cases.h"
 #include "kernel_cases_gaussian.h"
+#include "kernel_cases_value.h"
 #include "kernels/cuda/device_info.h"
 
 namespace {
@@ -73,5 +74,12 @@ QISA_GPU_CASE(CrossEntropyTargetOutsideTheVocabularyGivesNaN, cross_entropy_targ
 QISA_GPU_CASE(ConvertRoundScaleMatchCpuBitForBit, convert_round_scale_match_cpu_bit_for_bit(*cpu, rng, dev))
 QISA_GPU_CASE(SumSquaresIsReproducibleAndMatchesCpu, sum_squares_is_reproducible_and_matches_cpu(*cpu, rng, dev))
 QISA_GPU_CASE(AdamWMatchesCpuBitForBit, adamw_matches_cpu_bit_for_bit(*cpu, rng, dev))
+QISA_GPU_TYPED_CASE(PauliValueForwardMatchesCpu, pauli_value_forward_matches_cpu)
+QISA_GPU_TYPED_CASE(PauliValueBackwardMatchesCpuInBothModes, pauli_value_backward_matches_cpu_in_both_modes)
+QISA_GPU_CASE(PauliValueMatchesGolden, pauli_value_matches_golden(dev))
+QISA_GPU_TYPED_CASE(QisaAForwardMatchesCpu, qisa_a_forward_matches_cpu)
+QISA_GPU_TYPED_CASE(QisaABackwardMatchesCpuInBothModes, qisa_a_backward_matches_cpu_in_both_modes)
+QISA_GPU_CASE(QisaAAngleGradientsAreBitwiseReproducible, qisa_a_angle_gradients_are_bitwise_reproducible(rng, dev))
+QISA_GPU_CASE(QisaAMatchesGolden, qisa_a_matches_golden(dev))
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "io/hdf5.h"
 #include "kernel_cases.h"
 #include "kernel_cases_gaussian.h"
+#include "kernel_cases_value.h"
 #include "kernels/error.h"
 
 namespace {
@@ -70,6 +71,14 @@ QISA_EMU_CASE(CudaEmuFlat, ConvertRoundScaleMatchCpuBitForBit, convert_round_sca
 QISA_EMU_CASE(CudaEmuFlat, SumSquaresIsReproducibleAndMatchesCpu,
               sum_squares_is_reproducible_and_matches_cpu(*cpu, rng, host))
 QISA_EMU_CASE(CudaEmuAdamW, MatchesCpuBitForBit, adamw_matches_cpu_bit_for_bit(*cpu, rng, host))
+QISA_EMU_TYPED_CASE(PauliValueForwardMatchesCpu, pauli_value_forward_matches_cpu)
+QISA_EMU_TYPED_CASE(PauliValueBackwardMatchesCpuInBothModes, pauli_value_backward_matches_cpu_in_both_modes)
+QISA_EMU_CASE(CudaEmuFlat, PauliValueMatchesGolden, pauli_value_matches_golden(host))
+QISA_EMU_TYPED_CASE(QisaAForwardMatchesCpu, qisa_a_forward_matches_cpu)
+QISA_EMU_TYPED_CASE(QisaABackwardMatchesCpuInBothModes, qisa_a_backward_matches_cpu_in_both_modes)
+QISA_EMU_CASE(CudaEmuFlat, QisaAAngleGradientsAreBitwiseReproducible,
+              qisa_a_angle_gradients_are_bitwise_reproducible(rng, host))
+QISA_EMU_CASE(CudaEmuFlat, QisaAMatchesGolden, qisa_a_matches_golden(host))
 
 // ---- what only the emulator shows
 
@@ -199,6 +208,45 @@ TYPED_TEST(CudaEmuKernels, GaussianAttentionFailsWithoutItsBarriers) {
     EXPECT_FALSE(kc::same_bits(dq, dq_bad) && kc::same_bits(dk, dk_bad) && kc::same_bits(dv, dv_bad))
         << "the backward was right without barriers";
   }
+TEST_F(CudaEmuShapes, ValueLayerWrappersRejectWhatTheKernelsCannotDo) {
+  std::vector<float> buf(64, 0.0f);
+  std::vector<double> part(64, 0.0);
+  float* p = buf.data();
+  const qisa::PauliTerm* t = nullptr;
+  const auto ow = GradMode::overwrite;
+  // C = 9 amplitudes do not fit 3 qubits; ld_u < H*C; C over the shared-memory tile
+  EXPECT_THROW(qisa::cuda::pauli_value_forward(p, 4, p, 9, t, 1, 1, 4, 9, 3, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::pauli_value_forward(p, 8, p, 9, t, 1, 2, 4, 5, 3, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::pauli_value_backward(p, 2000, p, 4, p, t, 1, 1, 4, qisa::cuda::kPvMaxC + 1, 11, ow, kStream),
+               qisa::Error);
+  // more qubits than the statevector kernels hold; ld_v < H*D; zero heads
+  const int big = qisa::cuda::kQaMaxQubits + 1;
+  EXPECT_THROW(qisa::cuda::qisa_a_forward(p, 4, p, 8, p, p, p, t, 1, 1, 4, 8, big, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::qisa_a_forward(p, 7, p, 8, p, p, p, t, 1, 2, 4, 8, 3, kStream), qisa::Error);
+  EXPECT_THROW(
+      qisa::cuda::qisa_a_backward(p, 8, p, p, p, p, 4, p, p, p, p, t, 1, 0, 4, 8, 3, ow, ow, part.data(), kStream),
+      qisa::Error);
+}
+
+// Without the barrier after staging, the kernels read what later threads have not staged yet (the
+// emulator starts thread k+1 only when thread k blocks or returns): forward, thread 0 reads u_32
+// of row 0 (C = 40) for the diagonal term ZIIIII before thread 32 exists (NaN); backward, threads
+// 0..D-1 read the terms and dv of threads after them (NaN bytes), so du misses terms.
+TEST_F(CudaEmuFlat, PauliValueFailsWithoutItsBarrier) {
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  const kc::ValueShape s{19, 2, 3, 40, 6, 0.0};
+  const auto terms = qisa::pack_paulis({"ZIIIII", "IXIIZI", "IIYYII", "IIIIIZ", "XIIIIX", "ZZZZZZ"}, 6);
+  const auto u = qisa::test::random_vector<float>(rng, s.N * s.H * s.C);
+  const auto dv = qisa::test::random_vector<float>(rng, s.N * s.H * s.D);
+  std::vector<float> v, du, v_bad, du_bad;
+  kc::pauli_value_run(host, u, dv, terms, s, v, du);
+  ASSERT_FALSE(kc::any_nan(v) || kc::any_nan(du));
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+    kc::pauli_value_run(host, u, dv, terms, s, v_bad, du_bad);
+  }
+  EXPECT_FALSE(kc::same_bits(v, v_bad)) << "the forward kernel gave the right v without its __syncthreads()";
+  EXPECT_FALSE(kc::same_bits(du, du_bad)) << "the backward kernel gave the right du without its __syncthreads()";
 }
 
 }  // namespace
