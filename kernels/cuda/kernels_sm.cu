@@ -3,6 +3,7 @@
 // (tests/unit/test_cuda_emu_kernels.cpp) is checked for every CMAKE_CUDA_ARCHITECTURES entry.
 #include "kernels/cuda/activation.cuh"
 #include "kernels/cuda/adamw.cuh"
+#include "kernels/cuda/attention_csa.cuh"
 #include "kernels/cuda/cross_entropy.cuh"
 #include "kernels/cuda/dropout.cuh"
 #include "kernels/cuda/elementwise.cuh"
@@ -46,6 +47,16 @@ template __global__ void round_bf16_stochastic_kernel<kEltThreads>(bf16*, const 
 template __global__ void scale_kernel<kEltThreads>(float*, float, int64_t);
 template __global__ void sum_squares_partial_kernel<kSsqThreads>(double*, const float*, int64_t);
 template __global__ void sum_partials_kernel<kSsqThreads>(double*, const double*, int);
+
+// Classical causal self-attention (the kernels of every D bucket, through the host wrappers).
+#define QISA_INSTANTIATE_CSA(T)                                                                                   \
+  template void csa_forward<T>(T*, int, float*, const T*, const T*, const T*, int, int64_t, int, int, int, float,    \
+                               const Dropout&, cudaStream_t);                                                       \
+  template void csa_backward<T>(T*, T*, T*, const T*, int, const float*, const T*, const T*, const T*, int, int64_t, \
+                                int, int, int, float, const Dropout&, GradMode, float*, cudaStream_t);
+QISA_INSTANTIATE_CSA(float)
+QISA_INSTANTIATE_CSA(bf16)
+#undef QISA_INSTANTIATE_CSA
 
 template void convert<float, float>(float*, const float*, int64_t, cudaStream_t);
 template void convert<float, bf16>(float*, const bf16*, int64_t, cudaStream_t);

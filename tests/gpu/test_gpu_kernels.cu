@@ -13,6 +13,7 @@
 #include "kernel_cases.h"
 #include "kernel_cases_gaussian.h"
 #include "kernel_cases_value.h"
+#include "kernel_cases_csa.h"
 #include "kernels/cuda/device_info.h"
 
 namespace {
@@ -70,6 +71,9 @@ QISA_GPU_TYPED_CASE(GaussianAttentionCausalBackwardMatchesCpuInBothModes,
                     gaussian_attention_causal_backward_matches_cpu_in_both_modes)
 QISA_GPU_TYPED_CASE(GaussianAttentionReferenceBackwardMatchesCpuInBothModes,
                     gaussian_attention_reference_backward_matches_cpu_in_both_modes)
+QISA_GPU_TYPED_CASE(CsaForwardMatchesCpu, csa_forward_matches_cpu)
+QISA_GPU_TYPED_CASE(CsaBackwardMatchesCpuInBothModes, csa_backward_matches_cpu_in_both_modes)
+QISA_GPU_TYPED_CASE(CsaBackwardPartialGradientsMatchTheFullCall, csa_backward_partial_gradients_match_the_full_call)
 QISA_GPU_CASE(CrossEntropyTargetOutsideTheVocabularyGivesNaN, cross_entropy_target_outside_the_vocabulary_gives_nan(dev))
 QISA_GPU_CASE(ConvertRoundScaleMatchCpuBitForBit, convert_round_scale_match_cpu_bit_for_bit(*cpu, rng, dev))
 QISA_GPU_CASE(SumSquaresIsReproducibleAndMatchesCpu, sum_squares_is_reproducible_and_matches_cpu(*cpu, rng, dev))

@@ -14,6 +14,7 @@
 #include "kernel_cases.h"
 #include "kernel_cases_gaussian.h"
 #include "kernel_cases_value.h"
+#include "kernel_cases_csa.h"
 #include "kernels/error.h"
 
 namespace {
@@ -65,6 +66,9 @@ QISA_EMU_TYPED_CASE(GaussianAttentionCausalBackwardMatchesCpuInBothModes,
                     gaussian_attention_causal_backward_matches_cpu_in_both_modes)
 QISA_EMU_TYPED_CASE(GaussianAttentionReferenceBackwardMatchesCpuInBothModes,
                     gaussian_attention_reference_backward_matches_cpu_in_both_modes)
+QISA_EMU_TYPED_CASE(CsaForwardMatchesCpu, csa_forward_matches_cpu)
+QISA_EMU_TYPED_CASE(CsaBackwardMatchesCpuInBothModes, csa_backward_matches_cpu_in_both_modes)
+QISA_EMU_TYPED_CASE(CsaBackwardPartialGradientsMatchTheFullCall, csa_backward_partial_gradients_match_the_full_call)
 QISA_EMU_CASE(CudaEmuShapes, CrossEntropyTargetOutsideTheVocabularyGivesNaN,
               cross_entropy_target_outside_the_vocabulary_gives_nan(host))
 QISA_EMU_CASE(CudaEmuFlat, ConvertRoundScaleMatchCpuBitForBit, convert_round_scale_match_cpu_bit_for_bit(*cpu, rng, host))
@@ -247,6 +251,44 @@ TEST_F(CudaEmuFlat, PauliValueFailsWithoutItsBarrier) {
   }
   EXPECT_FALSE(kc::same_bits(v, v_bad)) << "the forward kernel gave the right v without its __syncthreads()";
   EXPECT_FALSE(kc::same_bits(du, du_bad)) << "the backward kernel gave the right du without its __syncthreads()";
+// ---- classical causal self-attention: what only the emulator shows
+
+TEST_F(CudaEmuShapes, CsaWrappersRejectWhatTheKernelsCannotDo) {
+  std::vector<float> buf(8, 0.0f);
+  float* p = buf.data();
+  const qisa::Dropout d;
+  const int big = qisa::cuda::kCsaMaxD + 1;
+  EXPECT_THROW(qisa::cuda::csa_forward(p, big, p, p, p, p, big, 1, 1, 1, big, 1.0f, d, kStream), qisa::Error);
+  EXPECT_THROW(qisa::cuda::csa_forward(p, 8, p, p, p, p, 7, 1, 1, 2, 4, 1.0f, d, kStream), qisa::Error);  // ld_in < H*D
+  EXPECT_THROW(qisa::cuda::csa_forward(p, 4, p, p, p, p, 4, 1, 0, 1, 4, 1.0f, d, kStream), qisa::Error);  // T = 0
+  EXPECT_THROW(qisa::cuda::csa_backward(p, p, p, p, 4, p, p, p, p, 4, 1, 1, 1, 4, 1.0f, qisa::Dropout{1.0f},
+                                        GradMode::overwrite, p, kStream),
+               qisa::Error);  // dropout p = 1
+}
+
+// Without their barriers the kernels read shared tiles before they are written (NaN-filled): the
+// emulator starts thread k+1 only when thread k blocks, so thread 0 reads Q rows that the later
+// threads have not loaded yet.
+TYPED_TEST(CudaEmuKernels, CsaFailsWithoutItsBarriers) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const kc::CsaCase<T> c(this->rng, {1, 37, 2, 16, true});
+  auto out = nans<T>(c.N * c.ld_out), bad = out;
+  std::vector<float> lse(2 * 37, NAN), bad_lse = lse;
+  c.forward(this->host, out, lse, 0.0f);
+  ASSERT_FALSE(kc::any_nan(lse));
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);  // thread 0 runs ahead until its first shuffle
+    c.forward(this->host, bad, bad_lse, 0.0f);
+  }
+  EXPECT_FALSE(kc::same_bits(out, bad) && kc::same_bits(lse, bad_lse)) << "forward right without its barrier";
+  auto g = c.grads(this->rng, GradMode::overwrite), g_bad = g;
+  c.backward(this->host, g, lse, 0.0f, GradMode::overwrite);
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+    c.backward(this->host, g_bad, lse, 0.0f, GradMode::overwrite);
+  }
+  EXPECT_FALSE(kc::same_bits(g[0], g_bad[0])) << "backward right without its barriers";
 }
 
 }  // namespace
