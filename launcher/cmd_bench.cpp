@@ -1,5 +1,7 @@
 // qisa bench step CONFIG [a.b=value ...]: time training steps (no disk output).
+// qisa bench kernels CONFIG [a.b=value ...]: time every backend op at the config's shapes.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -8,6 +10,7 @@
 #include "launcher/numbers.h"
 #include "launcher/run_setup.h"
 #include "trainer/flops.h"
+#include "trainer/kernel_lab.h"
 #include "trainer/trainer.h"
 
 namespace qisa::cli {
@@ -17,6 +20,84 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// A figure that is not meaningful (no FLOPs for a memory-bound op) is null, not 0.
+nlohmann::json figure(double v, bool meaningful) { return meaningful ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+nlohmann::json kernels_json(const Config& cfg, const Backend& be, const KernelLabReport& r, const KernelLabOptions& o) {
+  nlohmann::json ks = nlohmann::json::array();
+  for (const KernelTiming& k : r.kernels)
+    ks.push_back({{"kernel", k.kernel},
+                  {"ms", k.ms},
+                  {"bytes", k.bytes},
+                  {"gbps", k.gbps},
+                  {"flops", figure(k.flops, k.flops > 0)},
+                  {"tflops", figure(k.tflops, k.flops > 0)},
+                  {"fraction_of_ceiling", k.fraction_of_ceiling},
+                  {"bound", to_string(k.bound)}});
+  return {{"bench", "kernels"},
+          {"config", cfg.source},
+          {"backend", be.name()},
+          {"device", be.device_model()},
+          {"threads", be.threads()},
+          {"emulated", r.emulated},
+          {"precision", to_string(cfg.train.precision)},
+          {"attention", to_string(cfg.model.attention)},
+          {"shape", {{"B", r.B}, {"T", r.T}, {"C", r.C}, {"H", r.H}, {"D", r.D}, {"V", r.V}, {"N", r.N},
+                     {"n_qubits", r.n_qubits}, {"params", r.params}}},
+          {"timing", "mean ms per call of reps calls between two synchronize() calls, after warmup calls"},
+          {"reps", o.reps},
+          {"warmup", o.warmup},
+          {"ceilings", {{"copy_gbps", r.copy_gbps}, {"copy_bytes", o.copy_bytes}, {"copy_ms", r.copy_ms},
+                        {"gemm_tflops", r.gemm_tflops}, {"gemm_size", o.gemm_size}, {"gemm_ms", r.gemm_ms}}},
+          {"kernels", ks}};
+}
+
+void add_bench_kernels(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand(
+      "kernels",
+      "Time every backend op (embedding, layernorm, linear, gelu, dropout_add, attention, Pauli value, qisa_a for "
+      "qisa_a models, cross-entropy, AdamW, sum of squares) at a config's shapes, with GB/s, TFLOP/s and the "
+      "fraction of the backend's measured copy and GEMM ceilings; one JSON line");
+  struct Args {
+    std::string config;
+    std::vector<std::string> overrides;
+    int reps = 10;
+    int warmup = 2;
+    int64_t gemm_size = 4096;
+    double copy_mb = 256;
+    int threads = 0;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("config", args->config, "YAML config (model shapes; B = train.micro_batch_size, else batch_size; "
+                  "vocab_size from its corpus)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("overrides", args->overrides, "key overrides, e.g. model.n_layer=1 train.micro_batch_size=2");
+  cmd->add_option("--reps", args->reps, "timed calls per op (the mean is reported)")->transform(count_in(1, 100000));
+  cmd->add_option("--warmup", args->warmup, "untimed calls per op first")->transform(count_in(0, 100000));
+  cmd->add_option("--gemm-size", args->gemm_size, "the GEMM ceiling's N = IC = OC (in the run's precision)")
+      ->transform(count_in(1, 65536));
+  cmd->add_option("--copy-mb", args->copy_mb, "the copy ceiling's size in MiB (device to device)")
+      ->transform(real_in(0, 65536, true));
+  cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS, else the cores this process may use)")
+      ->transform(count_in(0, 100000));
+  cmd->callback([args] {
+    const Config cfg = load_checked_config(args->config, args->overrides, args->threads);
+    auto backend = make_backend(cfg);
+    KernelLabOptions o;
+    o.reps = args->reps;
+    o.warmup = args->warmup;
+    o.gemm_size = args->gemm_size;
+    o.copy_bytes = std::max<int64_t>(1, std::llround(args->copy_mb * 1048576.0));
+    o.seed = cfg.train.seed;
+    const int64_t B = cfg.train.micro_batch_size > 0 ? std::min(cfg.train.micro_batch_size, cfg.train.batch_size)
+                                                     : cfg.train.batch_size;
+    const KernelLabReport r =
+        run_kernel_lab(*backend, cfg.model, B, activation_dtype(cfg.train.precision), o);
+    std::printf("%s\n", kernels_json(cfg, *backend, r, o).dump().c_str());
+  });
 }
 }  // namespace
 
@@ -41,6 +122,7 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--warmup", args->warmup, "untimed steps first")->transform(count_in(0, 100000));
   cmd->add_option("--threads", args->threads, "CPU threads (default: OMP_NUM_THREADS, else the cores this process may use)")
       ->transform(count_in(0, 100000));
+  add_bench_kernels(*bench);
   add_bench_tokenizer(*bench);
   cmd->callback([args] {
     std::vector<std::string> ov = args->overrides;
