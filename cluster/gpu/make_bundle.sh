@@ -4,7 +4,17 @@
 #   bash cluster/gpu/make_bundle.sh [BUILD_DIR]      (default build-gpu-bundle; JOBS=2)
 #   -> BUILD_DIR/qisa-gpu-bundle.tgz, which holds qisa-gpu-bundle/ with
 #      run.sh          the one command to run there: OUT=/dir bash qisa-gpu-bundle/run.sh
-#      bin/            test_gpu_kernels, bench_gpu_kernels, qisa (for `qisa info`)
+#      bin/            test_gpu_kernels, test_gpu_backend (the CUDA backend trains a tiny GPT
+#                      against the CPU backend; it makes its own corpus), bench_gpu_kernels, qisa
+#                      (`qisa info`, `qisa bench step`, `qisa bench kernels`)
+#      configs/        this repository's configs/ (the benchmarks use paper/ and gpt2/)
+#      data/           corpora made here by the freshly built qisa: tinyshakespeare.h5 (char,
+#                      vocab 65, for configs/paper; from QISA_BUNDLE_TEXT, default
+#                      <root>/../shared/data/tinyshakespeare.txt, skipped and noted in MANIFEST
+#                      when absent) and gpt2_random.h5 (400k + 40k random GPT-2 ids, seed 1337,
+#                      imported as raw uint16 files with a synthetic GPT-2-shaped vocabulary:
+#                      cluster/gpu/gpt2_random_tokens.py; for the GPT-2 124M configs)
+#      torch_bench.py  the PyTorch anchor (run.sh runs it with the GPU machine's python3)
 #      lib/            every shared library they load except glibc and the driver: libcudart,
 #                      OpenBLAS, libgomp, libstdc++, MPI, HDF5, ... (a GPU machine may lack them;
 #                      cuBLAS and NCCL are not needed by these binaries, so not packed)
@@ -22,7 +32,8 @@ build=$(realpath -m "${1:-$root/build-gpu-bundle}")
 arch=${QISA_BUNDLE_ARCH:-90a}
 cxx_flags=${QISA_BUNDLE_CXX_FLAGS:--march=x86-64-v3}
 max_bytes=${QISA_BUNDLE_MAX_BYTES:-$((64 * 1024 * 1024))}   # the limit of what a GPU session carries
-bins=(tests/test_gpu_kernels tests/bench_gpu_kernels qisa)
+bins=(tests/test_gpu_kernels tests/test_gpu_backend tests/bench_gpu_kernels qisa)
+text=${QISA_BUNDLE_TEXT:-$root/../shared/data/tinyshakespeare.txt}
 glibc_re='^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|libutil\.so\.1|ld-linux-x86-64\.so\.2)$'
 
 die() { echo "make_bundle.sh: $*" >&2; exit 1; }
@@ -30,14 +41,32 @@ die() { echo "make_bundle.sh: $*" >&2; exit 1; }
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=$arch" \
   -DQISA_NATIVE=OFF "-DCMAKE_CXX_FLAGS=$cxx_flags" >"$build.configure.log" 2>&1 || { cat "$build.configure.log"; die "configure failed"; }
 grep -q "qisa: CUDA parts ON" "$build.configure.log" || die "CUDA is off in this build (no nvcc or NCCL): nothing to bundle"
-cmake --build "$build" -j"${JOBS:-2}" --target test_gpu_kernels bench_gpu_kernels qisa
+cmake --build "$build" -j"${JOBS:-2}" --target test_gpu_kernels test_gpu_backend bench_gpu_kernels qisa
 
 stage_root=$build/bundle
 stage=$stage_root/qisa-gpu-bundle
 rm -rf "$stage_root"
-mkdir -p "$stage/bin" "$stage/lib/glibc"
+mkdir -p "$stage/bin" "$stage/lib/glibc" "$stage/data"
 for b in "${bins[@]}"; do cp "$build/$b" "$stage/bin/"; done
 cp "$root/cluster/gpu/run.sh" "$stage/run.sh"
+cp "$root/cluster/gpu/torch_bench.py" "$stage/torch_bench.py"
+cp -r "$root/configs" "$stage/configs"
+
+# The corpora, made by the qisa just built (its format is the one the bundle's qisa reads).
+data_notes=()
+if [[ -f $text ]]; then
+  "$build/qisa" prepare --input "$text" --out "$stage/data/tinyshakespeare.h5" >"$build.prepare.log" 2>&1 ||
+    { cat "$build.prepare.log"; die "qisa prepare of $text failed"; }
+  data_notes+=("\"tinyshakespeare.h5: char corpus of $(basename "$text") (configs/paper)\"")
+else
+  data_notes+=("\"tinyshakespeare.h5: NOT packed, no $text (the paper steps are skipped)\"")
+fi
+raw=$build/gpt2_random
+rm -rf "$raw"
+python3 "$root/cluster/gpu/gpt2_random_tokens.py" "$raw" || die "gpt2_random_tokens.py failed"
+"$build/qisa" prepare --import-raw-u16 "$raw/train.bin" "$raw/val.bin" --gpt2-dir "$raw/vocab" \
+  --out "$stage/data/gpt2_random.h5" >>"$build.prepare.log" 2>&1 || { cat "$build.prepare.log"; die "qisa prepare --import-raw-u16 failed"; }
+data_notes+=("\"gpt2_random.h5: 400000 + 40000 uniform random ids in [0, 50257), seed 1337, synthetic GPT-2-shaped vocabulary (configs/gpt2)\"")
 
 # The libraries the binaries load here, by the name they ask for.
 while read -r name path; do
@@ -64,7 +93,7 @@ done
 nvcc_version=$(grep -o 'release [0-9.]*, V[0-9.]*' < <("$(grep -m1 '^CMAKE_CUDA_COMPILER:' "$build/CMakeCache.txt" | cut -d= -f2)" --version) || true)
 libs=$(cd "$stage/lib" && find . -type f | sed 's|^\./||' | sort | sed 's/.*/"&"/' | paste -sd, -)
 cat >"$stage/MANIFEST.json" <<JSON
-{"commit":"$(git -C "$root" rev-parse HEAD)","dirty":$(git -C "$root" diff --quiet HEAD -- . ':!build*' && echo false || echo true),"built":"$(date -u +%FT%TZ)","build_host":"$(hostname)","cuda_architectures":"$arch","cxx_flags":"$cxx_flags","nvcc":"$nvcc_version","cxx":"$(c++ --version | head -n 1)","glibc":"$(ldd --version | head -n 1 | grep -o '[0-9.]*$')","bins":["test_gpu_kernels","bench_gpu_kernels","qisa"],"libs":[$libs]}
+{"commit":"$(git -C "$root" rev-parse HEAD)","dirty":$(git -C "$root" diff --quiet HEAD -- . ':!build*' && echo false || echo true),"built":"$(date -u +%FT%TZ)","build_host":"$(hostname)","cuda_architectures":"$arch","cxx_flags":"$cxx_flags","nvcc":"$nvcc_version","cxx":"$(c++ --version | head -n 1)","glibc":"$(ldd --version | head -n 1 | grep -o '[0-9.]*$')","bins":["test_gpu_kernels","test_gpu_backend","bench_gpu_kernels","qisa"],"data":[$(IFS=,; echo "${data_notes[*]}")],"libs":[$libs]}
 JSON
 
 tarball=$build/qisa-gpu-bundle.tgz
