@@ -207,6 +207,7 @@ void read_value(const YAML::Node& n, int64_t& v) { v = parse_integer<int64_t>(n)
 void read_value(const YAML::Node& n, uint64_t& v) { v = parse_integer<uint64_t>(n); }
 void read_value(const YAML::Node& n, double& v) { v = parse_real(n); }
 void read_value(const YAML::Node& n, std::string& v) { v = parse_string(n); }
+void read_value(const YAML::Node& n, bool& v) { v = parse_choice(n, {"true", "false"}) == "true"; }
 void read_value(const YAML::Node& n, AttentionKind& v) {
   v = parse_enum(n, {AttentionKind::csa, AttentionKind::qisa, AttentionKind::qisa_a});
 }
@@ -233,6 +234,7 @@ std::string write_value(int64_t v) { return std::to_string(v); }
 std::string write_value(uint64_t v) { return std::to_string(v); }
 std::string write_value(double v) { return format_double(v); }
 std::string write_value(const std::string& v) { return yaml_quote(v); }
+std::string write_value(bool v) { return v ? "true" : "false"; }
 template <typename E>
   requires std::is_enum_v<E>
 std::string write_value(E v) { return to_string(v); }
@@ -311,8 +313,9 @@ const std::vector<Field>& fields() {
                                                     "a spike: warn (train on) | skip (drop the update)"),
       field<&Config::train, &TrainConfig::seed>("train.seed", "init, Pauli strings, sampling, dropout"),
       field<&Config::train, &TrainConfig::threads>("train.threads", "CPU threads per rank; 0 = OMP_NUM_THREADS, else the cores this rank may use"),
-      field<&Config::train, &TrainConfig::device>("train.device",
-                                                  "cpu | cuda (no CUDA backend in this version yet)"),
+      field<&Config::train, &TrainConfig::device>("train.device", "cpu | cuda (cuda: builds with nvcc only)"),
+      field<&Config::train, &TrainConfig::tf32>("train.tf32",
+                                                "true | false: cuda fp32 GEMMs may use TF32 tensor cores"),
       field<&Config::train, &TrainConfig::resume>("train.resume",
                                                   "auto (newest valid checkpoint, else fresh) | never | PATH"),
       field<&Config::train, &TrainConfig::recompute>(

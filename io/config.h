@@ -31,8 +31,8 @@ enum class OnSpike { warn, skip };
 // checkpoint.on_error: a checkpoint that cannot be written: stop (exit 1) | warn (train on).
 enum class OnCheckpointError { stop, warn };
 // train.device: where the math runs. cpu: the reference backend (kernels/cpu). cuda: the GPU
-// backend of DESIGN.md, which this version does not have yet (launcher/run_setup.h: make_backend
-// refuses it at start).
+// backend (kernels/cuda/cuda_backend.h), in builds where nvcc was found (launcher/run_setup.h:
+// make_backend refuses it in a CPU-only build).
 enum class Device { cpu, cuda };
 // dist.comm: auto (mpi when launched with more than one rank, else none) | none (one process,
 // never MPI; an error under a launcher with more ranks) | mpi | nccl (device buffers: needs
@@ -113,7 +113,10 @@ struct TrainConfig {
   OnSpike on_spike = OnSpike::warn;
   uint64_t seed = 1337;            // model init, Pauli strings, sampling, dropout
   int threads = 0;                 // CPU threads per rank; 0 = OMP_NUM_THREADS, else the cores this rank may use
-  Device device = Device::cpu;     // cpu | cuda (not in this version: refused at start)
+  Device device = Device::cpu;     // cpu | cuda (the CUDA backend: builds with nvcc only)
+  // cuda: fp32 GEMMs may use TF32 tensor cores (10-bit mantissa products, fp32 sums). bf16 GEMMs
+  // and the cpu backend ignore it.
+  bool tf32 = false;
   std::string resume = "auto";     // auto (newest valid checkpoint in the checkpoint dir, else fresh) | never | PATH
   // Activation recomputation: none (forward keeps every block's activations for backward) |
   // blocks (forward keeps only each block's input; backward recomputes a block's forward just

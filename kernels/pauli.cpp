@@ -3,6 +3,7 @@
 #include <bit>
 
 #include "kernels/error.h"
+#include "kernels/philox.h"
 
 namespace qisa {
 
@@ -68,6 +69,37 @@ void validate_pauli_terms(const PauliTerm* terms, size_t count, int n_qubits) {
                    std::to_string(t.y_count) + ") is not a packed string of " + std::to_string(n_qubits) + " letters",
                "pack the strings with qisa::pack_pauli and pass the model's n_qubits");
   }
+}
+
+namespace {
+constexpr uint32_t kPauliStream = 0x50415531u;  // "PAU1": the Philox stream of the strings
+}  // namespace
+
+std::vector<std::string> draw_pauli_strings(uint64_t seed, int layer, int H, int D, int n_qubits,
+                                            double p_identity) {
+  static const char kXYZ[3] = {'X', 'Y', 'Z'};
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(H) * D);
+  for (int s = 0; s < H * D; ++s) {
+    for (uint64_t attempt = 0;; ++attempt) {
+      std::string p(static_cast<size_t>(n_qubits), 'I');
+      for (int k = 0; k < n_qubits; ++k) {
+        const uint64_t index = ((static_cast<uint64_t>(s) << 20) + attempt) * 64 + static_cast<uint64_t>(k);
+        const double u = philox_uniform_double(seed, kPauliStream, static_cast<uint32_t>(layer), index);
+        if (u >= p_identity) {
+          const int which = static_cast<int>((u - p_identity) / (1.0 - p_identity) * 3.0);
+          p[k] = kXYZ[which > 2 ? 2 : which];
+        }
+      }
+      if (p.find_first_not_of('I') != std::string::npos) {
+        out.push_back(std::move(p));
+        break;
+      }
+      QISA_CHECK(attempt < (1u << 20), "could not draw a non-identity Pauli string",
+                 "pauli_identity_prob is too close to 1");
+    }
+  }
+  return out;
 }
 
 }  // namespace qisa

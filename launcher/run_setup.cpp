@@ -11,6 +11,11 @@
 #include "io/corpus.h"
 #include "kernels/error.h"
 
+#if defined(QISA_HAVE_CUDA)
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/device_info.h"
+#endif
+
 namespace qisa::cli {
 
 Config load_checked_config(const std::string& path, std::vector<std::string> overrides, int threads) {
@@ -70,20 +75,43 @@ int threads_per_rank(const Config& cfg) {
   return resolve_threads(cfg.train.threads, (cfg.source.empty() ? "" : cfg.source + ": ") + "train.threads").threads;
 }
 
-std::unique_ptr<Backend> make_backend(Device device, int threads, const std::string& key, const std::string& source) {
+namespace {
+
+// The CUDA backend on this rank's device: the local rank's, modulo the devices this process sees
+// (one each when the launcher binds a device per rank through CUDA_VISIBLE_DEVICES).
+std::unique_ptr<Backend> make_cuda(const std::string& key, const std::string& source, bool tf32) {
+  const std::string where = (source.empty() ? "" : source + ": ") + key + (key.starts_with("--") ? " " : " = ");
+  const std::string to_cpu = "use the CPU backend: " + key + (key.starts_with("--") ? " cpu" : ": cpu");
+#if defined(QISA_HAVE_CUDA)
+  const cuda::DeviceQuery q = cuda::query_devices();
+  QISA_CHECK(!q.devices.empty(),
+             where + "cuda: no usable CUDA device (" + q.status + ", driver " + std::to_string(q.driver_version) +
+                 ", runtime " + std::to_string(q.runtime_version) + ")",
+             "run on a GPU machine (nvidia-smi lists its devices; check CUDA_VISIBLE_DEVICES), or " + to_cpu);
+  CudaOptions o;
+  o.device = std::max(0, detect_world().local_rank) % static_cast<int>(q.devices.size());
+  o.allow_tf32 = tf32;
+  return make_cuda_backend(o);
+#else
+  (void)tf32;
+  throw Error(where + "cuda: this build has no CUDA backend (nvcc was not found when it was configured)",
+              "rebuild where the CUDA toolkit is installed (cmake finds nvcc), or " + to_cpu);
+#endif
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(Device device, int threads, const std::string& key, const std::string& source,
+                                      bool tf32) {
   switch (device) {
     case Device::cpu: return make_cpu_backend(resolve_threads(threads, "--threads").threads);
     case Device::cuda: break;
   }
-  const bool flag = key.starts_with("--");
-  throw Error((source.empty() ? "" : source + ": ") + key + (flag ? " " : " = ") +
-                  "cuda: this build has no CUDA backend: it is not implemented yet in this version of qisa "
-                  "(only the CPU backend exists)",
-              "use the CPU backend: " + key + (flag ? " cpu" : ": cpu") + ", the default");
+  return make_cuda(key, source, tf32);
 }
 
 std::unique_ptr<Backend> make_backend(const Config& cfg) {
-  return make_backend(cfg.train.device, threads_per_rank(cfg), "train.device", cfg.source);
+  return make_backend(cfg.train.device, threads_per_rank(cfg), "train.device", cfg.source, cfg.train.tf32);
 }
 
 CLI::Option* add_device_option(CLI::App& cmd, Device& device) {
@@ -95,7 +123,7 @@ CLI::Option* add_device_option(CLI::App& cmd, Device& device) {
       if (name == to_string(d)) device = d;
   };
   return cmd.add_option_function<std::string>("--device", parse,
-                                              "where the math runs: cpu, or cuda (not in this version yet)")
+                                              "where the math runs: cpu, or cuda (builds with nvcc)")
       ->check(CLI::IsMember(names))
       ->default_str(to_string(device));
 }

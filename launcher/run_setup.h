@@ -34,10 +34,11 @@ int threads_per_rank(const Config& cfg);  // resolve_threads(train.threads, "<co
 
 // The compute backend for `device` with `threads` CPU threads (0 = OpenMP's default): the one
 // place every command gets its Backend from. `key` ("train.device", "--device") and `source`
-// (the config file, or "") name where the device was chosen, for the error. Device::cuda
-// throws one line: this version has no CUDA backend yet.
+// (the config file, or "") name where the device was chosen, for the error. Device::cuda: the
+// CUDA backend on the local rank's device (tf32: train.tf32); one line naming the key when this
+// build has no CUDA or the machine no usable device.
 std::unique_ptr<Backend> make_backend(Device device, int threads, const std::string& key,
-                                      const std::string& source = "");
+                                      const std::string& source = "", bool tf32 = false);
 // The training commands' form: train.device with threads_per_rank(cfg) threads.
 std::unique_ptr<Backend> make_backend(const Config& cfg);
 

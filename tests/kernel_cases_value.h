@@ -23,7 +23,6 @@
 #include "kernels/cuda/pauli_value.cuh"
 #include "kernels/cuda/qisa_a.cuh"
 #include "kernels/pauli.h"
-#include "trainer/model.h"
 
 namespace qisa::test::kernel_cases {
 

@@ -13,7 +13,6 @@ namespace qisa {
 namespace {
 // Philox stream ids (the `a` counter word) for each use of the model seed.
 constexpr uint32_t kInitStream = 0x494E4954u;   // "INIT"
-constexpr uint32_t kPauliStream = 0x50415531u;  // "PAU1"
 constexpr double kPi = 3.14159265358979323846;
 
 // Dropout sites: 3 per block.
@@ -237,33 +236,6 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
 GPT::~GPT() = default;
 
 // ------------------------------------------------------------------ parameters
-
-std::vector<std::string> draw_pauli_strings(uint64_t seed, int layer, int H, int D, int n_qubits,
-                                            double p_identity) {
-  static const char kXYZ[3] = {'X', 'Y', 'Z'};
-  std::vector<std::string> out;
-  out.reserve(static_cast<size_t>(H) * D);
-  for (int s = 0; s < H * D; ++s) {
-    for (uint64_t attempt = 0;; ++attempt) {
-      std::string p(static_cast<size_t>(n_qubits), 'I');
-      for (int k = 0; k < n_qubits; ++k) {
-        const uint64_t index = ((static_cast<uint64_t>(s) << 20) + attempt) * 64 + static_cast<uint64_t>(k);
-        const double u = philox_uniform_double(seed, kPauliStream, static_cast<uint32_t>(layer), index);
-        if (u >= p_identity) {
-          const int which = static_cast<int>((u - p_identity) / (1.0 - p_identity) * 3.0);
-          p[k] = kXYZ[which > 2 ? 2 : which];
-        }
-      }
-      if (p.find_first_not_of('I') != std::string::npos) {
-        out.push_back(std::move(p));
-        break;
-      }
-      QISA_CHECK(attempt < (1u << 20), "could not draw a non-identity Pauli string",
-                 "pauli_identity_prob is too close to 1");
-    }
-  }
-  return out;
-}
 
 namespace {
 // dst[i] = f(i) for i < n on `threads` threads. f is a pure function of i (Philox counters), so

@@ -11,6 +11,7 @@
 
 #include "io/config.h"
 #include "kernels/backend.h"
+#include "kernels/pauli.h"  // draw_pauli_strings
 #include "trainer/param_table.h"
 
 namespace qisa {
@@ -154,10 +155,5 @@ class GPT {
   StepContext last_ctx_;
 };
 
-// Draw the Pauli strings of one block (SPEC §1.2): each letter is I with probability
-// p_identity, else X, Y or Z uniformly; the all-I string is redrawn. A pure function of
-// (seed, layer), so the same model seed always gives the same strings.
-std::vector<std::string> draw_pauli_strings(uint64_t seed, int layer, int H, int D, int n_qubits,
-                                            double p_identity);
 
 }  // namespace qisa

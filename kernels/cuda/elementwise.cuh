@@ -9,6 +9,8 @@
 //               block_reduce; part[k]
 //     kernel 2, one block: block_reduce over part[0..G) -> *result
 //   The same n gives the same bits on every run; the order differs from the CPU's (1e-15).
+//   sum_to:    acc[0] (=|+=) x[0] + ... + x[n-1] in double, in index order, by one thread: the
+//              CPU's exact sum (n is a micro-batch's rows, read once a step: cheap).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -64,6 +66,15 @@ __global__ void __launch_bounds__(kThreads) sum_squares_partial_kernel(double* p
   if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
+// One thread: the sum in index order, so the bits are the CPU backend's.
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) sum_to_kernel(double* acc, const float* x, int64_t n, bool add) {
+  if (threadIdx.x != 0) return;
+  double s = add ? *acc : 0.0;
+  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]);
+  *acc = s;
+}
+
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads) sum_partials_kernel(double* result, const double* part, int parts) {
   double s = 0.0;
@@ -100,6 +111,12 @@ inline void sum_squares(double* result, const float* x, int64_t n, double* part,
     QISA_LAUNCH(sum_squares_partial_kernel<kSsqThreads>, dim3(blocks), dim3(kSsqThreads), 0, stream, part, x, n);
   QISA_LAUNCH(sum_partials_kernel<kSsqThreads>, dim3(1), dim3(kSsqThreads), 0, stream, result,
               static_cast<const double*>(part), blocks);
+}
+
+// acc[0] (device memory) (=|+=) sum of x[0..n) in double, in index order.
+inline void sum_to(double* acc, const float* x, int64_t n, GradMode mode, cudaStream_t stream) {
+  QISA_LAUNCH(sum_to_kernel<kWarp>, dim3(1), dim3(kWarp), 0, stream, acc, x, std::max<int64_t>(n, 0),
+              mode == GradMode::accumulate);
 }
 
 }  // namespace qisa::cuda

@@ -46,6 +46,7 @@ template __global__ void round_bf16_stochastic_kernel<kEltThreads>(bf16*, const 
                                                                    uint64_t);
 template __global__ void scale_kernel<kEltThreads>(float*, float, int64_t);
 template __global__ void sum_squares_partial_kernel<kSsqThreads>(double*, const float*, int64_t);
+template __global__ void sum_to_kernel<kWarp>(double*, const float*, int64_t, bool);
 template __global__ void sum_partials_kernel<kSsqThreads>(double*, const double*, int);
 
 // Classical causal self-attention (the kernels of every D bucket, through the host wrappers).

@@ -1,53 +1,22 @@
 // Device memory and checked CUDA calls for the GPU test and benchmark programs (nvcc only).
-//   QISA_CUDA_CALL(call)   throws std::runtime_error naming file:line, the call, the CUDA error
-//                          name and string, and a hint about what usually causes it
+//   QISA_CUDA_CALL(call)   kernels/cuda/cuda_check.h: throws qisa::Error naming file:line, the call,
+//                          the CUDA error and a hint
 //   DeviceBuffer<T>        RAII cudaMalloc'd array (move-only)
 //   DeviceRunner           the runner of tests/kernel_cases.h on device memory
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstdio>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
-namespace qisa::test::gpu {
-
-inline const char* cuda_hint(cudaError_t e) {
-  switch (e) {
-    case cudaErrorInsufficientDriver:
-      return "no NVIDIA driver, or one older than the CUDA runtime this was built with (13.x): run on a GPU machine";
-    case cudaErrorNoDevice:
-      return "the driver sees no device: check nvidia-smi and CUDA_VISIBLE_DEVICES";
-    case cudaErrorNoKernelImageForDevice:
-    case cudaErrorInvalidDeviceFunction:
-      return "the binary has no code for this GPU: rebuild with CMAKE_CUDA_ARCHITECTURES naming its sm (nvidia-smi)";
-    case cudaErrorMemoryAllocation:
-      return "out of device memory: another process may hold it (nvidia-smi), or the shape is too large";
-    case cudaErrorIllegalAddress:
-    case cudaErrorLaunchFailure:
-      return "a kernel accessed memory out of bounds: run the test under compute-sanitizer --tool memcheck";
-    case cudaErrorInvalidConfiguration:
-      return "bad launch configuration (grid, block or shared memory size) for these shapes";
-    case cudaErrorLaunchOutOfResources:
-      return "too many registers or too much shared memory per block for this launch";
-    default:
-      return "see the CUDA runtime API's error list; the error may come from an earlier asynchronous launch";
-  }
-}
-
-inline void check_cuda(cudaError_t e, const char* call, const char* file, int line) {
-  if (e == cudaSuccess) return;
-  throw std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": " + call + " failed: " +
-                           cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + "); hint: " + cuda_hint(e));
-}
-
-}  // namespace qisa::test::gpu
-
-#define QISA_CUDA_CALL(call) ::qisa::test::gpu::check_cuda((call), #call, __FILE__, __LINE__)
+#include "kernels/cuda/cuda_check.h"
 
 namespace qisa::test::gpu {
+
+using qisa::cuda::check_cuda;
+using qisa::cuda::cuda_hint;
 
 template <class T>
 class DeviceBuffer {

@@ -135,7 +135,6 @@ TYPED_TEST(CudaEmuKernels, CrossEntropyFailsWithoutItsFirstBarrier) {
   EXPECT_NE(0, std::memcmp(loss.data(), bad.data(), N * sizeof(float)))
       << "block_reduce gave the right answer without its first __syncthreads()";
 }
-
 // ---- Gaussian attention: the golden file (emulator suite only: it reads HDF5, which the device
 // suite does not link), the wrapper checks, and the barriers.
 
@@ -212,6 +211,8 @@ TYPED_TEST(CudaEmuKernels, GaussianAttentionFailsWithoutItsBarriers) {
     EXPECT_FALSE(kc::same_bits(dq, dq_bad) && kc::same_bits(dk, dk_bad) && kc::same_bits(dv, dv_bad))
         << "the backward was right without barriers";
   }
+}
+
 TEST_F(CudaEmuShapes, ValueLayerWrappersRejectWhatTheKernelsCannotDo) {
   std::vector<float> buf(64, 0.0f);
   std::vector<double> part(64, 0.0);
@@ -251,6 +252,8 @@ TEST_F(CudaEmuFlat, PauliValueFailsWithoutItsBarrier) {
   }
   EXPECT_FALSE(kc::same_bits(v, v_bad)) << "the forward kernel gave the right v without its __syncthreads()";
   EXPECT_FALSE(kc::same_bits(du, du_bad)) << "the backward kernel gave the right du without its __syncthreads()";
+}
+
 // ---- classical causal self-attention: what only the emulator shows
 
 TEST_F(CudaEmuShapes, CsaWrappersRejectWhatTheKernelsCannotDo) {
@@ -290,5 +293,4 @@ TYPED_TEST(CudaEmuKernels, CsaFailsWithoutItsBarriers) {
   }
   EXPECT_FALSE(kc::same_bits(g[0], g_bad[0])) << "backward right without its barriers";
 }
-
 }  // namespace

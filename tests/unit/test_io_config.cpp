@@ -295,6 +295,7 @@ train:
   grad_clip: 1.5
   precision: bf16
   bf16_rounding: stochastic
+  tf32: true
   on_nonfinite: skip
   spike_factor: 3.5
   spike_warmup: 7
@@ -336,7 +337,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 50u);
+  EXPECT_EQ(config_keys().size(), 51u);
 }
 
 // The keys that were strings compared at run time are enums, parsed once; to_yaml writes their names.
@@ -350,7 +351,11 @@ TEST(Config, ChoicesAreParsedIntoEnums) {
   EXPECT_EQ(c.dist.comm, CommKind::nccl);
   EXPECT_EQ(c.train.precision, Precision::bf16);
   EXPECT_EQ(c.train.bf16_rounding, Bf16Rounding::stochastic);
+  EXPECT_TRUE(c.train.tf32);
   const Config d = parse_config(base_with(""), "d.yaml");
+  EXPECT_FALSE(d.train.tf32);
+  // a boolean key takes true or false only, and says so
+  expect_mentions(parse_error(base_with("train:\n  tf32: yes\n")), {"train.tf32", "true | false"});
   EXPECT_EQ(d.train.recompute, Recompute::none);
   EXPECT_EQ(d.train.on_nonfinite, OnNonfinite::stop);
   EXPECT_EQ(d.train.on_spike, OnSpike::warn);
