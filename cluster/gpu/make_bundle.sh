@@ -8,6 +8,7 @@
 #                      against the CPU backend; it makes its own corpus), bench_gpu_kernels, qisa
 #                      (`qisa info`, `qisa bench step`, `qisa bench kernels`)
 #      configs/        this repository's configs/ (the benchmarks use paper/ and gpt2/)
+#      golden/         tests/golden: the SPEC's float64 golden files, for the GPU suites' golden cases
 #      data/           corpora made here by the freshly built qisa: tinyshakespeare.h5 (char,
 #                      vocab 65, for configs/paper; from QISA_BUNDLE_TEXT, default
 #                      <root>/../shared/data/tinyshakespeare.txt, skipped and noted in MANIFEST
@@ -24,8 +25,8 @@
 # Built for sm_90a only (H100/H200), in its own build directory, for x86-64-v3 instead of
 # -march=native (QISA_BUNDLE_CXX_FLAGS): the CPU reference code runs on any AVX2+FMA host, and
 # g++ contracts a*b+c into FMAs as in the builds here and as nvcc does on the GPU, which the
-# bit-for-bit cases (AdamW, embedding, flat ops) rely on. No golden files: the GPU tests compare with
-# the CPU backend on random inputs.
+# bit-for-bit cases (AdamW, embedding, flat ops) rely on. The GPU tests compare with the CPU
+# backend on random inputs, and with the golden files (golden/, through QISA_GOLDEN_DIR).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=$(realpath -m "${1:-$root/build-gpu-bundle}")
@@ -51,6 +52,7 @@ for b in "${bins[@]}"; do cp "$build/$b" "$stage/bin/"; done
 cp "$root/cluster/gpu/run.sh" "$stage/run.sh"
 cp "$root/cluster/gpu/torch_bench.py" "$stage/torch_bench.py"
 cp -r "$root/configs" "$stage/configs"
+cp -r "$root/tests/golden" "$stage/golden"   # the golden cases of the GPU suites (QISA_GOLDEN_DIR)
 
 # The corpora, made by the qisa just built (its format is the one the bundle's qisa reads).
 data_notes=()

@@ -66,6 +66,7 @@ pre() { cap "$1" "$SAN_RESERVE_S"; }   # the cap of a step before the sanitizers
 orig_ldp_set=${LD_LIBRARY_PATH+set} orig_ldp=${LD_LIBRARY_PATH:-}
 sys_env() { if [[ -n $orig_ldp_set ]]; then env LD_LIBRARY_PATH="$orig_ldp" "$@"; else env -u LD_LIBRARY_PATH "$@"; fi; }
 export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+[[ -d $here/golden ]] && export QISA_GOLDEN_DIR=$here/golden   # the GPU suites' golden cases
 launch=()
 launch_mode=direct
 if ! timeout 60 "$here/bin/test_gpu_kernels" --gtest_list_tests >"$logs/start_check.log" 2>&1; then

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend_training_cases.h"
+#include "gpt_golden_cases.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_info.h"
 #include "trainer_fixture.h"
@@ -61,6 +62,23 @@ TEST_F(GpuBackend, OneBf16StepMatchesTheCpuBackendWithinStatedTolerances) {
   test::training_cases::one_bf16_step_matches_cpu(corpus(), make);
 }
 TEST_F(GpuBackend, ResumeIsBitExact) { test::training_cases::resume_is_bit_exact(corpus(), dir() / "gpu_resume.h5", make); }
+
+// The golden files of SPEC §4 on the device (they are found through QISA_GOLDEN_DIR, or the
+// source tree's tests/golden; a bundle sets QISA_GOLDEN_DIR).
+class GpuGolden : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    if (!no_device_reason().empty()) GTEST_SKIP() << no_device_reason();
+  }
+};
+TEST_P(GpuGolden, ForwardLogitsLossAndHeads) { test::gpt_golden::forward_logits_loss_and_heads(*make(), GetParam()); }
+TEST_P(GpuGolden, EveryGradient) { test::gpt_golden::every_gradient(*make(), GetParam()); }
+TEST_P(GpuGolden, AdamWSemanticsOnGoldenGradients) {
+  test::gpt_golden::adamw_semantics_on_golden_gradients(*make(), GetParam());
+}
+TEST_P(GpuGolden, TwoTrainingSteps) { test::gpt_golden::two_training_steps(*make(), GetParam()); }
+INSTANTIATE_TEST_SUITE_P(AllGoldenModels, GpuGolden, ::testing::ValuesIn(test::gpt_golden::kModels),
+                         [](const auto& info) { return test::gpt_golden::model_name(info.param); });
 
 }  // namespace
 }  // namespace qisa

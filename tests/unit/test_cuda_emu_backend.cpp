@@ -17,6 +17,7 @@
 #include "cuda_runtime_emu.h"
 #include "expect_error.h"
 #include "backend_training_cases.h"
+#include "gpt_golden_cases.h"
 #include "kernels/backend.h"
 #include "test_util.h"
 #include "trainer/kernel_lab.h"
@@ -169,6 +170,17 @@ TEST_F(CudaEmuTraining, OneBf16StepMatchesTheCpuBackendWithinStatedTolerances) {
 TEST_F(CudaEmuTraining, ResumeIsBitExact) {
   test::training_cases::resume_is_bit_exact(corpus(), dir() / "cuda_emu_resume.h5", make);
 }
+
+// The golden files of SPEC §4 (float64) through the CUDA backend: logits, loss, head outputs and
+// every gradient of each golden model (csa, qisa with both masks, qisa_a), at the CPU backend's
+// tolerances (forward 1e-5, gradients 1e-4), from one forward and backward.
+class CudaEmuGolden : public ::testing::TestWithParam<const char*> {};
+TEST_P(CudaEmuGolden, ForwardAndEveryGradient) {
+  auto be = test::make_emulated_cuda_backend();
+  test::gpt_golden::every_gradient(*be, GetParam(), /*check_forward=*/true);
+}
+INSTANTIATE_TEST_SUITE_P(AllGoldenModels, CudaEmuGolden, ::testing::ValuesIn(test::gpt_golden::kModels),
+                         [](const auto& info) { return test::gpt_golden::model_name(info.param); });
 
 // `qisa bench kernels` on the emulated backend: every op of the lab runs through the product's
 // CUDA backend and reports (figures marked emulated: they time the emulator, not a GPU).
