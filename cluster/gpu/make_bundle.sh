@@ -17,8 +17,9 @@
 #                      cluster/gpu/gpt2_random_tokens.py; for the GPT-2 124M configs)
 #      torch_bench.py  the PyTorch anchor (run.sh runs it with the GPU machine's python3)
 #      lib/            every shared library they load except glibc and the driver: libcudart,
-#                      OpenBLAS, libgomp, libstdc++, MPI, HDF5, ... (a GPU machine may lack them;
-#                      cuBLAS and NCCL are not needed by these binaries, so not packed)
+#                      OpenBLAS, libgomp, libstdc++, MPI, HDF5, ... (a GPU machine may lack them),
+#                      except cuBLAS(Lt) and NCCL: libcublasLt alone is 540 MB, and the GPU machine
+#                      has them (toolkit or PyTorch's NVIDIA wheels); run.sh finds them there
 #      lib/glibc/      this machine's glibc and loader, used only if the binaries do not start
 #                      on the GPU machine's own glibc
 #      MANIFEST.json   commit, architectures, compiler, libraries
@@ -35,6 +36,8 @@ cxx_flags=${QISA_BUNDLE_CXX_FLAGS:--march=x86-64-v3}
 max_bytes=${QISA_BUNDLE_MAX_BYTES:-$((64 * 1024 * 1024))}   # the limit of what a GPU session carries
 bins=(tests/test_gpu_kernels tests/test_gpu_backend tests/bench_gpu_kernels qisa)
 text=${QISA_BUNDLE_TEXT:-$root/../shared/data/tinyshakespeare.txt}
+host_re='^lib(cublas|cublasLt|nccl)\.so'   # found on the GPU machine by run.sh, not packed
+host_libs=()
 glibc_re='^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|libutil\.so\.1|ld-linux-x86-64\.so\.2)$'
 
 die() { echo "make_bundle.sh: $*" >&2; exit 1; }
@@ -74,6 +77,8 @@ data_notes+=("\"gpt2_random.h5: 400000 + 40000 uniform random ids in [0, 50257),
 while read -r name path; do
   if [[ $name =~ ^(libcuda\.so|libnvidia) ]]; then
     die "a binary links the driver ($name): cudart must load it at run time (toolchain.md §2)"
+  elif [[ $name =~ $host_re ]]; then
+    host_libs+=("\"$name\"")
   elif [[ $name =~ $glibc_re ]]; then
     cp -L "$path" "$stage/lib/glibc/$name"
   else
@@ -88,14 +93,14 @@ done < <(for b in "${bins[@]}"; do ldd "$build/$b"; done |
 for b in "${bins[@]}"; do
   outside=$(LD_LIBRARY_PATH="$stage/lib" ldd "$stage/bin/$(basename "$b")" |
             awk -v lib="$stage/lib/" '$2 == "=>" && index($3, lib) != 1 { print $1 " => " $3 }' |
-            grep -Ev "^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|libutil\.so\.1) " || true)
+            grep -Ev "^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libresolv\.so\.2|libutil\.so\.1|libcublas\.so\.[0-9]+|libcublasLt\.so\.[0-9]+|libnccl\.so\.[0-9]+) " || true)
   [[ -z $outside ]] || die "$(basename "$b") loads libraries from outside the bundle: $outside"
 done
 
 nvcc_version=$(grep -o 'release [0-9.]*, V[0-9.]*' < <("$(grep -m1 '^CMAKE_CUDA_COMPILER:' "$build/CMakeCache.txt" | cut -d= -f2)" --version) || true)
 libs=$(cd "$stage/lib" && find . -type f | sed 's|^\./||' | sort | sed 's/.*/"&"/' | paste -sd, -)
 cat >"$stage/MANIFEST.json" <<JSON
-{"commit":"$(git -C "$root" rev-parse HEAD)","dirty":$(git -C "$root" diff --quiet HEAD -- . ':!build*' && echo false || echo true),"built":"$(date -u +%FT%TZ)","build_host":"$(hostname)","cuda_architectures":"$arch","cxx_flags":"$cxx_flags","nvcc":"$nvcc_version","cxx":"$(c++ --version | head -n 1)","glibc":"$(ldd --version | head -n 1 | grep -o '[0-9.]*$')","bins":["test_gpu_kernels","test_gpu_backend","bench_gpu_kernels","qisa"],"data":[$(IFS=,; echo "${data_notes[*]}")],"libs":[$libs]}
+{"commit":"$(git -C "$root" rev-parse HEAD)","dirty":$(git -C "$root" diff --quiet HEAD -- . ':!build*' && echo false || echo true),"built":"$(date -u +%FT%TZ)","build_host":"$(hostname)","cuda_architectures":"$arch","cxx_flags":"$cxx_flags","nvcc":"$nvcc_version","cxx":"$(c++ --version | head -n 1)","glibc":"$(ldd --version | head -n 1 | grep -o '[0-9.]*$')","bins":["test_gpu_kernels","test_gpu_backend","bench_gpu_kernels","qisa"],"data":[$(IFS=,; echo "${data_notes[*]}")],"libs":[$libs],"libs_from_gpu_machine":[$(IFS=,; echo "${host_libs[*]}")]}
 JSON
 
 tarball=$build/qisa-gpu-bundle.tgz

@@ -67,6 +67,25 @@ orig_ldp_set=${LD_LIBRARY_PATH+set} orig_ldp=${LD_LIBRARY_PATH:-}
 sys_env() { if [[ -n $orig_ldp_set ]]; then env LD_LIBRARY_PATH="$orig_ldp" "$@"; else env -u LD_LIBRARY_PATH "$@"; fi; }
 export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [[ -d $here/golden ]] && export QISA_GOLDEN_DIR=$here/golden   # the GPU suites' golden cases
+
+# cuBLASLt (540 MB) is not in the bundle: the GPU machine has it, in the CUDA toolkit or in
+# PyTorch's NVIDIA wheels (site-packages/nvidia/.../lib). QISA_CUDA_LIB_DIR names it by hand.
+find_cublaslt() {
+  local d py
+  for d in ${QISA_CUDA_LIB_DIR:-} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+    [[ -n $d && -e $d/libcublasLt.so.13 ]] && { echo "$d"; return; }
+  done
+  for py in python3 python; do
+    command -v "$py" >/dev/null 2>&1 || continue
+    d=$(sys_env "$py" -c 'import glob, os, site, sys
+roots = site.getsitepackages() + [site.getusersitepackages()]
+hits = [p for r in roots for p in glob.glob(os.path.join(r, "nvidia", "**", "libcublasLt.so.13"), recursive=True)]
+print(os.path.dirname(hits[0]) if hits else "")' 2>/dev/null)
+    [[ -n $d ]] && { echo "$d"; return; }
+  done
+}
+cublaslt_dir=$(find_cublaslt)
+[[ -n $cublaslt_dir ]] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cublaslt_dir"
 launch=()
 launch_mode=direct
 if ! timeout 60 "$here/bin/test_gpu_kernels" --gtest_list_tests >"$logs/start_check.log" 2>&1; then
@@ -103,8 +122,9 @@ write_report() {  # $1: overall status
     printf '{"report":"qisa gpu acceptance","status":%s,"host":%s,"date":%s,"bundle":%s,' \
       "$(json_str "$1")" "$(json_str "$(hostname)")" "$(json_str "$(date -u +%FT%TZ)")" \
       "$(cat "$here/MANIFEST.json" 2>/dev/null || echo null)"
-    printf '"launch":%s,"nvidia_smi":%s,"qisa_info":%s,"device_found":%s,"reason":%s,' \
-      "$(json_str "$launch_mode")" "$smi" "$info" "$device_found" "$(json_str "$reason")"
+    printf '"launch":%s,"cublaslt_dir":%s,"nvidia_smi":%s,"qisa_info":%s,"device_found":%s,"reason":%s,' \
+      "$(json_str "$launch_mode")" "$(json_str "${cublaslt_dir:-not found (set QISA_CUDA_LIB_DIR)}")" "$smi" "$info" \
+      "$device_found" "$(json_str "$reason")"
     printf '"tests":%s,"backend_tests":%s,"benchmarks":%s,"steps":%s,"kernel_lab":%s,"torch":%s,"targets":%s,' \
       "${tests_json:-null}" "${btests_json:-null}" "${bench_json:-null}" "${steps_json:-null}" \
       "${lab_json:-null}" "${torch_json:-null}" "${targets_json:-null}"

@@ -129,9 +129,12 @@ expect "$tmp/o1/gpu_report.json" "r['status']" "no device"
 expect "$tmp/o1/gpu_report.json" "r['device_found']" "False"
 expect "$tmp/o1/gpu_report.json" "r['tests']" "None"
 
-# 2. a device, everything passes
-OUT=$tmp/o2 FAKE_DEVICE=1 COMPUTE_SANITIZER="$tmp/path/compute-sanitizer" bash "$b/run.sh" >"$tmp/out2" || fail "pass: exit $?: $(cat "$tmp/out2")"
+# 2. a device, everything passes (cuBLASLt found where QISA_CUDA_LIB_DIR says)
+mkdir -p "$tmp/cudalib" && touch "$tmp/cudalib/libcublasLt.so.13"
+OUT=$tmp/o2 FAKE_DEVICE=1 QISA_CUDA_LIB_DIR="$tmp/cudalib" COMPUTE_SANITIZER="$tmp/path/compute-sanitizer" \
+  bash "$b/run.sh" >"$tmp/out2" || fail "pass: exit $?: $(cat "$tmp/out2")"
 r=$tmp/o2/gpu_report.json
+expect "$r" "r['cublaslt_dir']" "$tmp/cudalib"
 expect "$r" "r['status']" "pass"
 expect "$r" "(r['tests']['passed'], r['tests']['failed'], r['tests']['skipped'])" "(2, 0, 0)"
 expect "$r" "r['tests']['passed_names']" "['GpuFlat.A', 'GpuKernels/0.B']"
