@@ -129,6 +129,14 @@ class Backend {
 
   // ---- memory (bytes). Pointers returned by alloc are owned by the caller; use Buffer.
   virtual void* alloc(size_t bytes) = 0;
+  // Memory that reads as zeros. A backend that can (the CPU: calloc, whose large blocks are
+  // fresh pages) skips the pass that alloc + zero makes over every byte: at the 124M shape the
+  // parameters, gradients and AdamW moments are 2 GB, whose zeroing was most of the start-up.
+  virtual void* alloc_zeroed(size_t bytes) {
+    void* p = alloc(bytes);
+    if (p) zero(p, bytes);
+    return p;
+  }
   virtual void release(void* p) noexcept = 0;
   // True when the host may read and write this backend's memory directly (cpu); a device
   // backend says false, and its buffers reach host-only code (MPI) through download/upload.
@@ -283,6 +291,10 @@ class Backend {
   virtual void scale(float* x, float a, int64_t n) = 0;
 };
 
+// Buffer(be, n, kZeroed): the elements read as zeros (Backend::alloc_zeroed).
+struct Zeroed {};
+inline constexpr Zeroed kZeroed{};
+
 // Owns `count` elements of T in a backend's memory (RAII; move-only).
 template <typename T>
 class Buffer {
@@ -290,6 +302,8 @@ class Buffer {
   Buffer() = default;
   Buffer(Backend& be, size_t count)
       : be_(&be), ptr_(count ? static_cast<T*>(be.alloc(count * sizeof(T))) : nullptr), count_(count) {}
+  Buffer(Backend& be, size_t count, Zeroed)
+      : be_(&be), ptr_(count ? static_cast<T*>(be.alloc_zeroed(count * sizeof(T))) : nullptr), count_(count) {}
   Buffer(Buffer&& o) noexcept : be_(o.be_), ptr_(o.ptr_), count_(o.count_) { o.ptr_ = nullptr; o.count_ = 0; }
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) { reset(); be_ = o.be_; ptr_ = o.ptr_; count_ = o.count_; o.ptr_ = nullptr; o.count_ = 0; }

@@ -186,14 +186,9 @@ GPT::GPT(const ModelConfig& cfg, Backend& backend, int64_t max_batch, int64_t fl
 
   QISA_CHECK(flat_align >= 1, "flat_align is " + std::to_string(flat_align), "this is a bug in the caller");
   const int64_t flat = (table_.total() + flat_align - 1) / flat_align * flat_align;
-  params_ = Buffer<float>(be_, flat);
-  grads_ = Buffer<float>(be_, flat);
-  be_.zero(params_.get(), params_.bytes());
-  be_.zero(grads_.get(), grads_.bytes());
-  if (precision == Precision::bf16) {
-    weights_bf16_ = Buffer<bf16>(be_, flat);
-    be_.zero(weights_bf16_.get(), weights_bf16_.bytes());
-  }
+  params_ = Buffer<float>(be_, flat, kZeroed);
+  grads_ = Buffer<float>(be_, flat, kZeroed);
+  if (precision == Precision::bf16) weights_bf16_ = Buffer<bf16>(be_, flat, kZeroed);
 
   for (int l = 0; l < cfg.n_layer; ++l) {
     auto off = [&](const char* rest) { return table_.offset(block_param(l, rest)); };

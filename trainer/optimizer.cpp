@@ -47,7 +47,11 @@ std::vector<DecaySpan> decay_spans(const ParamTable& table, int64_t begin, int64
 }
 
 AdamW::AdamW(Backend& be, int64_t n, std::vector<DecaySpan> spans)
-    : be_(be), n_(n), spans_(std::move(spans)), m_(be, static_cast<size_t>(n)), v_(be, static_cast<size_t>(n)) {
+    : be_(be),
+      n_(n),
+      spans_(std::move(spans)),
+      m_(be, static_cast<size_t>(n), kZeroed),
+      v_(be, static_cast<size_t>(n), kZeroed) {
   if (spans_.empty()) spans_.push_back(DecaySpan{0, n, true});
   int64_t covered = 0;
   for (const auto& s : spans_) {
@@ -57,8 +61,6 @@ AdamW::AdamW(Backend& be, int64_t n, std::vector<DecaySpan> spans)
   }
   QISA_CHECK(covered == n, "AdamW decay spans cover " + std::to_string(covered) + " of " + std::to_string(n) + " elements",
              "build them with decay_spans() over the optimizer's range");
-  be_.zero(m_.get(), m_.bytes());
-  be_.zero(v_.get(), v_.bytes());
 }
 
 float clip_scale(double global_norm, double clip) {

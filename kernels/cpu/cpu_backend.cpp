@@ -19,6 +19,7 @@
 #include "kernels/cpu/dropout.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gaussian_attention.h"
+#include "kernels/cpu/host_memory.h"
 #include "kernels/cpu/layernorm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/parallel.h"
@@ -62,14 +63,9 @@ class CpuBackend final : public Backend {
   int threads() const override { return threads_; }
 
   // ---- memory
-  void* alloc(size_t bytes) override {
-    if (bytes == 0) return nullptr;
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    QISA_CHECK(p != nullptr, "cpu backend: allocating " + std::to_string(bytes) + " bytes failed",
-               "reduce batch_size or model size");
-    return p;
-  }
-  void release(void* p) noexcept override { std::free(p); }
+  void* alloc(size_t bytes) override { return bytes ? cpu::host_alloc(bytes, false) : nullptr; }
+  void* alloc_zeroed(size_t bytes) override { return bytes ? cpu::host_alloc(bytes, true) : nullptr; }
+  void release(void* p) noexcept override { cpu::host_free(p); }
   void upload(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) override { copy(dst, src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override {

@@ -60,6 +60,9 @@ TEST(CudaEmuBackend, MemoryMovesThroughUploadDownloadCopyAndZero) {
   be->zero(a.get() + 1, 2 * sizeof(float));
   EXPECT_EQ(download_vec(*be, a), (std::vector<float>{1.5f, 0.0f, 0.0f, 4.0f, 5.0f}));
   EXPECT_EQ(be->alloc(0), nullptr);
+  // alloc_zeroed is alloc + zero here (the double fills fresh allocations with NaN).
+  Buffer<float> z(*be, 7, kZeroed);
+  EXPECT_EQ(download_vec(*be, z), std::vector<float>(7, 0.0f));
   // The runtime double refuses a host pointer where device memory belongs: the backend must not
   // hand one over (here on purpose, so the refusal is seen with the call's name).
   std::vector<float> not_device(5);

@@ -6,6 +6,8 @@
 //  - invalid arguments throw qisa::Error with a hint.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -449,6 +451,41 @@ TEST(CpuBackend, ResultsDoNotDependOnScratchHistory) {
   const auto got = run(*dirty);
   ASSERT_EQ(got.size(), want.size());
   EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0);
+}
+
+// alloc and alloc_zeroed: 64-byte aligned, writable over every byte (ASan checks the bounds in
+// the sanitizer build), and alloc_zeroed reads as zeros, also when malloc hands back a block
+// that was written and freed before (small sizes come from the heap, large ones from mmap).
+TEST(CpuBackend, AllocationsAreAlignedAndZeroedOnesReadZero) {
+  auto be = qisa::make_cpu_backend(1);
+  EXPECT_EQ(be->alloc(0), nullptr);
+  EXPECT_EQ(be->alloc_zeroed(0), nullptr);
+  for (size_t bytes : {size_t{1}, size_t{63}, size_t{4097}, size_t{1} << 20, (size_t{64} << 20) + 3}) {
+    for (int round = 0; round < 2; ++round) {
+      void* dirty = be->alloc(bytes);
+      ASSERT_NE(dirty, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(dirty) % 64, 0u) << bytes;
+      std::memset(dirty, 0x5A, bytes);
+      be->release(dirty);  // the next block may reuse it
+      auto* z = static_cast<unsigned char*>(be->alloc_zeroed(bytes));
+      ASSERT_NE(z, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(z) % 64, 0u) << bytes;
+      EXPECT_EQ(std::count(z, z + bytes, 0), static_cast<std::ptrdiff_t>(bytes)) << bytes << " bytes, round " << round;
+      z[bytes - 1] = 1;
+      be->release(z);
+    }
+  }
+  be->release(nullptr);
+  // An impossible size is an error naming the bytes, with a hint (not a crash or a bad_alloc).
+  try {
+    be->alloc(size_t{1} << 60);
+    ADD_FAILURE() << "2^60 bytes were allocated";
+  } catch (const qisa::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("1152921504606846976 bytes"), std::string::npos) << e.what();
+    EXPECT_NE(e.hint().find("batch_size"), std::string::npos) << e.message();
+  }
+  const qisa::Buffer<float> buf(*be, 1000, qisa::kZeroed);
+  EXPECT_EQ(std::count(buf.get(), buf.get() + buf.size(), 0.f), 1000);
 }
 
 TEST(CpuBackend, InvalidArgumentsThrowWithHint) {
