@@ -198,6 +198,17 @@ struct QisaACase {
         terms(model_terms(rng, shape.H, shape.D, shape.n, shape.p_identity)) {
     for (int c = 0; c < s.C; ++c) x[c] = from_f<T>(0.0f);
   }
+  // The kernel's v [N, ld_v], written over NaN.
+  template <class R>
+  std::vector<T> forward(R& r) const {
+    auto d_v = r.put(nans<T>(s.N * ld_v));
+    auto d_x = r.put(x);
+    auto d_rx = r.put(rx), d_ry = r.put(ry), d_ry2 = r.put(ry2);
+    auto d_terms = r.put(terms);
+    QISA_KC_LAUNCH(r, qisa::cuda::qisa_a_forward(d_v.data(), ld_v, d_x.data(), ld_x, d_rx.data(), d_ry.data(),
+                                                 d_ry2.data(), d_terms.data(), s.N, s.H, s.D, s.C, s.n, kStream));
+    return r.get(d_v);
+  }
   struct Grads {
     std::vector<T> dx;
     std::vector<float> drx, dry, dry2;
@@ -232,13 +243,7 @@ void qisa_a_forward_matches_cpu(qisa::Backend& cpu, std::mt19937_64& rng, R& r) 
     auto want = nans<T>(s.N * k.ld_v);
     cpu.qisa_a_forward(want.data(), k.ld_v, k.x.data(), k.ld_x, k.rx.data(), k.ry.data(), k.ry2.data(),
                        k.terms.data(), s.N, s.H, s.D, s.C, s.n);
-    auto d_v = r.put(nans<T>(s.N * k.ld_v));
-    auto d_x = r.put(k.x);
-    auto d_rx = r.put(k.rx), d_ry = r.put(k.ry), d_ry2 = r.put(k.ry2);
-    auto d_terms = r.put(k.terms);
-    QISA_KC_LAUNCH(r, qisa::cuda::qisa_a_forward(d_v.data(), k.ld_v, d_x.data(), k.ld_x, d_rx.data(), d_ry.data(),
-                                                 d_ry2.data(), d_terms.data(), s.N, s.H, s.D, s.C, s.n, kStream));
-    const auto v = widen(r.get(d_v)), w = widen(want);
+    const auto v = widen(k.forward(r)), w = widen(want);
     std::vector<float> got, ref;
     for (int64_t i = 0; i < s.N; ++i)
       for (int c = 0; c < k.ld_v; ++c) {

@@ -5,6 +5,8 @@
 // that the reductions break without their barriers (qisa::emu::SkipBarriers).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -252,6 +254,37 @@ TEST_F(CudaEmuFlat, PauliValueFailsWithoutItsBarrier) {
   }
   EXPECT_FALSE(kc::same_bits(v, v_bad)) << "the forward kernel gave the right v without its __syncthreads()";
   EXPECT_FALSE(kc::same_bits(du, du_bad)) << "the backward kernel gave the right du without its __syncthreads()";
+}
+
+// Without its barriers the statevector kernels apply a gate while other threads still write the
+// amplitudes of the gate before, and read the staged row before it is staged (shared memory is
+// NaN-filled at block start; thread k+1 starts only when thread k blocks): forward and backward.
+TYPED_TEST(CudaEmuKernels, QisaAFailsWithoutItsBarriers) {
+  using T = TypeParam;
+  SCOPED_TRACE("seed " + std::to_string(this->seed));
+  const kc::QisaACase<T> k(this->rng, kc::ValueShape{5, 2, 4, 13, 4, 0.3});
+  const auto v = k.forward(this->host);
+  const auto vf = kc::widen(v);
+  for (int64_t i = 0; i < 5; ++i)  // every value written (the column past H*D is padding)
+    ASSERT_FALSE(std::any_of(vf.begin() + i * k.ld_v, vf.begin() + i * k.ld_v + 8, [](float x) { return std::isnan(x); }));
+  std::vector<T> v_bad;
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+    v_bad = k.forward(this->host);
+  }
+  EXPECT_FALSE(kc::same_bits(v, v_bad)) << "the forward kernel gave the right v without its barriers";
+  typename kc::QisaACase<T>::Grads start{nans<T>(5 * k.ld_x), std::vector<float>(8, NAN), std::vector<float>(8, NAN),
+                                         std::vector<float>(8, NAN)};
+  const auto g = k.backward(this->host, start, GradMode::overwrite, GradMode::overwrite);
+  ASSERT_FALSE(kc::any_nan(g.drx) || kc::any_nan(g.dry) || kc::any_nan(g.dry2));
+  typename kc::QisaACase<T>::Grads g_bad;
+  {
+    qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
+    g_bad = k.backward(this->host, start, GradMode::overwrite, GradMode::overwrite);
+  }
+  EXPECT_FALSE(kc::same_bits(g.dx, g_bad.dx) && kc::same_bits(g.drx, g_bad.drx) && kc::same_bits(g.dry, g_bad.dry) &&
+               kc::same_bits(g.dry2, g_bad.dry2))
+      << "the backward kernel gave the right gradients without its barriers";
 }
 
 // ---- classical causal self-attention: what only the emulator shows
