@@ -42,13 +42,17 @@ class DistTraining : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
   static std::string corpus() { return *dir_ / "corpus.h5"; }
 
-  // A tiny QISA model: 16 sequences per step, so np 1, 2 and 4 split it evenly.
+  // A tiny QISA model: 16 sequences per step, so np 1, 2 and 4 split it evenly. AdamW's eps is
+  // 1e-6, not PyTorch's 1e-8: with 1e-8 a gradient element at roundoff level (1e-9) moves its
+  // parameter by a tenth of lr in a direction its rounding decides, and trajectories that differ
+  // only in summation order part exponentially (the ASan build at -O1 on one rank: 1.2e-7 from
+  // the O3 runs at step 3, 6e-4 at step 44; with 1e-6 every run stayed within 4.5e-8 over 50 steps).
   std::string config(const std::string& name, const std::string& extra = "") {
     const std::string path = *dir_ / (name + ".yaml");
     test::write_file(path, "model:\n  block_size: 16\n  n_embd: 16\n  n_head: 2\n  n_layer: 2\n  attention: qisa\n"
                            "  dropout: 0.1\n"
                            "data:\n  corpus: " + corpus() + "\n"
-                           "train:\n  batch_size: 16\n  steps: 50\n  lr: 0.01\n  seed: 5\n  threads: 1\n"
+                           "train:\n  batch_size: 16\n  steps: 50\n  lr: 0.01\n  eps: 1.0e-6\n  seed: 5\n  threads: 1\n"
                            "eval:\n  every: 0\n  windows: 20\n"
                            "log:\n  every: 1\n  dir: " + (*dir_ / name) + "\n"
                            "checkpoint:\n  every_steps: 20\n  keep_last: 3\n" + extra);
