@@ -1,5 +1,5 @@
 // The CUDA execution-model emulator (cuda_emu.h). One mutex per block guards all of its
-// synchronisation state; each thread waits on its own semaphore, and whoever completes a
+// synchronisation state; each thread waits on its own futex permit, and whoever completes a
 // barrier or a warp collective wakes exactly the threads it releases, after it has let go of
 // the mutex (a thread woken while the waker holds it would only wake to wait for the mutex:
 // with condition variables notified under the lock, a training step of a tiny GPT spent twice
