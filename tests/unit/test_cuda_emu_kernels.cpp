@@ -262,19 +262,22 @@ TEST_F(CudaEmuFlat, PauliValueFailsWithoutItsBarrier) {
 TYPED_TEST(CudaEmuKernels, QisaAFailsWithoutItsBarriers) {
   using T = TypeParam;
   SCOPED_TRACE("seed " + std::to_string(this->seed));
-  const kc::QisaACase<T> k(this->rng, kc::ValueShape{5, 2, 4, 13, 4, 0.3});
+  const kc::ValueShape s{5, 2, 4, 13, 4, 0.3};
+  const kc::QisaACase<T> k(this->rng, s);
+  const int HD = s.H * s.D;
+  const size_t angles = static_cast<size_t>(s.H) * s.n;
   const auto v = k.forward(this->host);
   const auto vf = kc::widen(v);
-  for (int64_t i = 0; i < 5; ++i)  // every value written (the column past H*D is padding)
-    ASSERT_FALSE(std::any_of(vf.begin() + i * k.ld_v, vf.begin() + i * k.ld_v + 8, [](float x) { return std::isnan(x); }));
+  for (int64_t i = 0; i < s.N; ++i)  // every value written (the column past H*D is padding)
+    ASSERT_FALSE(std::any_of(vf.begin() + i * k.ld_v, vf.begin() + i * k.ld_v + HD, [](float x) { return std::isnan(x); }));
   std::vector<T> v_bad;
   {
     qisa::emu::SkipBarriers skip(qisa::emu::kAllBarriers);
     v_bad = k.forward(this->host);
   }
   EXPECT_FALSE(kc::same_bits(v, v_bad)) << "the forward kernel gave the right v without its barriers";
-  typename kc::QisaACase<T>::Grads start{nans<T>(5 * k.ld_x), std::vector<float>(8, NAN), std::vector<float>(8, NAN),
-                                         std::vector<float>(8, NAN)};
+  typename kc::QisaACase<T>::Grads start{nans<T>(s.N * k.ld_x), std::vector<float>(angles, NAN),
+                                         std::vector<float>(angles, NAN), std::vector<float>(angles, NAN)};
   const auto g = k.backward(this->host, start, GradMode::overwrite, GradMode::overwrite);
   ASSERT_FALSE(kc::any_nan(g.drx) || kc::any_nan(g.dry) || kc::any_nan(g.dry2));
   typename kc::QisaACase<T>::Grads g_bad;
