@@ -19,12 +19,16 @@ namespace {
 // Column tiles let both cores work on a GEMM with few rows (e.g. B=4 x T=64 = 256 rows); they
 // are only as many as needed for kMinItems items, and at least kMinColTile wide: every tile's
 // GEMM call packs the whole [rows, K] operand again (256-column tiles everywhere cost 12% of a
-// 124M-shape step on one thread; 96-column tiles of din, whose K is the vocabulary, 5%).
+// 124M-shape step on one thread; 96-column tiles of din, whose K is the vocabulary, 5%). With
+// 512 as the least width, the 768-wide GEMMs of GPT-2 124M (attention and MLP projections
+// forward, every din of width C, the head's din) were one item, half a step's FLOPs on one core
+// (B4 T64 on 2 threads: 1.20 -> 1.05 s/step with 192; 1 thread unchanged).
 constexpr int64_t kRowTile = 512;         // rows per forward / din work item
 constexpr int64_t kMinItems = 8;          // work items a wide GEMM is cut into, where columns allow
-constexpr int64_t kMinColTile = 512;      // columns per tile, at least
+constexpr int64_t kMinColTile = 192;      // columns per tile, at least
 constexpr int64_t kMinReduceRows = 2048;  // rows per dw/dbias partial (at least)
 constexpr int64_t kMaxReduceParts = 8;    // at most this many partials (bounds scratch for big N)
+constexpr int64_t kCombineItem = 65536;   // elements per work item when partials are combined
 
 // Columns per tile for a rows x cols GEMM whose rows make ceil(rows / row_tile) items: all of
 // them when those are kMinItems or more, else enough tiles for kMinItems items in all.
@@ -241,7 +245,12 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
   const int64_t ldp = small ? ICp : IC;  // row stride of a dw partial
   const int64_t wsz = dw ? static_cast<int64_t>(OC) * ldp : 0;
   const int64_t bsz = dbias ? OC : 0;
-  F* part = ws.get<F>(0, static_cast<size_t>(parts * (wsz + bsz)), "linear backward weight-gradient partials");
+  // One chunk of a wide layer, overwritten: its GEMM writes dw itself (the bits a partial would
+  // hold, without a copy of OC x IC on one thread; the head's is 155 MB at GPT-2's shapes).
+  const bool direct_dw = dw && !small && parts == 1 && !param_add;
+  F* part = ws.get<F>(0, static_cast<size_t>(parts * ((direct_dw ? 0 : wsz) + bsz)),
+                      "linear backward weight-gradient partials");
+  const int64_t pstride = (direct_dw ? 0 : wsz) + bsz;  // one chunk's partials
   // the narrow path reads `in` rows as packs: copied to rows of ICp when IC is not a whole number
   const bool pad_in = small && dw && ICp != IC;
   F* in_pad = pad_in ? ws.get<F>(2, static_cast<size_t>(max_threads() * chunk * ICp), "linear backward padded inputs")
@@ -249,8 +258,8 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
   // the narrow path takes all OC columns at once (OC <= kLinearSmallMax)
   parallel_grid(N, chunk, OC, small ? OC : col_tile(N, chunk, OC), [&](int64_t n0, int64_t n1, int64_t o0, int64_t o1) {
     const int64_t it = n0 / chunk;
-    F* pw = part + it * (wsz + bsz);
-    F* pb = pw + wsz;
+    F* pw = direct_dw ? dw : part + it * pstride;
+    F* pb = part + it * pstride + (direct_dw ? 0 : wsz);
     if (dw && small) {
       const F* x = in + n0 * IC;
       if (pad_in) {
@@ -274,23 +283,30 @@ void linear_backward(F* din, F* dw, F* dbias, const F* dout, const F* in, const 
         for (int64_t c = c0; c < o1; ++c) pb[c] += dout[n * OC + c];
     }
   });
-  // Combine in chunk order, then add to the caller's gradient once.
-  for (int64_t it = 1; it < parts; ++it) {
-    F* p0 = part;
-    const F* pi = part + it * (wsz + bsz);
-    for (int64_t e = 0; e < wsz + bsz; ++e) p0[e] += pi[e];
-  }
-  if (dw)
-    for (int o = 0; o < OC; ++o) {
-      F* d = dw + static_cast<int64_t>(o) * IC;
-      const F* p = part + o * ldp;
-      if (param_add)
-        for (int i = 0; i < IC; ++i) d[i] += p[i];
-      else
-        std::copy_n(p, IC, d);
+  // Combine in chunk order, then add to (or write) the caller's gradient once: each element's
+  // sum in the same order whatever thread does it.
+  parallel_chunks(pstride, kCombineItem, [&](int64_t, int64_t e0, int64_t e1) {
+    for (int64_t it = 1; it < parts; ++it) {
+      F* p0 = part;
+      const F* pi = part + it * pstride;
+      for (int64_t e = e0; e < e1; ++e) p0[e] += pi[e];
     }
-  if (dbias)
-    for (int c = 0; c < OC; ++c) dbias[c] = param_add ? dbias[c] + part[wsz + c] : part[wsz + c];
+  });
+  if (dw && !direct_dw)
+    parallel_chunks(OC, std::max<int64_t>(1, kCombineItem / IC), [&](int64_t, int64_t r0, int64_t r1) {
+      for (int64_t o = r0; o < r1; ++o) {
+        F* d = dw + o * IC;
+        const F* p = part + o * ldp;
+        if (param_add)
+          for (int i = 0; i < IC; ++i) d[i] += p[i];
+        else
+          std::copy_n(p, IC, d);
+      }
+    });
+  if (dbias) {
+    const F* pb = part + (direct_dw ? 0 : wsz);
+    for (int c = 0; c < OC; ++c) dbias[c] = param_add ? dbias[c] + pb[c] : pb[c];
+  }
 }
 
 template void linear_forward<float>(float*, const float*, const float*, const float*, int64_t, int, int, Workspace&);
