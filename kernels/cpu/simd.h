@@ -88,6 +88,20 @@ QISA_INLINE Pack<F> pack_sqrt(Pack<F> v) {
   return v;
 }
 
+// Lane-wise a*b + c with one rounding (IEEE fma): for expressions whose fused steps are part of
+// their definition (the same bits on every compiler, whatever it contracts on its own).
+template <typename F>
+QISA_INLINE Pack<F> pack_fma(Pack<F> a, Pack<F> b, Pack<F> c) {
+#if defined(__FMA__)
+  if constexpr (kPackBytes == 32 && std::is_same_v<F, float>)
+    return (Pack<F>)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+  if constexpr (kPackBytes == 32 && std::is_same_v<F, double>)
+    return (Pack<F>)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#endif
+  for (int l = 0; l < kPackLanes<F>; ++l) a[l] = std::fma(a[l], b[l], c[l]);
+  return a;
+}
+
 // Sum of the lanes in a fixed pairwise order: halves added, then halves of the result
 // (8 lanes: ((v0+v4) + (v2+v6)) + ((v1+v5) + (v3+v7))). With __builtin_shufflevector the
 // halves are vector adds (3 shuffles, 3 adds); otherwise the same order on single lanes.

@@ -1,10 +1,11 @@
 // AdamW as PyTorch's torch.optim.AdamW (SPEC §2; CPU contract: kernels/cpu/adamw.h). The
 // scalars are derived on the host exactly as the CPU backend derives them (double, then
-// rounded to float), and the per-element arithmetic is the CPU's expression for expression:
-//   g = grad*gs;  p = p*decay;  m = small_w ? m + w1 (g - m) : g - (g - m) w1c
-//   v = v*beta2 + w2*g*g;  p = p - step_size*m / (sqrt(v)/bc2_sqrt + eps)
-// so results agree bit for bit where both compilers contract the same products into FMAs
-// (g++ contracts by default for C++ on FMA hardware; nvcc does with --fmad=true).
+// rounded to float), and the per-element arithmetic is the CPU's formula, fused steps included:
+//   g = grad*gs;  m = fma(w1, g, m*w1c);  v = fma(w2*g, g, v*beta2)
+//   p = fma(p, decay, -(step_size*m / (sqrt(v)/bc2_sqrt + eps)))
+// The products outside an fma are __fmul_rn on the GPU, which nvcc never contracts, and the
+// division and square root are IEEE (nvcc's default -prec-div=true -prec-sqrt=true), so the
+// GPU's bits are the CPU's whatever --fmad says.
 // Grid-stride loop, kAdamThreads per block, at most kAdamMaxBlocks blocks. params, grads, m, v [n].
 #pragma once
 #include <algorithm>
@@ -23,8 +24,17 @@ inline constexpr int64_t kAdamMaxBlocks = 4096;
 
 struct AdamWScalars {
   float decay, w1, w1c, beta2, w2, step_size, bc2_sqrt, eps, gs;
-  bool small_w;
 };
+
+// a*b rounded once and never fused into a later addition (the emulated build: g++ fuses a
+// product only into an addition, and these feed none)
+__device__ __forceinline__ float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
 
 inline AdamWScalars adamw_scalars(const AdamWHyper& h) {
   QISA_CHECK(h.step >= 1, "AdamW step " + std::to_string(h.step), "the step count t is 1-based");
@@ -35,7 +45,6 @@ inline AdamWScalars adamw_scalars(const AdamWHyper& h) {
   s.decay = static_cast<float>(1.0 - lr * static_cast<double>(h.weight_decay));
   s.w1 = static_cast<float>(1.0 - b1);
   s.w1c = 1.0f - s.w1;
-  s.small_w = s.w1 < 0.5f;
   s.beta2 = static_cast<float>(b2);
   s.w2 = static_cast<float>(1.0 - b2);
   s.step_size = static_cast<float>(lr / (1.0 - std::pow(b1, static_cast<double>(h.step))));
@@ -52,12 +61,11 @@ __global__ void __launch_bounds__(kThreads)
     adamw_kernel(float* params, const float* grads, float* m, float* v, int64_t n, AdamWScalars s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float g = grads[i] * s.gs;
-    float p = params[i] * s.decay;
-    const float mi = s.small_w ? m[i] + s.w1 * (g - m[i]) : g - (g - m[i]) * s.w1c;
-    const float vi = v[i] * s.beta2 + s.w2 * g * g;
+    const float g = mul_rn(grads[i], s.gs);
+    const float mi = fmaf(s.w1, g, mul_rn(m[i], s.w1c));
+    const float vi = fmaf(mul_rn(g, s.w2), g, mul_rn(v[i], s.beta2));
     const float denom = sqrtf(vi) / s.bc2_sqrt + s.eps;
-    p = p - s.step_size * mi / denom;
+    const float p = fmaf(params[i], s.decay, -(mul_rn(s.step_size, mi) / denom));
     params[i] = p;
     m[i] = mi;
     v[i] = vi;
