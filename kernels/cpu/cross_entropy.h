@@ -14,7 +14,10 @@
 
 namespace qisa::cpu {
 
-inline constexpr int64_t kCrossEntropyRows = 256;
+// Rows per work item: about kCrossEntropyItem logits (rows are independent, so any split gives
+// the same bits; 256 rows of a 50k vocabulary were one item, and one core did a whole batch).
+inline constexpr int64_t kCrossEntropyItem = 65536;
+inline int64_t cross_entropy_rows(int V) { return std::max<int64_t>(1, kCrossEntropyItem / V); }
 
 inline void check_cross_entropy(const int32_t* targets, int64_t N, int V) {
   QISA_CHECK(N >= 0 && V >= 1, "cross-entropy shape N=" + std::to_string(N) + " V=" + std::to_string(V),
@@ -72,7 +75,7 @@ inline F exp_sum(F* e, const F* l, F mx, int V) {
 template <typename F>
 void cross_entropy_forward(F* losses, const F* logits, const int32_t* targets, int64_t N, int V) {
   check_cross_entropy(targets, N, V);
-  parallel_chunks(N, kCrossEntropyRows, [&](int64_t, int64_t n0, int64_t n1) {
+  parallel_chunks(N, cross_entropy_rows(V), [&](int64_t, int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const F* l = logits + n * V;
       const F mx = row_max(l, V);
@@ -87,7 +90,7 @@ void cross_entropy_forward(F* losses, const F* logits, const int32_t* targets, i
 template <typename F>
 void cross_entropy_backward(F* dlogits, const F* logits, const int32_t* targets, int64_t N, int V, F scale) {
   check_cross_entropy(targets, N, V);
-  parallel_chunks(N, kCrossEntropyRows, [&](int64_t, int64_t n0, int64_t n1) {
+  parallel_chunks(N, cross_entropy_rows(V), [&](int64_t, int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const F* l = logits + n * V;
       F* d = dlogits + n * V;
