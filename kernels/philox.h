@@ -52,21 +52,31 @@ QISA_HD float philox_uniform(uint64_t key, uint32_t a, uint32_t b, uint64_t inde
   return static_cast<float>(philox_bits(key, a, b, index) >> 8) * (1.0f / 16777216.0f);
 }
 
-// Uniform double in [0, 1) with 53 random bits (two words of one block).
+// Uniform double in [0, 1) with 53 random bits from words v[0], v[1] of a block.
+QISA_HD double uniform_double_of(const uint32_t* v) {
+  const uint64_t bits = (static_cast<uint64_t>(v[0]) << 21) ^ (v[1] >> 11);
+  return static_cast<double>(bits & ((1ull << 53) - 1)) * (1.0 / 9007199254740992.0);
+}
+
+// Standard normal double from the four words of a block (Box-Muller: two uniforms).
+QISA_HD double normal_double_of(const uint32_t* v) {
+  const uint64_t b1 = ((static_cast<uint64_t>(v[0]) << 21) ^ (v[1] >> 11)) & ((1ull << 53) - 1);
+  const uint64_t b2 = ((static_cast<uint64_t>(v[2]) << 21) ^ (v[3] >> 11)) & ((1ull << 53) - 1);
+  const double u1 = (static_cast<double>(b1) + 1.0) * (1.0 / 9007199254740993.0);  // (0, 1]
+  const double u2 = static_cast<double>(b2) * (1.0 / 9007199254740992.0);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+}
+
+// Uniform double in [0, 1) with 53 random bits (two words of block `index`).
 QISA_HD double philox_uniform_double(uint64_t key, uint32_t a, uint32_t b, uint64_t index) {
   const Philox4 r = philox4x32(static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), a, b, key);
-  const uint64_t bits = (static_cast<uint64_t>(r.v[0]) << 21) ^ (r.v[1] >> 11);
-  return static_cast<double>(bits & ((1ull << 53) - 1)) * (1.0 / 9007199254740992.0);
+  return uniform_double_of(r.v);
 }
 
 // Standard normal double (Box-Muller on one block: four words, two uniforms).
 QISA_HD double philox_normal_double(uint64_t key, uint32_t a, uint32_t b, uint64_t index) {
   const Philox4 r = philox4x32(static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), a, b, key);
-  const uint64_t b1 = ((static_cast<uint64_t>(r.v[0]) << 21) ^ (r.v[1] >> 11)) & ((1ull << 53) - 1);
-  const uint64_t b2 = ((static_cast<uint64_t>(r.v[2]) << 21) ^ (r.v[3] >> 11)) & ((1ull << 53) - 1);
-  const double u1 = (static_cast<double>(b1) + 1.0) * (1.0 / 9007199254740993.0);  // (0, 1]
-  const double u2 = static_cast<double>(b2) * (1.0 / 9007199254740992.0);
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+  return normal_double_of(r.v);
 }
 
 }  // namespace qisa

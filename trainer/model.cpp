@@ -6,7 +6,7 @@
 
 #include "kernels/error.h"
 #include "kernels/pauli.h"
-#include "kernels/philox.h"
+#include "kernels/philox_simd.h"
 
 namespace qisa {
 
@@ -233,12 +233,21 @@ GPT::~GPT() = default;
 // ------------------------------------------------------------------ parameters
 
 namespace {
-// dst[i] = f(i) for i < n on `threads` threads. f is a pure function of i (Philox counters), so
-// the values do not depend on the thread count (ModelInit.IsTheSameOnAnyThreadCount).
+// dst[i] = f(words of Philox block (i, a, b; key)) for i < n on `threads` threads, the blocks
+// drawn kPhiloxBlocks at a time in SIMD lanes (the bits of philox4x32 one by one). f is a pure
+// function of the block, so the values do not depend on the thread count
+// (ModelInit.IsTheSameOnAnyThreadCount).
 template <typename F>
-void fill_parallel(float* dst, int64_t n, int threads, F f) {
-#pragma omp parallel for num_threads(std::max(threads, 1)) schedule(static, 16384)
-  for (int64_t i = 0; i < n; ++i) dst[i] = f(i);
+void fill_parallel(float* dst, int64_t n, int threads, uint64_t key, uint32_t a, uint32_t b, F f) {
+  const int64_t groups = (n + kPhiloxBlocks - 1) / kPhiloxBlocks;
+#pragma omp parallel for num_threads(std::max(threads, 1)) schedule(static, 1024)
+  for (int64_t g = 0; g < groups; ++g) {
+    uint32_t words[4 * kPhiloxBlocks];
+    const int64_t i0 = g * kPhiloxBlocks;
+    philox_blocks(static_cast<uint64_t>(i0), a, b, key, words);
+    const int64_t m = std::min<int64_t>(kPhiloxBlocks, n - i0);
+    for (int64_t k = 0; k < m; ++k) dst[i0 + k] = f(words + 4 * k);
+  }
 }
 }  // namespace
 
@@ -264,9 +273,8 @@ void GPT::init(uint64_t seed) {
     float* dst = base + p.offset;
     const auto stream = static_cast<uint32_t>(e);
     if (n == "tok_emb.weight" || n == "pos_emb.weight") {  // nn.Embedding: N(0, 1)
-      fill_parallel(dst, p.numel, threads, [&](int64_t i) {
-        return static_cast<float>(philox_normal_double(seed, kInitStream, stream, static_cast<uint64_t>(i)));
-      });
+      fill_parallel(dst, p.numel, threads, seed, kInitStream, stream,
+                    [](const uint32_t* v) { return static_cast<float>(normal_double_of(v)); });
     } else if (n.find(".ln") != std::string::npos || n.rfind("ln_f.", 0) == 0) {  // LayerNorm 1 / 0
       const float v = ends_with(".weight") ? 1.0f : 0.0f;
       std::fill(dst, dst + p.numel, v);
@@ -281,9 +289,8 @@ void GPT::init(uint64_t seed) {
         if (n.find("mlp.proj.") != std::string::npos) fan_in = 4 * static_cast<int64_t>(cfg_.n_embd);
         bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
       }
-      fill_parallel(dst, p.numel, threads, [&](int64_t i) {
-        const double u = philox_uniform_double(seed, kInitStream, stream, static_cast<uint64_t>(i));
-        return static_cast<float>((2.0 * u - 1.0) * bound);
+      fill_parallel(dst, p.numel, threads, seed, kInitStream, stream, [bound](const uint32_t* v) {
+        return static_cast<float>((2.0 * uniform_double_of(v) - 1.0) * bound);
       });
     }
   }

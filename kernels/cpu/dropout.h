@@ -12,46 +12,9 @@
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/error.h"
-#include "kernels/philox.h"
+#include "kernels/philox_simd.h"
 
 namespace qisa::cpu {
-
-inline constexpr int kPhiloxBlocks = 16;  // blocks per batch: 64 words
-
-// words[4k + w] = word w of the Philox-4x32-10 block for element block blk0 + k, i.e. the same
-// bits as philox_bits(key, a, b, 4 * (blk0 + k) + w). The 16 blocks run in SIMD lanes.
-inline void philox_blocks16(uint64_t blk0, uint32_t a, uint32_t b, uint64_t key, uint32_t* words) {
-  uint32_t x0[kPhiloxBlocks], x1[kPhiloxBlocks], x2[kPhiloxBlocks], x3[kPhiloxBlocks];
-  for (int k = 0; k < kPhiloxBlocks; ++k) {
-    const uint64_t blk = blk0 + static_cast<uint64_t>(k);
-    x0[k] = static_cast<uint32_t>(blk);
-    x1[k] = static_cast<uint32_t>(blk >> 32);
-    x2[k] = a;
-    x3[k] = b;
-  }
-  uint32_t k0 = static_cast<uint32_t>(key), k1 = static_cast<uint32_t>(key >> 32);
-  for (int round = 0; round < 10; ++round) {
-#pragma omp simd
-    for (int k = 0; k < kPhiloxBlocks; ++k) {
-      const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * x0[k];
-      const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * x2[k];
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ x1[k] ^ k0;
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ x3[k] ^ k1;
-      x1[k] = static_cast<uint32_t>(p1);
-      x3[k] = static_cast<uint32_t>(p0);
-      x0[k] = n0;
-      x2[k] = n2;
-    }
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  for (int k = 0; k < kPhiloxBlocks; ++k) {
-    words[4 * k + 0] = x0[k];
-    words[4 * k + 1] = x1[k];
-    words[4 * k + 2] = x2[k];
-    words[4 * k + 3] = x3[k];
-  }
-}
 
 // The keep test on raw bits: exactly philox_uniform(...) >= p.
 QISA_INLINE bool dropout_keep(uint32_t bits, float p) {
@@ -67,7 +30,7 @@ void for_dropout_bits(const Dropout& d, uint64_t e0, int64_t n, Body&& body) {
   while (i < n) {
     const uint64_t e = e0 + static_cast<uint64_t>(i);
     const int first = static_cast<int>(e & 3);
-    philox_blocks16(e >> 2, d.step, d.site, d.seed, words);
+    philox_blocks(e >> 2, d.step, d.site, d.seed, words);
     const int64_t count = std::min<int64_t>(4 * kPhiloxBlocks - first, n - i);
     body(i, count, words + first);
     i += count;

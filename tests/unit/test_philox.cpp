@@ -6,7 +6,7 @@
 #include <random>
 
 #include "kernels/cpu/dropout.h"
-#include "kernels/philox.h"
+#include "kernels/philox_simd.h"
 #include "test_util.h"
 
 namespace {
@@ -54,14 +54,15 @@ TEST(Philox, BatchedBlocksMatchScalar) {
   const uint64_t seed = qisa::test::fresh_seed();
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  uint32_t words[64];
+  uint32_t words[4 * qisa::kPhiloxBlocks];
   for (int rep = 0; rep < 50; ++rep) {
     const uint64_t key = rng();
     const uint32_t a = static_cast<uint32_t>(rng()), b = static_cast<uint32_t>(rng());
     // include block indices that carry into the high counter word
-    const uint64_t blk0 = rep % 2 ? rng() >> 3 : 0xFFFFFFFFull - 7;
-    qisa::cpu::philox_blocks16(blk0, a, b, key, words);
-    for (int i = 0; i < 64; ++i) ASSERT_EQ(words[i], qisa::philox_bits(key, a, b, blk0 * 4 + i)) << "word " << i;
+    const uint64_t blk0 = rep % 2 ? rng() >> 3 : 0xFFFFFFFFull - qisa::kPhiloxBlocks / 2;
+    qisa::philox_blocks(blk0, a, b, key, words);
+    for (int i = 0; i < 4 * qisa::kPhiloxBlocks; ++i)
+      ASSERT_EQ(words[i], qisa::philox_bits(key, a, b, blk0 * 4 + i)) << "word " << i;
   }
 }
 

@@ -15,6 +15,7 @@
 #include "expect_error.h"
 #include "fake_device_backend.h"
 #include "kernels/error.h"
+#include "kernels/philox.h"
 #include "test_util.h"
 #include "trainer/evaluator.h"
 #include "trainer/model.h"
@@ -365,6 +366,35 @@ TEST(ModelInit, FollowsThePyTorchDistributions) {
   EXPECT_EQ(again.params_host(), p);
   again.init(4);
   EXPECT_NE(again.params_host(), p);
+}
+
+// The draws are 16 Philox blocks at a time in SIMD lanes; each value is still the scalar
+// definition of its element: N(0,1) from block (element, "INIT", parameter index) for the
+// embeddings, U(-1/sqrt(C), 1/sqrt(C)) for a Linear weight. Sizes not a multiple of 16.
+TEST(ModelInit, EveryValueIsItsElementsPhiloxDraw) {
+  constexpr uint32_t kInit = 0x494E4954u;  // "INIT" (trainer/model.cpp kInitStream)
+  ModelConfig m = small_model(AttentionKind::csa, 25, 5, 2, 8, 301);
+  auto be = make_cpu_backend(2);
+  GPT g(m, *be, 1);
+  g.init(29);
+  const auto p = g.params_host();
+  const auto& entries = g.table().entries();
+  int checked = 0;
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const auto& en = entries[e];
+    const bool normal = en.name == "tok_emb.weight" || en.name == "pos_emb.weight";
+    if (!normal && en.name != "blocks.1.attn.q.weight" && en.name != "head.bias") continue;
+    ASSERT_NE(en.numel % 16, 0) << en.name;
+    for (int64_t i = 0; i < en.numel; ++i) {
+      const auto s = static_cast<uint32_t>(e);
+      const float want = normal ? static_cast<float>(qisa::philox_normal_double(29, kInit, s, i))
+                                : static_cast<float>((2.0 * qisa::philox_uniform_double(29, kInit, s, i) - 1.0) /
+                                                     std::sqrt(25.0));
+      ASSERT_EQ(p[en.offset + i], want) << en.name << " " << i;
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 4);
 }
 
 // Initialisation runs on the backend's threads and writes in place where the host can address
