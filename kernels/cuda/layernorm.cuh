@@ -12,6 +12,11 @@
 //   for row n:  xh = (x-mu)*rs;  sg = sum_c g*w / C;  sgx = sum_c g*w*xh / C
 //               din[c] (=|+=) rs*(g[c]*w[c] - sg - xh[c]*sgx);  dw[c] += g*xh;  db[c] += g
 // backward, kernel 2: dw[c], db[c] (=|+=) the sum over blocks of part[.][c], in block order.
+// Rows wider than kLnMaxC (GPT-2 XL's 1600): the warps' slices would not fit 48 KiB of shared
+//   memory, so kernel 1 computes din alone and a column kernel writes the same partials: block
+//   (r, j) takes columns [kLnReduceThreads j, +kLnReduceThreads), a thread per column, and sums
+//   the kLnBwdRows rows of row block r in row order: part[r] = [sum g*xh | sum g]. It reads x and
+//   g once more (6 NC floats of traffic instead of 4), for any C.
 // No float atomics: dw/db are bit-for-bit reproducible for a given N.
 // Shapes: in, out, dout, din [N, C]; mean, rstd [N]; w, b, dw, db [C]; part [blocks, 2C].
 #pragma once
@@ -27,7 +32,7 @@ namespace qisa::cuda::inline QISA_KERNEL_ABI {
 inline constexpr int kLnWarps = 4;                 // warps (rows in flight) per block
 inline constexpr int kLnThreads = kLnWarps * kWarp;
 inline constexpr int kLnBwdRows = 32;              // rows per block of backward (per dw/db partial)
-inline constexpr int kLnMaxC = 48 * 1024 / (2 * kLnWarps * 4);  // backward's shared slices fit 48 KiB
+inline constexpr int kLnMaxC = 48 * 1024 / (2 * kLnWarps * 4);  // widest C whose shared slices fit 48 KiB
 inline constexpr int kLnReduceThreads = 128;       // threads per block of the partial reduction
 inline constexpr float kLnEps = 1e-5f;
 
@@ -56,16 +61,18 @@ __global__ void __launch_bounds__(kLnThreads)
   }
 }
 
-// Dynamic shared memory: [kLnWarps][2][C] floats (dw slice, db slice per warp).
-template <typename T>
+// kSlices: dynamic shared memory [kLnWarps][2][C] floats (dw slice, db slice per warp), and the
+// block's partial written to part; without, din only (part unused).
+template <typename T, bool kSlices>
 __global__ void __launch_bounds__(kLnThreads)
     layernorm_backward_rows_kernel(T* din, bool din_add, float* part, const T* dout, const T* in, const float* w,
                                    const float* mean, const float* rstd, int64_t N, int C) {
   QISA_DYNAMIC_SHARED(float, acc);
   const int lane = static_cast<int>(threadIdx.x) % kWarp, warp = static_cast<int>(threadIdx.x) / kWarp;
-  float* aw = acc + static_cast<int64_t>(warp) * 2 * C;
-  float* ab = aw + C;
-  for (int c = lane; c < C; c += kWarp) aw[c] = ab[c] = 0.0f;  // each lane owns its columns
+  [[maybe_unused]] float* aw = acc + static_cast<int64_t>(warp) * 2 * C;
+  [[maybe_unused]] float* ab = aw + C;
+  if constexpr (kSlices)
+    for (int c = lane; c < C; c += kWarp) aw[c] = ab[c] = 0.0f;  // each lane owns its columns
   const float inv_c = 1.0f / static_cast<float>(C);
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kLnBwdRows;
   for (int64_t n = n0 + warp; n < n0 + kLnBwdRows && n < N; n += kLnWarps) {
@@ -86,10 +93,13 @@ __global__ void __launch_bounds__(kLnThreads)
         const float v = rs * (gc * w[c] - sg - xh * sgx);
         store_f(din + n * C, c, din_add ? load_f(din + n * C, c) + v : v);
       }
-      aw[c] += gc * xh;
-      ab[c] += gc;
+      if constexpr (kSlices) {
+        aw[c] += gc * xh;
+        ab[c] += gc;
+      }
     }
   }
+  if constexpr (!kSlices) return;  // the whole block: no barrier follows
   QISA_SYNCTHREADS();  // every warp's slices are complete
   float* p = part + static_cast<int64_t>(blockIdx.x) * 2 * C;
   for (int c = static_cast<int>(threadIdx.x); c < C; c += kLnThreads) {
@@ -101,6 +111,26 @@ __global__ void __launch_bounds__(kLnThreads)
     p[c] = sw;
     p[C + c] = sb;
   }
+}
+
+// Wide rows: part[r] = [sum_n g*xh | sum_n g] over row block r, a thread per column (see the top).
+template <typename T>
+__global__ void __launch_bounds__(kLnReduceThreads)
+    layernorm_backward_cols_kernel(float* part, const T* dout, const T* in, const float* mean, const float* rstd,
+                                   int64_t N, int C) {
+  const int c = static_cast<int>(blockIdx.y * blockDim.x + threadIdx.x);
+  if (c >= C) return;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kLnBwdRows;
+  const int64_t n1 = n0 + kLnBwdRows < N ? n0 + kLnBwdRows : N;
+  float sw = 0.0f, sb = 0.0f;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float g = load_f(dout + n * C, c);
+    sw += g * ((load_f(in + n * C, c) - mean[n]) * rstd[n]);
+    sb += g;
+  }
+  float* p = part + static_cast<int64_t>(blockIdx.x) * 2 * C;
+  p[c] = sw;
+  p[C + c] = sb;
 }
 
 // dw[c], db[c] (=|+=) sum over the blocks' partials in block order (dw or db may be null).
@@ -145,12 +175,19 @@ template <typename T>
 void layernorm_backward(T* din, float* dw, float* db, const T* dout, const T* in, const float* w, const float* mean,
                         const float* rstd, int64_t N, int C, GradMode din_mode, GradMode param_mode, float* part,
                         cudaStream_t stream) {
-  check_layernorm_shape(N, C, kLnMaxC);
+  check_layernorm_shape(N, C, 1 << 30);
   const int64_t blocks = ceil_div_i64(N, kLnBwdRows);
-  if (blocks > 0) {
-    const size_t smem = sizeof(float) * kLnWarps * 2 * static_cast<size_t>(C);
-    QISA_LAUNCH(layernorm_backward_rows_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(kLnThreads), smem,
-                stream, din, din_mode == GradMode::accumulate, part, dout, in, w, mean, rstd, N, C);
+  const bool slices = C <= kLnMaxC;
+  const auto rows_kernel = slices ? layernorm_backward_rows_kernel<T, true> : layernorm_backward_rows_kernel<T, false>;
+  if (blocks > 0 && (slices || din)) {
+    const size_t smem = slices ? sizeof(float) * kLnWarps * 2 * static_cast<size_t>(C) : 0;
+    QISA_LAUNCH(rows_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kLnThreads), smem, stream, din,
+                din_mode == GradMode::accumulate, part, dout, in, w, mean, rstd, N, C);
+  }
+  if (blocks > 0 && !slices && (dw || db)) {
+    const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(ceil_div_i64(C, kLnReduceThreads)));
+    QISA_LAUNCH(layernorm_backward_cols_kernel<T>, grid, dim3(kLnReduceThreads), 0, stream, part, dout, in, mean,
+                rstd, N, C);
   }
   if (!dw && !db) return;
   const dim3 grid(static_cast<unsigned>(ceil_div_i64(C, kLnReduceThreads)));

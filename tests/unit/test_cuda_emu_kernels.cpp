@@ -92,7 +92,7 @@ TEST_F(CudaEmuShapes, HostWrappersRejectWhatTheKernelsCannotDo) {
   std::vector<float> buf(8, 0.0f);
   float* p = buf.data();
   EXPECT_THROW(qisa::cuda::layernorm_forward(p, p, p, p, p, p, 1, 0, kStream), qisa::Error);
-  EXPECT_THROW(qisa::cuda::layernorm_backward(p, p, p, p, p, p, p, p, 1, qisa::cuda::kLnMaxC + 1, GradMode::overwrite,
+  EXPECT_THROW(qisa::cuda::layernorm_backward(p, p, p, p, p, p, p, p, 1, 0, GradMode::overwrite,
                                               GradMode::overwrite, p, kStream),
                qisa::Error);
   EXPECT_THROW(qisa::cuda::cross_entropy_forward(p, p, nullptr, 1, 0, kStream), qisa::Error);
