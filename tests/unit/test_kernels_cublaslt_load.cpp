@@ -17,7 +17,7 @@
 
 namespace {
 
-bool mapped(const std::string& lib) {
+[[maybe_unused]] bool mapped(const std::string& lib) {
   std::ifstream f("/proc/self/maps");
   std::stringstream s;
   s << f.rdbuf();
