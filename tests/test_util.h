@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,14 @@ double max_rel_err(const A& got, const B& want) {
 inline uint64_t fresh_seed() {
   if (const char* e = std::getenv("QISA_TEST_SEED"); e && *e) return std::strtoull(e, nullptr, 10);
   return std::random_device{}();
+}
+
+// True when a shared library whose path contains `name` is mapped into this process.
+inline bool library_mapped(const std::string& name) {
+  std::ifstream f("/proc/self/maps");
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str().find(name) != std::string::npos;
 }
 
 template <typename T>

@@ -11,14 +11,14 @@
 #include "kernels/cuda/gemm.h"
 
 #include <cublasLt.h>
-#if !defined(QISA_CUBLASLT_DOUBLE)
-#include <dlfcn.h>
-#endif
 
 #include <string>
 #include <string_view>
 
 #include "kernels/error.h"
+#if !defined(QISA_CUBLASLT_DOUBLE)
+#include "kernels/cuda/shared_library.h"
+#endif
 
 namespace qisa::cuda::inline QISA_GEMM_ABI {
 namespace {
@@ -45,15 +45,13 @@ LtApi load_lt() {
 #define QISA_LT_BIND(name) api.name = &::name;
 #else
   const std::string lib = "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR);
-  void* so = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);  // kept for the process's life
-  const char* why = so ? nullptr : dlerror();
-  QISA_CHECK(so, "cannot load " + lib + " (cuBLASLt, for the CUDA backend's GEMMs): " + (why ? why : "unknown error"),
-             "it comes with the CUDA toolkit (lib64/) or the nvidia-cublas wheel; add its directory to "
-             "LD_LIBRARY_PATH, or run on the CPU backend");
-#define QISA_LT_BIND(name)                                                                                    \
-  api.name = reinterpret_cast<decltype(api.name)>(dlsym(so, #name));                                           \
-  QISA_CHECK(api.name, lib + " has no " #name, "a cuBLASLt older than the CUDA " + std::to_string(CUBLAS_VER_MAJOR) + \
-                                                   " headers qisa was built with: install the matching toolkit");
+  void* so = open_shared_library(lib, "cuBLASLt, for the CUDA backend's GEMMs",
+                                 "it comes with the CUDA toolkit (lib64/) or the nvidia-cublas wheel; add its "
+                                 "directory to LD_LIBRARY_PATH, or run on the CPU backend");
+  const std::string too_old = "a cuBLASLt older than the CUDA " + std::to_string(CUBLAS_VER_MAJOR) +
+                          " headers qisa was built with: install the matching toolkit";
+#define QISA_LT_BIND(name) \
+  api.name = reinterpret_cast<decltype(api.name)>(shared_library_symbol(so, lib, #name, too_old));
 #endif
   QISA_LT_FUNCTIONS(QISA_LT_BIND)
 #undef QISA_LT_BIND
@@ -100,8 +98,9 @@ struct Layout {
   cublasLtMatrixLayout_t l = nullptr;
   // A column-major rows x cols matrix (stride ld between columns), `batch` of them `stride` apart.
   Layout(cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int32_t batch, int64_t stride) {
-    QISA_LT_CHECK(lt().cublasLtMatrixLayoutCreate(&l, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld),
-                  kHintDesc);
+    QISA_LT_CHECK(
+        lt().cublasLtMatrixLayoutCreate(&l, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld),
+        kHintDesc);
     if (batch == 1) return;
     QISA_LT_CHECK(lt().cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)),
                   kHintDesc);
@@ -164,8 +163,9 @@ void gemm(const GemmHandle& h, const GemmOp& op) {
   const Layout lt_b(lt_type(op.ab_type), op.trans_a ? op.m : op.k, op.trans_a ? op.k : op.m, op.lda, batch,
                     op.stride_a);
   const Layout lt_c(lt_type(op.c_type), op.n, op.m, op.ldc, batch, op.stride_c);  // C and D: the same buffer
-  QISA_LT_CHECK(lt().cublasLtMatmul(h.get(), desc.d, &op.alpha, op.b, lt_a.l, op.a, lt_b.l, &op.beta, op.c, lt_c.l, op.c,
-                               lt_c.l, /*algo: heuristic*/ nullptr, h.workspace(), h.workspace_bytes(), h.stream()),
+  QISA_LT_CHECK(lt().cublasLtMatmul(h.get(), desc.d, &op.alpha, op.b, lt_a.l, op.a, lt_b.l, &op.beta, op.c, lt_c.l,
+                                    op.c, lt_c.l, /*algo: heuristic*/ nullptr, h.workspace(), h.workspace_bytes(),
+                                    h.stream()),
                 kHintMatmul);
 }
 

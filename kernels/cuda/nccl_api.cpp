@@ -1,8 +1,8 @@
 #include "kernels/cuda/nccl_api.h"
 
-#include <dlfcn.h>
-
 #include <string_view>
+
+#include "kernels/cuda/shared_library.h"
 
 namespace qisa::cuda {
 namespace {
@@ -17,17 +17,14 @@ const NcclApi& library() {
 }  // namespace
 
 NcclApi load_nccl_library(const std::string& soname) {
-  void* so = dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
-  const char* why = so ? nullptr : dlerror();
-  QISA_CHECK(so, "cannot load " + soname + " (NCCL, for dist.comm: nccl): " + (why ? why : "unknown error"),
-             "NCCL comes with the CUDA toolkit's NCCL package or the nvidia-nccl wheel; add its lib directory to "
-             "LD_LIBRARY_PATH, or use dist.comm: mpi");
+  void* so = open_shared_library(soname, "NCCL, for dist.comm: nccl",
+                                 "NCCL comes with the CUDA toolkit's NCCL package or the nvidia-nccl wheel; add "
+                                 "its lib directory to LD_LIBRARY_PATH, or use dist.comm: mpi");
+  const std::string too_old = "an NCCL older than the " + std::to_string(NCCL_MAJOR) + "." +
+                              std::to_string(NCCL_MINOR) + " headers qisa was built with: install a matching NCCL";
   NcclApi api;
-#define QISA_NCCL_BIND(name)                                                                                   \
-  api.name = reinterpret_cast<decltype(api.name)>(dlsym(so, #name));                                          \
-  QISA_CHECK(api.name, soname + " has no " #name,                                                             \
-             "an NCCL older than the " + std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) +        \
-                 " headers qisa was built with: install a matching NCCL");
+#define QISA_NCCL_BIND(name) \
+  api.name = reinterpret_cast<decltype(api.name)>(shared_library_symbol(so, soname, #name, too_old));
   QISA_NCCL_FUNCTIONS(QISA_NCCL_BIND)
 #undef QISA_NCCL_BIND
   api.source = soname;

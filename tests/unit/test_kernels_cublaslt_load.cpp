@@ -6,29 +6,22 @@
 // GPU the handle is made.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "kernels/error.h"
+#include "test_util.h"
 #if defined(QISA_HAVE_CUDA)
 #include "kernels/cuda/gemm.h"
 #endif
 
 namespace {
 
-[[maybe_unused]] bool mapped(const std::string& lib) {
-  std::ifstream f("/proc/self/maps");
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str().find(lib) != std::string::npos;
-}
-
 TEST(CublasLtLoading, NotMappedAtStartLoadedByTheFirstHandle) {
 #if !defined(QISA_HAVE_CUDA)
   GTEST_SKIP() << "built without CUDA: no cuBLASLt wrapper";
 #else
-  ASSERT_FALSE(mapped("libcublasLt.so")) << "libcublasLt was loaded at start: is it linked again?";
+  ASSERT_FALSE(qisa::test::library_mapped("libcublasLt.so"))
+      << "libcublasLt was loaded at start: is it linked again?";
   try {
     qisa::cuda::GemmHandle h;
     EXPECT_NE(h.get(), nullptr);  // a GPU machine: the handle exists
@@ -43,7 +36,7 @@ TEST(CublasLtLoading, NotMappedAtStartLoadedByTheFirstHandle) {
     EXPECT_NE(what.find(": cublasLtCreate(...) failed: CUBLAS_STATUS_"), std::string::npos) << what;
     EXPECT_NE(e.hint().find("qisa info"), std::string::npos) << e.hint();
   }
-  EXPECT_TRUE(mapped("libcublasLt.so"));
+  EXPECT_TRUE(qisa::test::library_mapped("libcublasLt.so"));
 #endif
 }
 

@@ -4,32 +4,24 @@
 // test double put in the library's place.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "kernels/error.h"
+#include "test_util.h"
 #if defined(QISA_HAVE_CUDA)
 #include "kernels/cuda/nccl_api.h"
 #endif
 
 namespace {
 
-[[maybe_unused]] bool mapped(const std::string& lib) {
-  std::ifstream f("/proc/self/maps");
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str().find(lib) != std::string::npos;
-}
-
 #if defined(QISA_HAVE_CUDA)
 using qisa::cuda::nccl_api;
 using qisa::cuda::NcclApi;
 
 TEST(NcclApi, NotMappedAtStartLoadedOnFirstUse) {
-  ASSERT_FALSE(mapped("libnccl.so")) << "libnccl was loaded at start: is it linked again?";
+  ASSERT_FALSE(qisa::test::library_mapped("libnccl.so")) << "libnccl was loaded at start: is it linked again?";
   const NcclApi& api = nccl_api();
-  EXPECT_TRUE(mapped("libnccl.so"));
+  EXPECT_TRUE(qisa::test::library_mapped("libnccl.so"));
   EXPECT_EQ(api.source, "libnccl.so." + std::to_string(NCCL_MAJOR));
   int version = 0;
   QISA_NCCL_CHECK(api.ncclGetVersion(&version), "");
