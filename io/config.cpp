@@ -27,6 +27,8 @@ constexpr int64_t kMaxBlockSize = int64_t{1} << 20;
 constexpr int64_t kMaxEmbd = 65536;
 constexpr int64_t kMaxLayers = 1024;
 constexpr int64_t kMaxBatch = int64_t{1} << 24;
+// Longest dist.timeout_s: a day; a collective that has waited longer is a hung job, not a slow one.
+constexpr double kMaxTimeoutS = 86400;
 }  // namespace
 
 const char* to_string(AttentionKind a) {
@@ -333,6 +335,8 @@ const std::vector<Field>& fields() {
       field<&Config::dist, &DistConfig::comm>("dist.comm", "auto | none | mpi | nccl (nccl needs train.device cuda)"),
       field<&Config::dist, &DistConfig::zero>("dist.zero", "0 = replicated AdamW state, 1 = ZeRO-1 (sharded)"),
       field<&Config::dist, &DistConfig::bucket_mb>("dist.bucket_mb", "gradient all-reduce bucket, MiB (> 0)"),
+      field<&Config::dist, &DistConfig::timeout_s>(
+          "dist.timeout_s", "longest wait for a collective (and NCCL init) before the job aborts, s (0, 86400]"),
       field<&Config::checkpoint, &CheckpointConfig::dir>("checkpoint.dir", "\"\" = <log.dir>/checkpoints"),
       field<&Config::checkpoint, &CheckpointConfig::every_steps>("checkpoint.every_steps",
                                                                  "0 = only at the end and on SIGTERM/SIGUSR1"),
@@ -535,6 +539,9 @@ class ConfigParser {
             std::string("nccl needs train.device: cuda (train.device is ") + to_string(c.train.device) + ")",
             "use dist.comm: auto (MPI between ranks) with train.device: cpu");
     require(c.dist.bucket_mb > 0, c, "dist.bucket_mb", "must be > 0");
+    require(c.dist.timeout_s > 0, c, "dist.timeout_s", "must be > 0 (seconds)");
+    require(c.dist.timeout_s <= kMaxTimeoutS, c, "dist.timeout_s",
+            "must be at most " + std::to_string(static_cast<int64_t>(kMaxTimeoutS)) + " seconds (a day)");
     require(c.checkpoint.every_steps >= 0, c, "checkpoint.every_steps",
             "must be >= 0 (0 = only at the end and on SIGTERM/SIGUSR1)");
     require(c.checkpoint.keep_last >= 1, c, "checkpoint.keep_last", "must be >= 1");

@@ -146,6 +146,10 @@ struct DistConfig {
   CommKind comm = CommKind::automatic;  // auto (mpi when launched with more than one rank) | none | mpi | nccl
   int zero = 0;                    // 0: replicated optimizer state; 1: ZeRO-1 (AdamW state sharded)
   double bucket_mb = 25;           // gradient all-reduce bucket size (MiB)
+  // The longest any rank waits for a collective, seconds, (0, 86400] (NCCL: polled with
+  // cudaEventQuery and ncclCommGetAsyncError; also the deadline of NCCL communicator init)
+  // before it aborts the job with one line naming the rank and the collective.
+  double timeout_s = 300;
   bool operator==(const DistConfig&) const = default;
 };
 

@@ -189,6 +189,16 @@ TEST(Config, WrongTypesAndOutOfRangeValues) {
       {"train.device", "cudaa", "did you mean 'cuda'?"},
       {"dist.zero", "2", "must be 0 or 1"},
       {"dist.bucket_mb", "0", "must be > 0"},
+      {"dist.timeout_s", "0", "must be > 0 (seconds)"},
+      {"dist.timeout_s", "-1", "must be > 0 (seconds)"},
+      {"dist.timeout_s", "nan", "must be a finite number"},
+      {"dist.timeout_s", ".nan", "must be a finite number"},
+      {"dist.timeout_s", ".inf", "must be a finite number"},
+      {"dist.timeout_s", "-.inf", "must be a finite number"},
+      {"dist.timeout_s", "slow", "expected a number, got a string"},
+      {"dist.timeout_s", "\"300\"", "quoted string"},
+      {"dist.timeout_s", "86400.5", "must be at most 86400 seconds (a day)"},
+      {"dist.timeout_s", "1e9", "must be at most 86400 seconds (a day)"},
       {"checkpoint.every_steps", "-5", "must be >= 0"},
       {"checkpoint.keep_last", "0", "must be >= 1"},
       {"checkpoint.on_error", "ignore", "must be one of stop | warn"},
@@ -312,6 +322,7 @@ log:
   dir: "runs/x y"
 dist:
   comm: nccl
+  timeout_s: 7.5
 checkpoint:
   on_error: warn
 )";
@@ -337,7 +348,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 51u);
+  EXPECT_EQ(config_keys().size(), 52u);
 }
 
 // The keys that were strings compared at run time are enums, parsed once; to_yaml writes their names.
@@ -388,6 +399,44 @@ TEST(Config, DeviceAndCommunicator) {
                   {"configs/x.yaml:4: dist.comm = nccl: nccl needs train.device: cuda (train.device is cpu)", "hint:"});
   expect_mentions(parse_error(base_with("train:\n  device: cpu\n"), {"dist.comm=nccl"}),
                   {"override 'dist.comm=nccl'", "nccl needs train.device: cuda"});
+}
+
+// dist.timeout_s: seconds any rank waits for a collective (and NCCL init) before it aborts the job.
+TEST(Config, DistTimeout) {
+  const Config d = parse_config(base_with(""), "d.yaml");
+  EXPECT_EQ(d.dist.timeout_s, 300.0);
+  EXPECT_EQ(DistConfig{}.timeout_s, 300.0);
+  EXPECT_EQ(parse_config(base_with("dist:\n  timeout_s: 42.5\n"), "x.yaml").dist.timeout_s, 42.5);
+  EXPECT_EQ(parse_config(base_with("dist:\n  timeout_s: 600\n"), "x.yaml").dist.timeout_s, 600.0);
+  EXPECT_EQ(parse_config(base_with(""), "x.yaml", {"dist.timeout_s=0.25"}).dist.timeout_s, 0.25);
+  EXPECT_EQ(parse_config(base_with(""), "x.yaml", {"dist.timeout_s=86400"}).dist.timeout_s, 86400.0);
+  EXPECT_EQ(unusual_config().dist.timeout_s, 7.5);
+  // the error names the file and line, the key, the value and a hint
+  expect_mentions(parse_error(base_with("dist:\n  timeout_s: 0\n")),
+                  {"configs/x.yaml:4: dist.timeout_s = 0: must be > 0 (seconds)", "the default is 300.0"});
+  expect_mentions(parse_error(base_with("dist:\n  timeout_s: 90000\n")),
+                  {"configs/x.yaml:4: dist.timeout_s = 90000: must be at most 86400 seconds (a day)"});
+  expect_mentions(parse_error(base_with("dist:\n  timeout: 60\n")),
+                  {"unknown key 'dist.timeout'", "did you mean 'dist.timeout_s'?"});
+  // to_yaml writes it with the other dist keys
+  const std::string y = d.to_yaml();
+  const size_t bucket = y.find("  bucket_mb: 25.0"), timeout = y.find("  timeout_s: 300.0");
+  ASSERT_NE(timeout, std::string::npos) << y;
+  EXPECT_LT(bucket, timeout);
+  EXPECT_LT(timeout, y.find("checkpoint:"));
+  // A config written before the key (a checkpoint's or a run's config.yaml) has no timeout_s line:
+  // it loads, with the default.
+  std::string old = unusual_config().to_yaml();
+  const size_t line = old.find("  timeout_s: ");
+  ASSERT_NE(line, std::string::npos);
+  old.erase(line, old.find('\n', line) + 1 - line);
+  ASSERT_EQ(old.find("timeout_s"), std::string::npos);
+  const Config before = parse_config(old, "checkpoint.h5:config");
+  EXPECT_EQ(before.dist.timeout_s, 300.0);
+  Config expect = unusual_config();
+  expect.source = before.source;
+  expect.dist.timeout_s = 300;
+  EXPECT_EQ(before, expect);
 }
 
 TEST(Config, ToYamlMentionsVocabSizeAsAComment) {
