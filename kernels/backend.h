@@ -112,6 +112,20 @@ class Event {
   virtual bool query() = 0;
 };
 
+// A second in-order queue on a device backend (a CUDA stream beside the backend's own), for a
+// library that enqueues its own work there (NCCL: so communication runs beside the compute).
+// Work on it is ordered against the backend's stream only through events.
+class SideStream {
+ public:
+  virtual ~SideStream() = default;
+  // The stream's native handle (cudaStream_t), for the library's calls.
+  virtual void* native() const = 0;
+  // Work enqueued here later starts after the work before e's last record() (cudaStreamWaitEvent).
+  virtual void wait(Event& e) = 0;
+  // e marks the work enqueued here so far (cudaEventRecord on this stream).
+  virtual void record(Event& e) = 0;
+};
+
 struct AdamWHyper {
   float lr, beta1, beta2, eps, weight_decay;
   int64_t step;        // 1-based step count t used for the bias corrections
@@ -151,6 +165,9 @@ class Backend {
   // ---- events (see Event): make one per use site and record it again each time.
   virtual std::unique_ptr<Event> make_event() = 0;
   virtual void record(Event& e) = 0;
+  // A second stream on the backend's device (see SideStream); nullptr for a backend that has
+  // none (the CPU, whose ops finish before they return).
+  virtual std::unique_ptr<SideStream> make_side_stream() { return nullptr; }
 
   // ---- embedding: out[b,t,:] = tok[idx[b,t],:] + pos[t,:]
   // out [B,T,C]; idx [B,T] int32 in [0,V); tok [V,C]; pos [>=T,C]

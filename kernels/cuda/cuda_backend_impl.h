@@ -144,6 +144,25 @@ class Stream {
   cudaStream_t s_ = nullptr;
 };
 
+// The communication stream of dist.comm: nccl (Backend::make_side_stream): non-blocking, on the
+// backend's device, ordered against the backend's stream through events only.
+class CudaSideStream final : public SideStream {
+ public:
+  explicit CudaSideStream(int device) : stream_(device) {}
+  void* native() const override { return stream_.get(); }
+  void wait(Event& e) override { QISA_CUDA_CALL(cudaStreamWaitEvent(stream_.get(), event_of(e), 0)); }
+  void record(Event& e) override { QISA_CUDA_CALL(cudaEventRecord(event_of(e), stream_.get())); }
+
+ private:
+  static cudaEvent_t event_of(Event& e) {
+    auto* ce = dynamic_cast<CudaEvent*>(&e);
+    QISA_CHECK(ce != nullptr, "cuda backend: a side stream was given an event made by another backend",
+               "make events with the backend whose stream records them");
+    return ce->get();
+  }
+  Stream stream_;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const CudaOptions& o)
@@ -201,6 +220,8 @@ class CudaBackend final : public Backend {
                "make events with the backend that records them");
     QISA_CUDA_CALL(cudaEventRecord(ce->get(), s()));
   }
+
+  std::unique_ptr<SideStream> make_side_stream() override { return std::make_unique<CudaSideStream>(device_); }
 
   // ---- ops
   void embedding_forward(Act out, const int32_t* idx, const float* tok, const float* pos, int64_t B, int T,

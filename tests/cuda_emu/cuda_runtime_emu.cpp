@@ -2,11 +2,15 @@
 // allocations, streams and events; the last error is per host thread, as in the runtime.
 #include "cuda_runtime_emu.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
+#include <vector>
 
 namespace qisa::emu::runtime {
 namespace {
@@ -15,8 +19,16 @@ constexpr size_t kAlign = 256;  // cudaMalloc's documented minimum alignment
 constexpr size_t kEmuMemory = size_t{16} << 30;
 
 std::mutex g_mu;
+std::condition_variable g_released;    // a stream hold was released
 std::map<uintptr_t, size_t> g_allocs;  // base -> bytes
-std::set<const void*> g_streams, g_events;
+std::set<const void*> g_streams;
+// Stream holds (hold_stream): the open ones, those of each stream, and for each event the holds
+// of its stream when it was last recorded (it is complete once they are all released).
+std::set<uint64_t> g_open_holds;
+uint64_t g_next_hold = 1;
+std::map<const void*, std::set<uint64_t>> g_stream_holds;
+std::map<const void*, std::vector<uint64_t>> g_events;
+constexpr auto kHoldDeadline = std::chrono::seconds(30);
 int g_device = 0;
 thread_local cudaError_t t_last = cudaSuccess;
 
@@ -50,6 +62,26 @@ bool is_device(const void* p, size_t bytes) {
 }
 bool is_stream(cudaStream_t s) { return s == nullptr || g_streams.count(s) != 0; }
 
+bool released(const std::vector<uint64_t>& holds) {
+  for (uint64_t h : holds)
+    if (g_open_holds.count(h)) return false;
+  return true;
+}
+std::vector<uint64_t> holds_of(cudaStream_t s) {
+  const auto it = g_stream_holds.find(s);
+  return it == g_stream_holds.end() ? std::vector<uint64_t>{} : std::vector<uint64_t>(it->second.begin(), it->second.end());
+}
+
+// Work that must follow `holds` runs once they are released (the host blocks: the emulator runs
+// a stream's work when it is enqueued). A hold still open after kHoldDeadline is a collective
+// that never completes: a real program would hang here, the emulator fails the call instead.
+cudaError_t wait_released(std::unique_lock<std::mutex>& lock, const std::vector<uint64_t>& holds, const char* call) {
+  if (g_released.wait_for(lock, kHoldDeadline, [&] { return released(holds); })) return cudaSuccess;
+  std::fprintf(stderr, "cuda emulator: %s waited %lld s for a stream hold (a collective) that never completed\n",
+               call, static_cast<long long>(kHoldDeadline.count()));
+  return set_last(cudaErrorLaunchTimeout);
+}
+
 // Host and device ranges of a copy, as its kind says (Default: inferred from the pointers).
 bool kind_ok(const void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
   const bool dd = is_device(dst, n), sd = is_device(src, n);
@@ -64,7 +96,7 @@ bool kind_ok(const void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
 }
 
 #define QISA_EMU_FAULT(call)                                          \
-  std::lock_guard<std::mutex> lock(g_mu);                             \
+  std::unique_lock<std::mutex> lock(g_mu);                            \
   if (const cudaError_t f = injected(call); f != cudaSuccess) return set_last(f)
 
 }  // namespace
@@ -132,6 +164,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (!is_stream(stream)) return set_last(cudaErrorInvalidResourceHandle);
   if (bytes == 0) return cudaSuccess;
   if (!dst || !src || !kind_ok(dst, src, bytes, kind)) return set_last(cudaErrorInvalidValue);
+  if (const cudaError_t e = wait_released(lock, holds_of(stream), "cudaMemcpyAsync"); e != cudaSuccess) return e;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
@@ -148,6 +181,7 @@ cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t str
   if (!is_stream(stream)) return set_last(cudaErrorInvalidResourceHandle);
   if (bytes == 0) return cudaSuccess;
   if (!is_device(dst, bytes)) return set_last(cudaErrorInvalidValue);
+  if (const cudaError_t e = wait_released(lock, holds_of(stream), "cudaMemsetAsync"); e != cudaSuccess) return e;
   std::memset(dst, value, bytes);
   return cudaSuccess;
 }
@@ -162,26 +196,29 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned /*flags*/) 
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   QISA_EMU_FAULT("cudaStreamDestroy");
+  // Documented: returns at once; work still pending completes, then the resources are freed.
   if (!stream || !g_streams.erase(stream)) return set_last(cudaErrorInvalidResourceHandle);
+  g_stream_holds.erase(stream);
   delete reinterpret_cast<char*>(stream);
   return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   QISA_EMU_FAULT("cudaStreamSynchronize");
-  return is_stream(stream) ? cudaSuccess : set_last(cudaErrorInvalidResourceHandle);
+  if (!is_stream(stream)) return set_last(cudaErrorInvalidResourceHandle);
+  return wait_released(lock, holds_of(stream), "cudaStreamSynchronize");
 }
 
 cudaError_t cudaDeviceSynchronize() {
   QISA_EMU_FAULT("cudaDeviceSynchronize");
-  return cudaSuccess;
+  return wait_released(lock, std::vector<uint64_t>(g_open_holds.begin(), g_open_holds.end()), "cudaDeviceSynchronize");
 }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned /*flags*/) {
   QISA_EMU_FAULT("cudaEventCreateWithFlags");
   if (!event) return set_last(cudaErrorInvalidValue);
   *event = reinterpret_cast<cudaEvent_t>(new char);
-  g_events.insert(*event);
+  g_events[*event] = {};
   return cudaSuccess;
 }
 
@@ -195,17 +232,33 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   QISA_EMU_FAULT("cudaEventRecord");
   if (!g_events.count(event) || !is_stream(stream)) return set_last(cudaErrorInvalidResourceHandle);
+  g_events[event] = holds_of(stream);
   return cudaSuccess;
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   QISA_EMU_FAULT("cudaEventQuery");
-  return g_events.count(event) ? cudaSuccess : set_last(cudaErrorInvalidResourceHandle);
+  const auto it = g_events.find(event);
+  if (it == g_events.end()) return set_last(cudaErrorInvalidResourceHandle);
+  return released(it->second) ? cudaSuccess : cudaErrorNotReady;  // not an error: not sticky, not "last"
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   QISA_EMU_FAULT("cudaEventSynchronize");
-  return g_events.count(event) ? cudaSuccess : set_last(cudaErrorInvalidResourceHandle);
+  const auto it = g_events.find(event);
+  if (it == g_events.end()) return set_last(cudaErrorInvalidResourceHandle);
+  return wait_released(lock, it->second, "cudaEventSynchronize");
+}
+
+// Later work on `stream` waits for the event's work: the stream takes on the event's open holds.
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags) {
+  QISA_EMU_FAULT("cudaStreamWaitEvent");
+  const auto it = g_events.find(event);
+  if (it == g_events.end() || !is_stream(stream)) return set_last(cudaErrorInvalidResourceHandle);
+  if (flags != 0) return set_last(cudaErrorInvalidValue);  // cudaEventWaitDefault is the only flag qisa uses
+  for (uint64_t h : it->second)
+    if (g_open_holds.count(h)) g_stream_holds[stream].insert(h);
+  return cudaSuccess;
 }
 
 // A fault injected here stands for a launch the runtime refused (its error is what the next
@@ -240,6 +293,7 @@ const char* cudaGetErrorName(cudaError_t error) {
     QISA_EMU_NAME(cudaErrorNotReady)
     QISA_EMU_NAME(cudaErrorIllegalAddress)
     QISA_EMU_NAME(cudaErrorLaunchOutOfResources)
+    QISA_EMU_NAME(cudaErrorLaunchTimeout)
     QISA_EMU_NAME(cudaErrorLaunchFailure)
     QISA_EMU_NAME(cudaErrorUnknown)
 #undef QISA_EMU_NAME
@@ -258,6 +312,7 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNotReady: return "device not ready";
+    case cudaErrorLaunchTimeout: return "the launch timed out and was terminated";
     default: return "emulated CUDA error";
   }
 }
@@ -280,6 +335,34 @@ FailCall::~FailCall() {
 bool FailCall::fired() const {
   std::lock_guard<std::mutex> lock(g_mu);
   return g_fault.fired;
+}
+
+uint64_t hold_stream(CUstream_st* stream) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!is_stream(stream)) throw std::logic_error("hold_stream: not a live stream");
+  const uint64_t h = g_next_hold++;
+  g_open_holds.insert(h);
+  g_stream_holds[stream].insert(h);
+  return h;
+}
+
+void release_hold(uint64_t hold) {
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_open_holds.erase(hold);
+    for (auto& [stream, holds] : g_stream_holds) holds.erase(hold);
+  }
+  g_released.notify_all();
+}
+
+bool is_device_range(const void* p, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return is_device(p, bytes);
+}
+
+bool is_live_stream(CUstream_st* stream) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return stream != nullptr && g_streams.count(stream) != 0;
 }
 
 size_t live_device_allocations() {

@@ -10,7 +10,12 @@
 //  - cudaMemcpy kinds are checked against where the pointers are (cudaMemcpyDefault infers it);
 //  - streams and events are handles that must be live; the work of a stream runs when it is
 //    enqueued (kernels run inside launch(), copies at once): a legal CUDA schedule, in which
-//    every recorded event is complete, so cudaEventQuery returns cudaSuccess;
+//    every recorded event is complete, so cudaEventQuery returns cudaSuccess, except work that
+//    a stream hold (emu_streams.h: a collective of the NCCL double not yet complete) keeps
+//    back: events recorded behind a hold report cudaErrorNotReady until it is released, and
+//    calls that must wait for it (copies on its stream, stream and event synchronisation)
+//    block until then (30 s at most, then cudaErrorLaunchTimeout: a real program would hang);
+//    cudaStreamWaitEvent makes a stream take on the open holds of the event;
 //  - cudaGetLastError returns and resets the calling thread's last error, which every failing
 //    call sets, as the runtime does;
 //  - faults can be injected: a FailCall makes the n-th next call of a named function fail with a
@@ -24,6 +29,7 @@
 #include <string>
 
 #include "cuda_emu.h"
+#include "emu_streams.h"
 
 namespace qisa::emu::runtime {
 
@@ -42,6 +48,7 @@ enum cudaError_t : int {
   cudaErrorNotReady = 600,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
+  cudaErrorLaunchTimeout = 702,
   cudaErrorLaunchFailure = 719,
   cudaErrorUnknown = 999,
 };
@@ -85,6 +92,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
 cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags);
 cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();
 const char* cudaGetErrorName(cudaError_t error);
