@@ -129,12 +129,14 @@ CLI::Option* add_device_option(CLI::App& cmd, Device& device) {
 }
 
 namespace {
-// dist.comm as the communicator library names it (it knows no config).
+// dist.comm as the communicator library names it (it knows no config). nccl: MPI (or none, for
+// one rank) carries the control traffic and NCCL's id; the gradients go through NCCL.
 std::unique_ptr<Communicator> communicator_of(const Config& cfg) {
-  QISA_CHECK(cfg.dist.comm != CommKind::nccl,
-             cfg.source + ": dist.comm = nccl: the NCCL collectives are not implemented yet in this version of qisa",
-             "use dist.comm: auto (MPI between ranks)");
-  return make_communicator(to_string(cfg.dist.comm));
+  return make_communicator(cfg.dist.comm == CommKind::nccl ? "auto" : to_string(cfg.dist.comm));
+}
+std::unique_ptr<Collectives> collectives_of(const Config& cfg, Communicator& comm, Backend& backend) {
+  if (cfg.dist.comm == CommKind::nccl) return make_nccl_collectives(comm, backend, cfg.dist.timeout_s);
+  return make_collectives(comm, backend);
 }
 }  // namespace
 
@@ -143,7 +145,7 @@ void with_communicator(const Config& cfg, Backend& backend,
   std::unique_ptr<Communicator> comm = communicator_of(cfg);
   std::unique_ptr<Collectives> coll;  // declared after comm: destroyed before it
   const auto run = [&] {
-    coll = make_collectives(*comm, backend);
+    coll = collectives_of(cfg, *comm, backend);
     body(*comm, *coll);
   };
   if (comm->size() == 1) {

@@ -50,7 +50,8 @@ CLI::Option* add_device_option(CLI::App& cmd, Device& device);
 // `backend`'s memory (make_collectives; destroyed before the communicator). Under more than
 // one rank an error on any rank prints one line (with the rank) and aborts the whole job, so
 // that no rank waits forever in a collective. dist.comm: nccl (which config validation allows
-// only with train.device: cuda) is refused: this version has no NCCL collectives. A
+// only with train.device: cuda): the host communicator is auto's (mpi with more than one rank)
+// and the collectives are NCCL's (make_nccl_collectives, dist.timeout_s). A
 // CollectiveError (raised by every rank together) instead ends every rank with exit status 1
 // after a normal MPI_Finalize, printed once by rank 0.
 void with_communicator(const Config& cfg, Backend& backend,

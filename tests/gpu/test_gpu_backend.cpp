@@ -12,6 +12,8 @@
 #include "gpt_golden_cases.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_info.h"
+#include "trainer/comm/collectives.h"
+#include "trainer/comm/communicator.h"
 #include "trainer_fixture.h"
 
 namespace qisa {
@@ -53,6 +55,32 @@ TEST_F(GpuBackend, MemoryAndEventsFollowTheStream) {
   be->download(zeros.data(), a.get(), a.bytes());
   EXPECT_EQ(got, host);
   EXPECT_EQ(zeros, std::vector<float>(4, 0.0f));
+}
+
+// dist.comm: nccl on one GPU with the real libnccl: non-blocking init polled to ready, the three
+// collectives of one rank on the communication stream (a sum over one rank is the value itself,
+// reduce-scatter and all-gather copies), then finalize and destroy without error.
+TEST_F(GpuBackend, NcclCollectivesOfOneRank) {
+  auto be = make();
+  auto host = make_communicator("none");
+  auto coll = make_nccl_collectives(*host, *be, 60.0);
+  EXPECT_EQ(coll->name(), "nccl");
+  const std::vector<float> x = {1.5f, -2.0f, 3.25f, -0.0f, 7.0f};
+  Buffer<float> a(*be, x.size()), b(*be, x.size());
+  be->upload(a.get(), x.data(), a.bytes());
+  auto after = be->make_event();
+  be->record(*after);
+  coll->iallreduce_sum(a.get(), x.size(), DType::f32, after.get())->wait();
+  coll->reduce_scatter_sum(a.get(), b.get(), x.size(), DType::f32, after.get());
+  std::vector<float> got(x.size()), copied(x.size());
+  be->download(got.data(), a.get(), a.bytes());
+  be->download(copied.data(), b.get(), b.bytes());
+  EXPECT_EQ(got, x);
+  EXPECT_EQ(copied, x);
+  be->zero(b.get(), b.bytes());
+  coll->all_gather(a.get(), b.get(), x.size(), DType::f32, nullptr);
+  be->download(copied.data(), b.get(), b.bytes());
+  EXPECT_EQ(copied, x);
 }
 
 TEST_F(GpuBackend, OneFp32StepMatchesTheCpuBackendForEveryAttention) {

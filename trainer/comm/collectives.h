@@ -1,8 +1,8 @@
 // Collectives: the gradient and parameter traffic of data-parallel training, on backend memory
 // (the trainer's flat buffers), fp32 or bf16, each call ordered after an Event. Knows buffers,
 // not models. Implementations: none (a world of one), mpi (the host communicator's ranks; a
-// backend whose memory the host cannot address is staged through host buffers); nccl comes
-// with the CUDA backend. Control traffic (rank, loss sums, broadcasts, barrier, abort) stays
+// backend whose memory the host cannot address is staged through host buffers), nccl (device
+// buffers of the CUDA backend, on its own stream: make_nccl_collectives). Control traffic (rank, loss sums, broadcasts, barrier, abort) stays
 // on the host Communicator (communicator.h).
 //
 // Semantics of every call (all ranks make the same calls in the same order with the same
@@ -50,7 +50,7 @@ std::unique_ptr<CommRequest> completed_request();
 class Collectives {
  public:
   virtual ~Collectives() = default;
-  virtual std::string name() const = 0;  // "none", "mpi"
+  virtual std::string name() const = 0;  // "none", "mpi", "nccl"
   virtual int rank() const = 0;
   virtual int size() const = 0;
 
@@ -73,6 +73,16 @@ class Collectives {
 // the none communicator. Collective when mpi. Destroy the collectives (and their requests)
 // before the host communicator: the MPI one finalises MPI.
 std::unique_ptr<Collectives> make_collectives(Communicator& host, Backend& be);
+
+// The NCCL collectives (nccl_collectives.cpp) over `host`'s ranks on `be`'s device, one rank per
+// GPU: rank 0's NCCL id is broadcast over host, the communicator is made without blocking and
+// polled until ready, and collectives run on a second stream of the backend (Backend::
+// make_side_stream), ordered after `after` by an event. Every wait (init, each collective, the
+// final flush) polls the stream's event and ncclCommGetAsyncError; on an error, or after
+// timeout_s (dist.timeout_s), the communicator is aborted (ncclCommAbort) and a qisa::Error names
+// the rank, the collective and the cause. Collective over host. Throws for a backend without a
+// side stream (the CPU) and in a build without CUDA.
+std::unique_ptr<Collectives> make_nccl_collectives(Communicator& host, Backend& be, double timeout_s);
 
 namespace detail {
 // The MPI collectives over the MPI communicator `host` (mpi_collectives.cpp).

@@ -1,0 +1,282 @@
+// The NCCL collectives (trainer/comm/nccl_collectives.cpp, the product's code) on the emulated
+// CUDA backend, with the NCCL test double (tests/cuda_emu/nccl_double.h: the documented semantics
+// of the NCCL calls qisa makes, ranks as threads, faults on request) and a host communicator of
+// threads (tests/thread_world.h). What it shows (issue 16 items 1, 3, 4):
+//  - all-reduce, reduce-scatter and all-gather give every rank the reference result, fp32 and
+//    bf16, in place and not, at odd sizes and world sizes 1 to 3, several all-reduces in flight;
+//  - init waits for every rank, polled, with a deadline;
+//  - an asynchronous NCCL error, a collective that never completes and a rank that stops all
+//    end every rank within dist.timeout_s with one line naming the rank, the collective and the
+//    cause, and the communicators are aborted (ncclCommAbort), never left waiting;
+//  - the CPU backend is refused with a hint.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cuda_backend_emu.h"
+#include "expect_error.h"
+#include "kernels/backend.h"
+#include "kernels/bf16.h"
+#include "nccl_double.h"
+#include "test_util.h"
+#include "thread_world.h"
+#include "trainer/comm/collectives.h"
+
+namespace qisa {
+namespace {
+
+using test::error_of;
+using test::expect_mentions;
+using Clock = std::chrono::steady_clock;
+
+// Random values of rank r, as dtype's bits (bf16: rounded).
+std::vector<unsigned char> random_values(DType t, size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<unsigned char> bytes(n * dtype_bytes(t));
+  for (size_t i = 0; i < n; ++i) {
+    const float v = u(rng);
+    if (t == DType::bf16) {
+      const bf16 h = float_to_bf16(v);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    } else {
+      std::memcpy(bytes.data() + 4 * i, &v, 4);
+    }
+  }
+  return bytes;
+}
+float value(const std::vector<unsigned char>& b, DType t, size_t i) {
+  if (t == DType::bf16) {
+    bf16 h;
+    std::memcpy(&h, b.data() + 2 * i, 2);
+    return bf16_to_float(h);
+  }
+  float f;
+  std::memcpy(&f, b.data() + 4 * i, 4);
+  return f;
+}
+void put(std::vector<unsigned char>& b, DType t, size_t i, float v) {
+  if (t == DType::bf16) {
+    const bf16 h = float_to_bf16(v);
+    std::memcpy(b.data() + 2 * i, &h, 2);
+  } else {
+    std::memcpy(b.data() + 4 * i, &v, 4);
+  }
+}
+// The contract's sum (collectives.h): fp32, in rank order, rounded once to the type.
+std::vector<unsigned char> rank_order_sum(const std::vector<std::vector<unsigned char>>& in, DType t, size_t offset,
+                                          size_t n) {
+  std::vector<unsigned char> out(n * dtype_bytes(t));
+  for (size_t i = 0; i < n; ++i) {
+    float s = value(in[0], t, offset + i);
+    for (size_t r = 1; r < in.size(); ++r) s += value(in[r], t, offset + i);
+    put(out, t, i, s);
+  }
+  return out;
+}
+
+struct Device {
+  std::unique_ptr<Backend> be = test::make_emulated_cuda_backend();
+  void* fresh(size_t bytes) { return be->alloc(bytes); }  // NaN-filled by the runtime double
+  void* with(const std::vector<unsigned char>& b) {
+    void* p = be->alloc(b.size());
+    be->upload(p, b.data(), b.size());
+    return p;
+  }
+  std::vector<unsigned char> read(const void* p, size_t bytes) {
+    std::vector<unsigned char> b(bytes);
+    be->download(b.data(), p, bytes);
+    return b;
+  }
+};
+
+class NcclEmu : public ::testing::TestWithParam<std::tuple<int, DType>> {};
+
+TEST_P(NcclEmu, CollectivesMatchTheReference) {
+  const auto [world, t] = GetParam();
+  const uint32_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  test::NcclDouble nccl;
+  test::ThreadWorld threads(world);
+  std::vector<Device> dev(static_cast<size_t>(world));  // made here: one backend per rank
+  const size_t n = 1001, eb = dtype_bytes(t);
+  std::vector<std::vector<unsigned char>> a(world), b(world), c(world), shard(world);
+  for (int r = 0; r < world; ++r) {
+    a[r] = random_values(t, n, seed + r);
+    b[r] = random_values(t, n, seed + 100 + r);
+    c[r] = random_values(t, n * world, seed + 200 + r);
+    shard[r] = random_values(t, n, seed + 300 + r);
+  }
+  threads.run([&](int r) {
+    Device& d = dev[static_cast<size_t>(r)];
+    Backend& be = *d.be;
+    auto coll = make_nccl_collectives(threads.comm(r), be, 30.0);
+    EXPECT_EQ(coll->name(), "nccl");
+    EXPECT_EQ(coll->rank(), r);
+    EXPECT_EQ(coll->size(), world);
+    void* pa = d.with(a[r]);
+    void* pb = d.with(b[r]);
+    auto after = be.make_event();
+    be.record(*after);
+    auto ra = coll->iallreduce_sum(pa, n, t, after.get());  // two in flight, waited in reverse
+    auto rb = coll->iallreduce_sum(pb, n, t, after.get());
+    rb->wait();
+    ra->wait();
+    EXPECT_TRUE(ra->test());
+    EXPECT_EQ(d.read(pa, n * eb), rank_order_sum(a, t, 0, n));
+    EXPECT_EQ(d.read(pb, n * eb), rank_order_sum(b, t, 0, n));
+    // reduce-scatter: out of place into poisoned memory, then in place.
+    void* pc = d.with(c[r]);
+    void* out = d.fresh(n * eb);
+    coll->reduce_scatter_sum(pc, out, n, t, nullptr);
+    const auto expect_rs = rank_order_sum(c, t, static_cast<size_t>(r) * n, n);
+    EXPECT_EQ(d.read(out, n * eb), expect_rs);
+    void* in_place = static_cast<char*>(pc) + static_cast<size_t>(r) * n * eb;
+    coll->reduce_scatter_sum(pc, in_place, n, t, nullptr);
+    EXPECT_EQ(d.read(in_place, n * eb), expect_rs);
+    // all-gather: into poisoned memory, then in place.
+    void* ps = d.with(shard[r]);
+    void* gathered = d.fresh(world * n * eb);
+    coll->all_gather(ps, gathered, n, t, nullptr);
+    std::vector<unsigned char> all;
+    for (const auto& s : shard) all.insert(all.end(), s.begin(), s.end());
+    EXPECT_EQ(d.read(gathered, world * n * eb), all);
+    void* mine = static_cast<char*>(pc) + static_cast<size_t>(r) * n * eb;
+    be.upload(mine, shard[r].data(), shard[r].size());
+    coll->all_gather(mine, pc, n, t, nullptr);
+    EXPECT_EQ(d.read(pc, world * n * eb), all);
+    // Empty buffers are valid and touch nothing.
+    coll->allreduce_sum(nullptr, 0, t, nullptr);
+    EXPECT_TRUE(coll->iallreduce_sum(nullptr, 0, t, nullptr)->test());
+    for (void* p : {pa, pb, pc, out, ps, gathered}) be.release(p);
+  });
+  EXPECT_EQ(nccl.aborted(), 0);
+  EXPECT_EQ(nccl.destroyed(), world);  // finalized and destroyed, not aborted
+  EXPECT_EQ(nccl.live(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(WorldsAndTypes, NcclEmu,
+                         ::testing::Combine(::testing::Values(1, 2, 3), ::testing::Values(DType::f32, DType::bf16)),
+                         [](const auto& info) {
+                           return "np" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) == DType::bf16 ? "_bf16" : "_fp32");
+                         });
+
+// Runs body on `world` thread ranks, each with its own emulated device and NCCL collectives
+// (rank r's dist.timeout_s: timeout_s[r], or the last one), and returns each rank's error message ("" when it threw none) and the seconds
+// until the last rank finished.
+struct FaultRun {
+  std::vector<std::string> errors;
+  double seconds = 0;
+};
+template <class Body>
+FaultRun run_ranks(int world, std::vector<double> timeout_s, Body body) {
+  test::ThreadWorld threads(world);
+  std::vector<Device> dev(static_cast<size_t>(world));
+  FaultRun out;
+  out.errors.resize(static_cast<size_t>(world));
+  const auto t0 = Clock::now();
+  threads.run([&](int r) {
+    try {
+      const double t = timeout_s[std::min(static_cast<size_t>(r), timeout_s.size() - 1)];
+      auto coll = make_nccl_collectives(threads.comm(r), *dev[static_cast<size_t>(r)].be, t);
+      body(r, *coll, dev[static_cast<size_t>(r)]);
+    } catch (const Error& e) {
+      out.errors[static_cast<size_t>(r)] = e.message();
+    }
+  });
+  out.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return out;
+}
+
+// Five all-reduces of 5 floats, the way the trainer sends buckets.
+void five_allreduces(Collectives& coll, Device& d) {
+  Buffer<float> p(*d.be, 5);
+  d.be->zero(p.get(), p.bytes());
+  for (int i = 0; i < 5; ++i) coll.allreduce_sum(p.get(), 5, DType::f32, nullptr);
+}
+
+TEST(NcclEmuFaults, InitWaitsForEveryRankUntilTheDeadline) {
+  test::NcclDouble nccl;
+  nccl.never_join(1);
+  const FaultRun run = run_ranks(2, {0.3}, [](int, Collectives&, Device&) {});
+  for (int r = 0; r < 2; ++r)
+    expect_mentions(run.errors[r], {"NCCL rank " + std::to_string(r) + " of 2: NCCL communicator init (2 ranks): "
+                                    "did not finish within dist.timeout_s = 0.3 s (communicator aborted)",
+                                    "hint: a peer rank died"});
+  EXPECT_LT(run.seconds, 10.0);
+  EXPECT_EQ(nccl.aborted(), 2);
+  EXPECT_EQ(nccl.live(), 0);
+}
+
+TEST(NcclEmuFaults, AnAsynchronousErrorAbortsEveryRankAndNamesTheCollective) {
+  test::NcclDouble nccl;
+  nccl.fail_at_call(1, 2, ncclSystemError);  // rank 1's third collective
+  const FaultRun run = run_ranks(2, {20.0}, [](int, Collectives& coll, Device& d) { five_allreduces(coll, d); });
+  expect_mentions(run.errors[1], {"NCCL rank 1 of 2: ncclAllReduce #3 (fp32, 5 elements): unhandled system error",
+                                  "injected asynchronous error", "(communicator aborted)"});
+  // Rank 0 learns it from NCCL (the peer aborted), long before its timeout.
+  expect_mentions(run.errors[0], {"NCCL rank 0 of 2: ncclAllReduce #3 (fp32, 5 elements): remote process exited or "
+                                  "there was a network error"});
+  EXPECT_LT(run.seconds, 10.0);
+  EXPECT_EQ(nccl.aborted(), 2);
+  EXPECT_EQ(nccl.live(), 0);
+}
+
+TEST(NcclEmuFaults, ACollectiveThatNeverCompletesTimesOut) {
+  test::NcclDouble nccl;
+  nccl.stall_at_call(0, 1);
+  // Rank 0 (whose call stalls) times out first; rank 1 then hears of its abort from NCCL.
+  const FaultRun run = run_ranks(2, {0.5, 20.0}, [](int, Collectives& coll, Device& d) { five_allreduces(coll, d); });
+  expect_mentions(run.errors[0], {"NCCL rank 0 of 2: ncclAllReduce #2 (fp32, 5 elements): did not complete within "
+                                  "dist.timeout_s = 0.5 s (communicator aborted)"});
+  EXPECT_NE(run.errors[1].find("NCCL rank 1 of 2: ncclAllReduce #2"), std::string::npos) << run.errors[1];
+  EXPECT_LT(run.seconds, 10.0);
+  EXPECT_EQ(nccl.aborted(), 2);
+}
+
+TEST(NcclEmuFaults, ARankThatStopsEndsItsPeersWithinTheTimeout) {
+  test::NcclDouble nccl;
+  std::atomic<int> finished{0};  // peers done: only then may rank 2's communicator go
+  const FaultRun run = run_ranks(3, {0.5}, [&](int r, Collectives& coll, Device& d) {
+    if (r != 2) {
+      struct Done {
+        std::atomic<int>& n;
+        ~Done() { ++n; }
+      } done{finished};
+      five_allreduces(coll, d);
+      return;
+    }
+    Buffer<float> p(*d.be, 5);  // rank 2 makes one all-reduce, then stops
+    d.be->zero(p.get(), p.bytes());
+    coll.allreduce_sum(p.get(), 5, DType::f32, nullptr);
+    while (finished.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  });
+  for (int r = 0; r < 2; ++r)
+    EXPECT_NE(run.errors[r].find("NCCL rank " + std::to_string(r) + " of 3: ncclAllReduce #2 (fp32, 5 elements)"),
+              std::string::npos)
+        << run.errors[r];
+  EXPECT_EQ(run.errors[2], "");  // its destructor finds the peers gone, says so on stderr, aborts
+  EXPECT_LT(run.seconds, 10.0);
+  EXPECT_EQ(nccl.aborted(), 3);
+  EXPECT_EQ(nccl.live(), 0);
+}
+
+TEST(NcclEmuFaults, TheCpuBackendIsRefused) {
+  test::NcclDouble nccl;
+  test::ThreadWorld threads(1);
+  auto cpu = make_cpu_backend(1);
+  expect_mentions(error_of([&] { make_nccl_collectives(threads.comm(0), *cpu, 1.0); }),
+                  {"dist.comm = nccl needs a device backend (this one is cpu)", "hint: set train.device: cuda"});
+  EXPECT_EQ(nccl.live(), 0);
+}
+
+}  // namespace
+}  // namespace qisa
