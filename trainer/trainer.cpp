@@ -222,7 +222,19 @@ void Trainer::reduce_gradients(StepStats& s) {
                              send_ready_.get());
   } else {
     launch_ready_buckets(0);  // whatever backward did not launch yet
-    for (auto& r : in_flight_) r->wait();
+    const int64_t buckets = static_cast<int64_t>(in_flight_.size());  // launched from the last one down
+    for (int64_t i = 0; i < buckets; ++i) {
+      try {
+        in_flight_[static_cast<size_t>(i)]->wait();
+      } catch (const Error& e) {  // name the bucket: which parameters were lost
+        const int64_t k = buckets - 1 - i, begin = k * bucket_;
+        in_flight_.clear();
+        throw Error("gradient bucket " + std::to_string(k) + " of " + std::to_string(buckets) + " (elements [" +
+                        std::to_string(begin) + ", " + std::to_string(std::min(begin + bucket_, model_->flat_size())) +
+                        ")): " + e.what(),
+                    e.hint());
+      }
+    }
     in_flight_.clear();
   }
   s.comm_ms += ms_since(t0);
