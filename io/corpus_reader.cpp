@@ -268,6 +268,7 @@ void CorpusReader::read_windows(const int64_t* offsets, size_t count, int len, i
   m.span_len.push_back(static_cast<hsize_t>(cur_end - cur_start));
   const int64_t total = base + (cur_end - cur_start);
 
+  const auto lock = h5::hdf5_lock();
   m.read_selection(m.build_selection(), static_cast<hsize_t>(total));
   m.spans_read += static_cast<int64_t>(m.span_start.size());
   m.check_ids(static_cast<size_t>(total));
@@ -283,6 +284,7 @@ void CorpusReader::read_range(int64_t start, int64_t count, int32_t* out) {
              m.what() + ": range [" + std::to_string(start) + ", " + std::to_string(start + count) +
                  ") is outside the split of " + std::to_string(m.n) + " tokens",
              "this is a bug in the caller's range arithmetic");
+  const auto lock = h5::hdf5_lock();
   for (int64_t done = 0; done < count;) {
     const int64_t piece = std::min(kRangePiece, count - done);
     m.span_start.assign(1, static_cast<hsize_t>(start + done));

@@ -5,6 +5,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -225,6 +226,13 @@ class File {
 
 // Turn off HDF5's automatic error-stack printing (idempotent). Called by File.
 void silence_hdf5_errors();
+
+// HDF5's serial library (Debian's, and the default build) is not thread-safe. A qisa process
+// reads and writes HDF5 from one thread, except where the ranks of a job run as threads of one
+// process (the NCCL tests on the emulated device, tests/thread_world.h): the training loop's
+// reads (CorpusReader) hold this process-wide lock, so such ranks may read at the same time.
+// Files are opened and closed outside the loop, from one thread.
+std::unique_lock<std::recursive_mutex> hdf5_lock();
 
 // `what` + ": " + HDF5's reason for the failure of the HDF5 call just made (the system's error
 // message, a truncated file, or else the innermost error of HDF5's stack, e.g. "file signature

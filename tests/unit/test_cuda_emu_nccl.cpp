@@ -8,7 +8,10 @@
 //  - an asynchronous NCCL error, a collective that never completes and a rank that stops all
 //    end every rank within dist.timeout_s with one line naming the rank, the collective and the
 //    cause, and the communicators are aborted (ncclCommAbort), never left waiting;
-//  - the CPU backend is refused with a hint.
+//  - the CPU backend is refused with a hint;
+//  - the trainer on two ranks over NCCL: many gradient buckets give the bits of one, np=2 equals
+//    np=1 within fp32 summation-order tolerance, ZeRO-1 (reduce-scatter, AdamW on the shard,
+//    all-gather) equals plain all-reduce, and every rank holds the same parameters.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "backend_training_cases.h"
 #include "cuda_backend_emu.h"
 #include "expect_error.h"
 #include "kernels/backend.h"
@@ -28,6 +32,8 @@
 #include "test_util.h"
 #include "thread_world.h"
 #include "trainer/comm/collectives.h"
+#include "trainer/trainer.h"
+#include "trainer_fixture.h"
 
 namespace qisa {
 namespace {
@@ -276,6 +282,68 @@ TEST(NcclEmuFaults, TheCpuBackendIsRefused) {
   expect_mentions(error_of([&] { make_nccl_collectives(threads.comm(0), *cpu, 1.0); }),
                   {"dist.comm = nccl needs a device backend (this one is cpu)", "hint: set train.device: cuda"});
   EXPECT_EQ(nccl.live(), 0);
+}
+
+// ---- the trainer over NCCL on thread ranks (one emulated device each)
+
+struct RankRun {
+  std::vector<double> losses;             // rank 0's
+  std::vector<std::vector<float>> params;  // by rank, after the steps
+};
+
+// `world` ranks as threads, NCCL collectives between them, `steps` training steps. Communicators
+// are made in parallel (init waits for every rank); trainers are made and destroyed on this
+// thread (they open and close the corpus: HDF5 is serial), and step in parallel.
+RankRun train_over_nccl(const Config& cfg, int world, int steps) {
+  test::NcclDouble nccl;
+  test::ThreadWorld threads(world);
+  std::vector<Device> dev(static_cast<size_t>(world));
+  std::vector<std::unique_ptr<Collectives>> coll(static_cast<size_t>(world));
+  threads.run([&](int r) { coll[r] = make_nccl_collectives(threads.comm(r), *dev[r].be, 60.0); });
+  std::vector<std::unique_ptr<Trainer>> trainers;
+  for (int r = 0; r < world; ++r) trainers.push_back(std::make_unique<Trainer>(cfg, *dev[r].be, threads.comm(r), *coll[r]));
+  RankRun out;
+  threads.run([&](int r) {
+    for (int i = 0; i < steps; ++i) {
+      const double loss = trainers[r]->step().loss;
+      if (r == 0) out.losses.push_back(loss);
+    }
+  });
+  for (auto& t : trainers) out.params.push_back(t->model().params_host());
+  trainers.clear();
+  coll.clear();
+  EXPECT_GT(nccl.collectives(), 0);
+  EXPECT_EQ(nccl.aborted(), 0);
+  return out;
+}
+
+class NcclEmuTraining : public test::CorpusSuite {};
+
+TEST_F(NcclEmuTraining, TwoRanksEqualOneAndZeroOneEqualsAllReduce) {
+  Config cfg = test::training_cases::tiny_config(corpus(), "csa");
+  cfg.dist.bucket_mb = 300.0 * sizeof(float) / (1024.0 * 1024.0);  // 300 floats: many buckets
+  const RankRun many = train_over_nccl(cfg, 2, 1);
+  Config one_bucket = cfg;
+  one_bucket.dist.bucket_mb = 1000;
+  const RankRun one = train_over_nccl(one_bucket, 2, 1);
+  Config zero1 = cfg;
+  zero1.dist.zero = 1;
+  const RankRun sharded = train_over_nccl(zero1, 2, 1);
+  auto be = test::make_emulated_cuda_backend();
+  const test::training_cases::Run single = test::training_cases::train(cfg, *be, 1);
+
+  for (const RankRun* run : {&many, &one, &sharded}) EXPECT_EQ(run->params[0], run->params[1]);  // every rank alike
+  EXPECT_EQ(many.params[0], one.params[0]);  // a sum per element: the bucket split changes no bit
+  EXPECT_EQ(many.losses, one.losses);
+  // np=1 sums the two micro-batches' gradients in its own order (kernels accumulate): fp32
+  // summation-order differences only.
+  EXPECT_NEAR(many.losses[0], single.losses[0], 1e-6 * std::abs(single.losses[0]));
+  EXPECT_LT(test::max_rel_err(many.params[0], single.params), 1e-5);
+  EXPECT_GT(test::max_rel_err(many.params[0], test::training_cases::train(cfg, *be, 0).params), 1e-3);  // it moved
+  // ZeRO-1: the same sums (reduce-scatter), AdamW per element on the shard, the bits gathered;
+  // only the gradient norm's sum differs in order (two shard partials summed on the host).
+  EXPECT_EQ(sharded.losses, many.losses);
+  EXPECT_LT(test::max_rel_err(sharded.params[0], many.params[0]), 1e-6);
 }
 
 }  // namespace
