@@ -294,7 +294,7 @@ struct RankRun {
 // `world` ranks as threads, NCCL collectives between them, `steps` training steps. Communicators
 // are made in parallel (init waits for every rank); trainers are made and destroyed on this
 // thread (they open and close the corpus: HDF5 is serial), and step in parallel.
-RankRun train_over_nccl(const Config& cfg, int world, int steps) {
+RankRun train_over_nccl(const Config& cfg, int world, int steps, int save_after = -1, const std::string& ckpt = "") {
   test::NcclDouble nccl;
   test::ThreadWorld threads(world);
   std::vector<Device> dev(static_cast<size_t>(world));
@@ -307,6 +307,9 @@ RankRun train_over_nccl(const Config& cfg, int world, int steps) {
     for (int i = 0; i < steps; ++i) {
       const double loss = trainers[r]->step().loss;
       if (r == 0) out.losses.push_back(loss);
+      if (i + 1 == save_after) {
+        EXPECT_EQ(trainers[r]->save_checkpoint(ckpt), "");  // collective; rank 0 writes
+      }
     }
   });
   for (auto& t : trainers) out.params.push_back(t->model().params_host());
@@ -344,6 +347,48 @@ TEST_F(NcclEmuTraining, TwoRanksEqualOneAndZeroOneEqualsAllReduce) {
   // only the gradient norm's sum differs in order (two shard partials summed on the host).
   EXPECT_EQ(sharded.losses, many.losses);
   EXPECT_LT(test::max_rel_err(sharded.params[0], many.params[0]), 1e-6);
+}
+
+// Checkpoints across devices and world sizes (issue 16 item 5): one written by two NCCL ranks
+// under ZeRO-1 on the (emulated) device resumes on one CPU rank without ZeRO, and one written by
+// the CPU resumes on the device; each resumed step lands where the writer's own next step did,
+// within the CPU-vs-device tolerance of one fp32 step (backend_training_cases.h: 1e-4).
+TEST_F(NcclEmuTraining, CheckpointsMoveBetweenDevicesAndWorldSizes) {
+  Config cfg = test::training_cases::tiny_config(corpus(), "qisa", "  eps: 1.0e-6\n");
+  Config zero1 = cfg;
+  zero1.dist.zero = 1;
+  const std::string from_device = dir() / "nccl_zero1.h5", from_cpu = dir() / "cpu.h5";
+  const RankRun device = train_over_nccl(zero1, 2, 2, 1, from_device);
+  std::vector<std::string> warnings;
+  const auto warn = [&](const std::string& w) { warnings.push_back(w); };
+  auto none = make_communicator("none");
+  auto cpu = make_cpu_backend(1);
+  auto cpu_coll = make_collectives(*none, *cpu);
+  {
+    Trainer resumed(cfg, *cpu, *none, *cpu_coll);
+    resumed.load_checkpoint(from_device, warn);
+    resumed.step();
+    EXPECT_LT(test::max_rel_err(resumed.model().params_host(), device.params[0]), 1e-4);
+  }
+  const auto said = [&](const std::string& what) {
+    return std::any_of(warnings.begin(), warnings.end(), [&](const std::string& w) { return w.find(what) != std::string::npos; });
+  };
+  EXPECT_TRUE(said("dist.zero")) << "no warning names the changed dist.zero";
+  std::vector<float> cpu_straight;
+  {
+    Trainer a(cfg, *cpu, *none, *cpu_coll);
+    a.step();
+    ASSERT_EQ(a.save_checkpoint(from_cpu), "");
+    a.step();
+    cpu_straight = a.model().params_host();
+  }
+  auto emu = test::make_emulated_cuda_backend();
+  auto emu_coll = make_collectives(*none, *emu);
+  Trainer resumed(cfg, *emu, *none, *emu_coll);
+  resumed.load_checkpoint(from_cpu, warn);
+  resumed.step();
+  EXPECT_LT(test::max_rel_err(resumed.model().params_host(), cpu_straight), 1e-4);
+  EXPECT_GT(test::max_rel_err(resumed.model().params_host(), device.params[0]), 0.0);  // two different runs
 }
 
 }  // namespace
