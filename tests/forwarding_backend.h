@@ -26,6 +26,8 @@ class ForwardingBackend : public Backend {
   void sum_to(double* acc, const float* x, int64_t n, GradMode mode) override { be_->sum_to(acc, x, n, mode); }
   std::unique_ptr<Event> make_event() override { return be_->make_event(); }
   void record(Event& e) override { be_->record(e); }
+  std::unique_ptr<SideStream> make_side_stream() override { return be_->make_side_stream(); }
+  bool host_addressable() const override { return be_->host_addressable(); }
   void embedding_forward(Act o, const int32_t* i, const float* t, const float* p, int64_t B, int T, int C) override {
     be_->embedding_forward(o, i, t, p, B, T, C);
   }

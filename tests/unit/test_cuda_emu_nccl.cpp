@@ -20,12 +20,14 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "backend_training_cases.h"
 #include "cuda_backend_emu.h"
 #include "expect_error.h"
+#include "forwarding_backend.h"
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
 #include "nccl_double.h"
@@ -347,6 +349,105 @@ TEST_F(NcclEmuTraining, TwoRanksEqualOneAndZeroOneEqualsAllReduce) {
   // only the gradient norm's sum differs in order (two shard partials summed on the host).
   EXPECT_EQ(sharded.losses, many.losses);
   EXPECT_LT(test::max_rel_err(sharded.params[0], many.params[0]), 1e-6);
+}
+
+// Overlap order (issue 16 item 1): the trainer hands a gradient bucket to NCCL as soon as
+// backward has written it, from the last bucket down, so reducing it overlaps the backward of
+// the layers below. Each rank's log holds the backward ops that write parameter gradients and
+// the all-reduces as they are launched.
+class OrderLog {
+ public:
+  void add(std::string what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    lines_.push_back(std::move(what));
+  }
+  std::vector<std::string> lines() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lines_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+class LoggedBackend final : public test::ForwardingBackend {
+ public:
+  LoggedBackend(std::unique_ptr<Backend> be, OrderLog& log) : ForwardingBackend(std::move(be)), log_(log) {}
+  void linear_backward(Act di, float* dw, float* db, CAct g, CAct i, CAct w, int64_t N, int IC, int OC, GradMode m1,
+                       GradMode m2) override {
+    log_.add("linear_backward");
+    ForwardingBackend::linear_backward(di, dw, db, g, i, w, N, IC, OC, m1, m2);
+  }
+  void embedding_backward(float* dt, float* dp, CAct g, const int32_t* i, int64_t B, int T, int C, int V,
+                          GradMode m) override {
+    log_.add("embedding_backward");
+    ForwardingBackend::embedding_backward(dt, dp, g, i, B, T, C, V, m);
+  }
+
+ private:
+  OrderLog& log_;
+};
+
+class LoggedCollectives final : public Collectives {
+ public:
+  LoggedCollectives(std::unique_ptr<Collectives> c, OrderLog& log) : c_(std::move(c)), log_(log) {}
+  std::string name() const override { return c_->name(); }
+  int rank() const override { return c_->rank(); }
+  int size() const override { return c_->size(); }
+  void allreduce_sum(void* b, size_t n, DType t, Event* e) override { c_->allreduce_sum(b, n, t, e); }
+  std::unique_ptr<CommRequest> iallreduce_sum(void* b, size_t n, DType t, Event* e) override {
+    log_.add("allreduce " + std::to_string(reinterpret_cast<uintptr_t>(b)));
+    return c_->iallreduce_sum(b, n, t, e);
+  }
+  void reduce_scatter_sum(const void* s, void* r, size_t n, DType t, Event* e) override {
+    c_->reduce_scatter_sum(s, r, n, t, e);
+  }
+  void all_gather(const void* s, void* r, size_t n, DType t, Event* e) override { c_->all_gather(s, r, n, t, e); }
+
+ private:
+  std::unique_ptr<Collectives> c_;
+  OrderLog& log_;
+};
+
+TEST_F(NcclEmuTraining, BucketsAreReducedWhileBackwardGoesOn) {
+  Config cfg = test::training_cases::tiny_config(corpus(), "csa");
+  cfg.dist.bucket_mb = 300.0 * sizeof(float) / (1024.0 * 1024.0);
+  test::NcclDouble nccl;
+  test::ThreadWorld threads(2);
+  OrderLog logs[2];
+  std::vector<std::unique_ptr<Backend>> dev;
+  for (int r = 0; r < 2; ++r) dev.push_back(std::make_unique<LoggedBackend>(test::make_emulated_cuda_backend(), logs[r]));
+  std::vector<std::unique_ptr<Collectives>> coll(2);
+  threads.run([&](int r) {
+    coll[r] = std::make_unique<LoggedCollectives>(make_nccl_collectives(threads.comm(r), *dev[r], 60.0), logs[r]);
+  });
+  std::vector<std::unique_ptr<Trainer>> trainers;
+  for (int r = 0; r < 2; ++r) trainers.push_back(std::make_unique<Trainer>(cfg, *dev[r], threads.comm(r), *coll[r]));
+  threads.run([&](int r) { trainers[r]->step(); });
+  const int64_t flat = trainers[0]->model().flat_size(), buckets = (flat + 299) / 300;
+  const auto grads = reinterpret_cast<uintptr_t>(trainers[0]->model().grads());
+  trainers.clear();
+  coll.clear();
+
+  const std::vector<std::string> log = logs[0].lines();
+  std::vector<int64_t> launched;  // bucket indices, in launch order
+  size_t first_launch = log.size(), last_backward = 0;
+  for (size_t i = 0; i < log.size(); ++i) {
+    if (log[i].rfind("allreduce ", 0) == 0) {
+      launched.push_back(static_cast<int64_t>((std::stoull(log[i].substr(10)) - grads) / sizeof(float) / 300));
+      first_launch = std::min(first_launch, i);
+    } else {
+      last_backward = i;
+    }
+  }
+  ASSERT_EQ(static_cast<int64_t>(launched.size()), buckets);
+  for (size_t i = 0; i < launched.size(); ++i) EXPECT_EQ(launched[i], buckets - 1 - static_cast<int64_t>(i));
+  // The last bucket went to NCCL while layers below still had their backward to run.
+  EXPECT_LT(first_launch, last_backward);
+  int backward_after = 0;
+  for (size_t i = first_launch; i < log.size(); ++i) backward_after += log[i].find("backward") != std::string::npos;
+  EXPECT_GE(backward_after, 2) << "only " << backward_after << " backward ops after the first bucket was launched";
 }
 
 // Checkpoints across devices and world sizes (issue 16 item 5): one written by two NCCL ranks
