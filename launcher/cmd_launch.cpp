@@ -25,7 +25,7 @@ void add_launch(CLI::App& app) {
   auto dry = std::make_shared<bool>(false);
   auto slurm = std::make_shared<bool>(false), mpi = std::make_shared<bool>(false);
   cmd->add_option("--nodes", req->nodes, "nodes")->transform(count_in(1, 100000))->capture_default_str();
-  auto* gpus = cmd->add_option("--gpus-per-node", req->gpus_per_node, "GPUs per node: one rank each")
+  auto* gpus = cmd->add_option("--gpus-per-node", req->gpus_per_node, "GPUs per node: one rank each, training with train.device=cuda dist.comm=nccl unless the overrides set them")
                    ->transform(count_in(1, 64));
   cmd->add_option("--procs", req->procs_per_node, "CPU ranks per node (default 1)")
       ->transform(count_in(1, 4096))

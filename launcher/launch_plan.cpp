@@ -47,6 +47,9 @@ LaunchPlan plan_launch(const LaunchRequest& r) {
   a.push_back("train");
   a.insert(a.end(), r.train_args.begin(), r.train_args.end());
   if (!has_override(r.train_args, "train.threads")) a.push_back("train.threads=" + T);
+  // A GPU job trains on the GPUs, gradients over NCCL, unless the overrides say otherwise.
+  if (r.gpus_per_node > 0 && !has_override(r.train_args, "train.device")) a.push_back("train.device=cuda");
+  if (r.gpus_per_node > 0 && !has_override(r.train_args, "dist.comm")) a.push_back("dist.comm=nccl");
   return p;
 }
 

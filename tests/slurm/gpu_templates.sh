@@ -25,13 +25,15 @@ write_config "$WORK/tiny.yaml" "$WORK/corpus.h5" "$steps"
 cat >"$WORK/qisa-probe" <<PROBE
 #!/bin/bash
 echo "rank \$SLURM_PROCID local \$SLURM_LOCALID visible \${CUDA_VISIBLE_DEVICES:-unset}" >>"$WORK/tasks-\$SLURM_JOB_ID.txt"
+echo "\$*" >>"$WORK/args-\$SLURM_JOB_ID.txt"
 exec "$QISA" "\$@"
 PROBE
 chmod +x "$WORK/qisa-probe"
 
 for t in gpu_single_node gpu_multi_node; do
   QISA=$WORK/qisa-probe submit "id_$t" --nodes=1 --gpus-per-node=2 --ntasks-per-node=2 --cpus-per-task=1 --time=5 \
-    --output="$WORK/$t-%j.out" "$SLURM_TEST_SBATCH/$t.sbatch" "$WORK/tiny.yaml" --quiet "log.dir=$WORK/$t"
+    --output="$WORK/$t-%j.out" "$SLURM_TEST_SBATCH/$t.sbatch" "$WORK/tiny.yaml" --quiet "log.dir=$WORK/$t" \
+    train.device=cpu dist.comm=auto  # stand-in GPUs: the template's cuda/nccl defaults are overridden
 done
 log "submitted gpu_single_node.sbatch as job $id_gpu_single_node, gpu_multi_node.sbatch as job $id_gpu_multi_node"
 for t in gpu_single_node gpu_multi_node; do
@@ -42,6 +44,9 @@ for t in gpu_single_node gpu_multi_node; do
   grep -q "| 2 ranks (mpi)" "$WORK/$t-$id.out" || fail "$t: the job did not train as one 2-rank MPI world"
   grep -q "trained to step $steps " "$WORK/$t-$id.out" || fail "$t: no 'trained to step $steps'"
   [ -f "$WORK/$t/final.h5" ] || fail "$t: no final.h5"
+  args=$(head -n 1 "$WORK/args-$id.txt")
+  [[ $args == *"tiny.yaml train.device=cuda dist.comm=nccl --quiet "*" train.device=cpu dist.comm=auto" ]] ||
+    fail "$t: qisa got '$args': expected the template's train.device=cuda dist.comm=nccl after CONFIG, the overrides last"
   seen=$(sort "$WORK/tasks-$id.txt" | tr '\n' ';')
   [ "$seen" = "rank 0 local 0 visible 0,1;rank 1 local 1 visible 0,1;" ] ||
     fail "$t: the tasks saw '$seen', expected ranks 0 and 1 on local ranks 0 and 1, each seeing GPUs 0,1"

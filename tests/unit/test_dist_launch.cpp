@@ -26,7 +26,7 @@ TEST(Launch, OneNodeEightGpusWithSrun) {
   EXPECT_EQ(command_of(r),
             "srun --nodes=1 --ntasks-per-node=8 --cpus-per-task=6 --gpus-per-node=8 --mpi=pmix --kill-on-bad-exit=1 "
             "--cpu-bind=cores --export=ALL,OMP_NUM_THREADS=6 " +
-                test::qisa_bin() + " train cfg.yaml train.steps=9 train.threads=6");
+                test::qisa_bin() + " train cfg.yaml train.steps=9 train.threads=6 train.device=cuda dist.comm=nccl");
 }
 
 TEST(Launch, FourNodesEightGpusWithSrunAndWithMpirun) {
@@ -36,7 +36,7 @@ TEST(Launch, FourNodesEightGpusWithSrunAndWithMpirun) {
   EXPECT_EQ(command_of(s),
             "srun --nodes=4 --ntasks-per-node=8 --cpus-per-task=4 --gpus-per-node=8 --mpi=pmix --kill-on-bad-exit=1 "
             "--cpu-bind=cores --export=ALL,OMP_NUM_THREADS=4 " +
-                test::qisa_bin() + " train cfg.yaml train.threads=4");
+                test::qisa_bin() + " train cfg.yaml train.threads=4 train.device=cuda dist.comm=nccl");
   test::TempDir tmp;
   test::write_file(tmp / "hosts", "n1 slots=8\nn2 slots=8\nn3 slots=8\nn4 slots=8\n");
   auto m = run_command(launch("--mpirun --nodes 4 --gpus-per-node 8 --threads 4 --hostfile " + (tmp / "hosts") +
@@ -46,7 +46,20 @@ TEST(Launch, FourNodesEightGpusWithSrunAndWithMpirun) {
   EXPECT_EQ(command_of(m), "mpirun -np 32" + root + " --hostfile " + (tmp / "hosts") +
                                " --map-by ppr:8:node:PE=4 --bind-to core -x OMP_NUM_THREADS=4 -x "
                                "CUDA_DEVICE_ORDER=PCI_BUS_ID " +
-                               test::qisa_bin() + " train cfg.yaml train.threads=4");
+                               test::qisa_bin() + " train cfg.yaml train.threads=4 train.device=cuda dist.comm=nccl");
+}
+
+// A GPU job trains on the GPUs over NCCL by default; overrides given after the config win, and
+// are not repeated.
+TEST(Launch, GpuJobsUseCudaAndNcclUnlessTheOverridesSayOtherwise) {
+  auto r = run_command(launch("--slurm --gpus-per-node 2 --threads 1 --dry-run -- cfg.yaml dist.comm=mpi"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string cmd = command_of(r);
+  EXPECT_NE(cmd.find(" train cfg.yaml dist.comm=mpi train.threads=1 train.device=cuda"), std::string::npos) << cmd;
+  EXPECT_EQ(cmd.find("dist.comm=nccl"), std::string::npos) << cmd;
+  auto cpu = run_command(launch("--mpirun --procs 2 --threads 1 --dry-run -- cfg.yaml"));
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
+  EXPECT_EQ(command_of(cpu).find("train.device"), std::string::npos) << command_of(cpu);
 }
 
 TEST(Launch, CpuRanksKeepAThreadCountGivenAsAnOverride) {
