@@ -132,7 +132,7 @@ void add_bench(CLI::App& app) {
     with_communicator(cfg, *backend, [&](Communicator& comm, Collectives& coll) {
       Trainer trainer(cfg, *backend, comm, coll);
       for (int64_t i = 0; i < args->warmup; ++i) trainer.step();
-      std::vector<double> ms, data, compute, net;
+      std::vector<double> ms, data, compute, net, allreduce, exposed;
       double loss = 0;
       for (int64_t i = 0; i < args->steps; ++i) {
         StepStats s = trainer.step();
@@ -140,6 +140,8 @@ void add_bench(CLI::App& app) {
         data.push_back(s.data_ms);
         compute.push_back(s.compute_ms);
         net.push_back(s.comm_ms);
+        allreduce.push_back(s.allreduce_ms);
+        exposed.push_back(s.allreduce_ms > 0 ? s.allreduce_exposed_ms / s.allreduce_ms : 0.0);
         loss = s.loss;
       }
       if (comm.rank() != 0) return;
@@ -178,6 +180,10 @@ void add_bench(CLI::App& app) {
                        {"flops_per_token", flops_per_token},
                        {"tflops_per_rank", flops_per_token * tokens_per_s / comm.size() / 1e12},
                        {"last_loss", loss}};
+      if (median(allreduce) > 0) {  // buckets reduced while backward ran (dist.zero 0, > 1 rank)
+        j["allreduce_ms"] = median(allreduce);
+        j["allreduce_exposed_fraction"] = median(exposed);
+      }
       if (peak.flops > 0) {
         j["peak_tflops_per_rank"] = peak.flops / 1e12;
         j["mfu"] = model_flops_utilization(flops_per_token, tokens_per_s, comm.size(), peak.flops);

@@ -106,6 +106,7 @@ void Trainer::launch_ready_buckets(int64_t ready_from) {
   // One record covers every bucket launched now: backward has enqueued all their writes.
   if (next_bucket_ >= 0 && next_bucket_ * bucket_ >= ready_from) be_.record(*send_ready_);
   while (next_bucket_ >= 0 && next_bucket_ * bucket_ >= ready_from) {
+    if (in_flight_.empty()) first_launch_ = Clock::now();
     const int64_t begin = next_bucket_ * bucket_;
     const int64_t n = std::min(bucket_, flat - begin);
     in_flight_.push_back(
@@ -236,6 +237,8 @@ void Trainer::reduce_gradients(StepStats& s) {
       }
     }
     in_flight_.clear();
+    s.allreduce_ms = ms_since(first_launch_);
+    s.allreduce_exposed_ms = hook_comm_ms_ + ms_since(t0);  // host time in the collectives' calls
   }
   s.comm_ms += ms_since(t0);
 }

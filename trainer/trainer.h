@@ -5,6 +5,7 @@
 // all-gather of the parameters). Checkpoints hold everything needed to continue exactly,
 // on any number of ranks.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,6 +32,14 @@ struct StepStats {
   double data_ms = 0;      // sampling and reading windows
   double compute_ms = 0;   // forward, backward, optimizer
   double comm_ms = 0;      // waiting for collectives
+  // The gradient all-reduce (dist.zero 0, more than one rank): from the first bucket's launch to
+  // the last one's completion as the host sees it, and the host's time inside the collectives'
+  // calls meanwhile (launches and polls during backward, the wait after it): the part not hidden
+  // behind compute. NCCL's launches and polls take microseconds, so there it is the final wait;
+  // MPI progresses a non-blocking all-reduce inside those calls, on the host's own core. 0 when
+  // there was none.
+  double allreduce_ms = 0;
+  double allreduce_exposed_ms = 0;
   double tokens_per_s = 0; // global tokens / wall time
   int stop_signal = 0;     // a stop signal reached some rank during this step (agreed by all)
   // What was NaN or Inf after the all-reduce (the same on every rank), e.g. "gradient norm = nan";
@@ -112,6 +121,7 @@ class Trainer {
   int64_t spikes_ = 0, skipped_spikes_ = 0;  // spikes found; those skipped (train.on_spike: skip)
   // gradient buckets (dist.zero=0, world > 1): [k*bucket_, (k+1)*bucket_) of the flat buffer
   int64_t bucket_ = 0, next_bucket_ = -1;
+  std::chrono::steady_clock::time_point first_launch_;  // of this step's first bucket
   std::vector<std::unique_ptr<CommRequest>> in_flight_;
   // Recorded after the work that writes what a collective sends (a finished bucket, the
   // ZeRO-1 gradients, the updated parameter shard), and passed to it as `after`.

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -140,6 +141,29 @@ TEST_F(DistTraining, ManyGradientBucketsEqualOneBucketAndOneRank) {
 
 // 100 steps straight, or 60 steps, a SIGTERM (finish the step, checkpoint, exit 0), and a
 // resume to 100: the same parameters bit for bit.
+// qisa bench step reports how much of the gradient all-reduce the backward hid (issue 16,
+// performance): the span from the first bucket's launch to the last one's completion, and the
+// fraction of it the host still waited after backward. Only where buckets are reduced while
+// backward runs (dist.zero 0, more than one rank).
+TEST_F(DistTraining, BenchStepReportsTheAllReduceNotHiddenByBackward) {
+  const auto bench = [&](const std::string& extra) {
+    auto r = run_command(mpirun(2) + test::qisa_bin() + " bench step " + config("bench") +
+                         " --steps 3 --warmup 1 dist.bucket_mb=0.001" + extra);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    std::istringstream lines(r.output);
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind('{', 0) == 0 && line.find("\"bench\":\"step\"") != std::string::npos) return nlohmann::json::parse(line);
+    return nlohmann::json();
+  };
+  const nlohmann::json j = bench("");
+  ASSERT_TRUE(j.contains("allreduce_ms")) << j.dump();
+  EXPECT_GT(j["allreduce_ms"].get<double>(), 0.0);
+  const double f = j["allreduce_exposed_fraction"].get<double>();
+  EXPECT_GE(f, 0.0);
+  EXPECT_LE(f, 1.0);
+  EXPECT_FALSE(bench(" dist.zero=1").contains("allreduce_ms"));  // reduce-scatter after backward
+}
+
 TEST_F(DistTraining, StopAndResumeIsBitIdenticalAtNpOneAndTwo) {
   for (int np : {0, 2}) {
     SCOPED_TRACE("np " + std::to_string(np));
