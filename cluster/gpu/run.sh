@@ -9,7 +9,7 @@
 #      passed/failed/skipped tests ("tests", "backend_tests")
 #   3. the kernel benchmarks (bin/bench_gpu_kernels, JSON lines; "benchmarks")
 #   4. training steps, `qisa bench step` ("steps"): the paper's csa and qisa configs on the char
-#      corpus (cuda), GPT-2 124M csa and qisa in bf16 (batch 16, micro-batch 8) on random GPT-2
+#      corpus (cuda; csa also through NCCL on one rank, dist.comm: nccl), GPT-2 124M csa and qisa in bf16 (batch 16, micro-batch 8) on random GPT-2
 #      token ids, and the paper's csa config on the CPU backend (the baseline of the 20x target)
 #   5. the kernel lab, `qisa bench kernels` on GPT-2 124M csa bf16 ("kernel_lab")
 #   6. the PyTorch anchor, torch_bench.py ("torch"): GPT-2 124M bf16 eager (step, attention) and
@@ -216,6 +216,8 @@ step() {  # step LABEL LIMIT CONFIG CORPUS OVERRIDES...
     steps_ok=false
 }
 step paper_csa_cuda 40 paper/csa_causal.yaml "$char_corpus" train.device=cuda
+# the same through NCCL on one rank: the communicator's init, polling and shutdown via the CLI
+step paper_csa_cuda_nccl 40 paper/csa_causal.yaml "$char_corpus" train.device=cuda dist.comm=nccl
 step paper_qisa_cuda 40 paper/qisa_causal.yaml "$char_corpus" train.device=cuda
 step gpt2_124m_csa_bf16 90 gpt2/gpt2_124m_csa.yaml "$gpt2_corpus" train.device=cuda "${gpt2_ov[@]}"
 step gpt2_124m_qisa_bf16 90 gpt2/gpt2_124m_qisa.yaml "$gpt2_corpus" train.device=cuda "${gpt2_ov[@]}"

@@ -145,9 +145,9 @@ expect "$r" "r['qisa_info']['cuda_devices'][0]['name']" "Fake H100"
 expect "$r" "(r['backend_tests']['passed'], r['backend_tests']['failed'], r['backend_tests']['passed_names'])" \
   "(1, 0, ['GpuBackend.TrainsLikeCpu'])"
 expect "$r" "[x['label'] for x in r['steps']['results']]" \
-  "['paper_csa_cuda', 'paper_qisa_cuda', 'gpt2_124m_csa_bf16', 'gpt2_124m_qisa_bf16', 'paper_csa_cpu']"
+  "['paper_csa_cuda', 'paper_csa_cuda_nccl', 'paper_qisa_cuda', 'gpt2_124m_csa_bf16', 'gpt2_124m_qisa_bf16', 'paper_csa_cpu']"
 expect "$r" "(r['steps']['errors'], r['steps']['skipped'])" "([], [])"
-expect "$r" "[x['ms_per_step'] for x in r['steps']['results']]" "[2.0, 4.0, 45.5, 80.0, 100.0]"
+expect "$r" "[x['ms_per_step'] for x in r['steps']['results']]" "[2.0, 2.0, 4.0, 45.5, 80.0, 100.0]"
 expect "$r" "[(x['label'], x['bench']) for x in r['kernel_lab']['results']]" "[('gpt2_124m_csa_bf16_kernels', 'kernels')]"
 expect "$r" "r['torch']['available']" "True"
 expect "$r" "[(x['label'], x['bench'], x.get('mode')) for x in r['torch']['results']]" \
@@ -193,7 +193,7 @@ r=$tmp/o6/gpu_report.json
 expect "$r" "r['status']" "fail"
 expect "$r" "[(x['label'], x['rc']) for x in r['steps']['errors']]" "[('paper_qisa_cuda', 1)]"
 expect "$r" "'illegal memory access' in r['steps']['errors'][0]['stderr_tail']" "True"
-expect "$r" "len(r['steps']['results'])" "4"
+expect "$r" "len(r['steps']['results'])" "5"
 expect "$r" "r['backend_tests']['failed_names']" "['GpuBackend.Bf16LossClose']"
 expect "$r" "r['targets']['gpt1_cuda_over_cpu_steps_per_s']['met']" "True"
 
@@ -211,6 +211,6 @@ mv "$b/data/tinyshakespeare.h5" "$tmp/ts.h5"
 OUT=$tmp/o8 FAKE_DEVICE=1 FAKE_NO_TORCH=1 COMPUTE_SANITIZER=none bash "$b/run.sh" >"$tmp/out8" || fail "no char corpus: exit $?"
 mv "$tmp/ts.h5" "$b/data/tinyshakespeare.h5"
 r=$tmp/o8/gpu_report.json
-expect "$r" "[x['label'] for x in r['steps']['skipped']]" "['paper_csa_cuda', 'paper_qisa_cuda', 'paper_csa_cpu']"
+expect "$r" "[x['label'] for x in r['steps']['skipped']]" "['paper_csa_cuda', 'paper_csa_cuda_nccl', 'paper_qisa_cuda', 'paper_csa_cpu']"
 expect "$r" "r['targets']['gpt1_cuda_over_cpu_steps_per_s']['met']" "None"
 echo "run_sh_test: 8 scenarios ok"

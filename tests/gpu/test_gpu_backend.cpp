@@ -5,6 +5,8 @@
 // it on a GPU machine.
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "gpt_golden_cases.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/device_info.h"
+#include "thread_world.h"
 #include "trainer/comm/collectives.h"
 #include "trainer/comm/communicator.h"
 #include "trainer_fixture.h"
@@ -81,6 +84,40 @@ TEST_F(GpuBackend, NcclCollectivesOfOneRank) {
   coll->all_gather(a.get(), b.get(), x.size(), DType::f32, nullptr);
   be->download(copied.data(), b.get(), b.bytes());
   EXPECT_EQ(copied, x);
+}
+
+// np=2 over NCCL, one GPU a rank (NCCL refuses two ranks on one GPU: skipped on a one-GPU
+// machine), ranks as threads (tests/thread_world.h) each on its own device: the step's
+// parameters are the same on both ranks and within fp32 summation order of one rank's. A CUDA
+// backend is used from the thread that made it (the current device is per thread); trainers
+// open the corpus one at a time (serial HDF5).
+TEST_F(GpuBackend, NcclTrainingOnTwoGpusEqualsOneRank) {
+  const size_t gpus = cuda::query_devices().devices.size();
+  if (gpus < 2) GTEST_SKIP() << "needs 2 GPUs, this machine has " << gpus;
+  Config cfg = test::training_cases::tiny_config(corpus(), "csa", "  eps: 1.0e-6\n");
+  cfg.dist.bucket_mb = 300.0 * sizeof(float) / (1024.0 * 1024.0);
+  test::ThreadWorld threads(2);
+  std::mutex one_at_a_time;
+  std::vector<std::vector<float>> params(2);
+  threads.run([&](int r) {
+    CudaOptions o;
+    o.device = r;
+    auto be = make_cuda_backend(o);
+    auto coll = make_nccl_collectives(threads.comm(r), *be, 60.0);
+    std::unique_ptr<Trainer> t;
+    {
+      std::lock_guard<std::mutex> lock(one_at_a_time);
+      t = std::make_unique<Trainer>(cfg, *be, threads.comm(r), *coll);
+    }
+    t->step();
+    params[static_cast<size_t>(r)] = t->model().params_host();
+    std::lock_guard<std::mutex> lock(one_at_a_time);
+    t.reset();
+  });
+  EXPECT_EQ(params[0], params[1]);
+  auto be = make();
+  const test::training_cases::Run single = test::training_cases::train(cfg, *be, 1);
+  EXPECT_LT(test::max_rel_err(params[0], single.params), 1e-5);
 }
 
 TEST_F(GpuBackend, OneFp32StepMatchesTheCpuBackendForEveryAttention) {
