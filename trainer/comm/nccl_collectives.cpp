@@ -100,7 +100,7 @@ class NcclCollectives final : public Collectives {
       const ncclResult_t r = nccl_api().ncclCommFinalize(comm_);  // flushes what is still queued
       if (r != ncclSuccess && r != ncclInProgress) fail_call("ncclCommFinalize", r);
       settle("ncclCommFinalize");
-      check_destroy(nccl_api().ncclCommDestroy(comm_));
+      if (const ncclResult_t d = nccl_api().ncclCommDestroy(comm_); d != ncclSuccess) fail_call("ncclCommDestroy", d);
       comm_ = nullptr;
     } catch (const Error& e) {  // a destructor reports, never throws; the communicator is aborted
       std::fprintf(stderr, "qisa: %s\n", e.message().c_str());
@@ -137,7 +137,8 @@ class NcclCollectives final : public Collectives {
 
   // NcclRequest's polls. True when `done` is complete; throws (after aborting) on an NCCL error.
   bool poll(Event& done, const std::string& what) {
-    check_async(what);
+    require_live(what);
+    async_state(what);
     return done.query();
   }
   void wait_for(Event& done, const std::string& what) {
@@ -151,8 +152,7 @@ class NcclCollectives final : public Collectives {
   std::unique_ptr<CommRequest> launch(const char* call, size_t count, DType dtype, Event* after, Enqueue enqueue) {
     const std::string what = std::string(call) + " #" + std::to_string(++calls_) + " (" +
                              (dtype == DType::bf16 ? "bf16, " : "fp32, ") + std::to_string(count) + " elements)";
-    QISA_CHECK(comm_ != nullptr, "NCCL rank " + std::to_string(rank_) + ": " + what + " after the communicator was aborted",
-               "an earlier NCCL error ended this job's communicator; its message says why");
+    require_live(what);
     if (after) side_->wait(*after);
     const ncclResult_t r = enqueue(comm_, static_cast<cudaStream_t>(side_->native()));
     if (r == ncclInProgress) settle(what);
@@ -165,23 +165,22 @@ class NcclCollectives final : public Collectives {
   // Polls ncclCommGetAsyncError until it leaves ncclInProgress (an error or the deadline aborts).
   void settle(const std::string& what) {
     const auto deadline = Clock::now() + timeout();
-    for (Backoff b;; b.pause()) {
-      ncclResult_t state = ncclInProgress;
-      const ncclResult_t r = nccl_api().ncclCommGetAsyncError(comm_, &state);
-      if (r != ncclSuccess) fail(what, "ncclCommGetAsyncError: " + describe(r));
-      if (state == ncclSuccess) return;
-      if (state != ncclInProgress) fail(what, describe(state));
+    for (Backoff b; async_state(what) == ncclInProgress; b.pause())
       if (Clock::now() > deadline) fail(what, "did not finish within dist.timeout_s = " + seconds() + " s");
-    }
   }
 
-  void check_async(const std::string& what) {
-    QISA_CHECK(comm_ != nullptr, "NCCL rank " + std::to_string(rank_) + ": " + what + ": the communicator was aborted",
-               "an earlier NCCL error ended this job's communicator; its message says why");
-    ncclResult_t state = ncclSuccess;
+  // The communicator's state, ncclSuccess or ncclInProgress; an asynchronous error aborts.
+  ncclResult_t async_state(const std::string& what) {
+    ncclResult_t state = ncclInProgress;
     const ncclResult_t r = nccl_api().ncclCommGetAsyncError(comm_, &state);
     if (r != ncclSuccess) fail(what, "ncclCommGetAsyncError: " + describe(r));
     if (state != ncclSuccess && state != ncclInProgress) fail(what, describe(state));
+    return state;
+  }
+
+  void require_live(const std::string& what) const {
+    QISA_CHECK(comm_ != nullptr, "NCCL rank " + std::to_string(rank_) + ": " + what + ": the communicator was aborted",
+               "an earlier NCCL error ended this job's communicator; its message says why");
   }
 
   // Aborts the communicator (its queued work is cancelled, so no stream waits for a peer that
@@ -199,10 +198,6 @@ class NcclCollectives final : public Collectives {
     const ncclResult_t r = nccl_api().ncclCommAbort(comm_);
     if (r != ncclSuccess) std::fprintf(stderr, "qisa: ncclCommAbort failed: %s\n", nccl_api().ncclGetErrorString(r));
     comm_ = nullptr;
-  }
-
-  void check_destroy(ncclResult_t r) {
-    if (r != ncclSuccess) fail_call("ncclCommDestroy", r);
   }
 
   std::string describe(ncclResult_t r) const {
