@@ -98,6 +98,14 @@ class CudaEvent final : public Event {
   cudaEvent_t e_ = nullptr;
 };
 
+// The cudaEvent_t behind an Event that `who` (a stream of this backend) records or waits on.
+inline cudaEvent_t cuda_event_of(Event& e, const char* who) {
+  auto* ce = dynamic_cast<CudaEvent*>(&e);
+  QISA_CHECK(ce != nullptr, std::string("cuda backend: ") + who + " was given an event made by another backend",
+             "make events with the backend whose streams record and wait on them");
+  return ce->get();
+}
+
 // Device memory owned by the backend itself (the workspace, cuBLASLt's workspace).
 class DeviceBytes {
  public:
@@ -150,16 +158,12 @@ class CudaSideStream final : public SideStream {
  public:
   explicit CudaSideStream(int device) : stream_(device) {}
   void* native() const override { return stream_.get(); }
-  void wait(Event& e) override { QISA_CUDA_CALL(cudaStreamWaitEvent(stream_.get(), event_of(e), 0)); }
-  void record(Event& e) override { QISA_CUDA_CALL(cudaEventRecord(event_of(e), stream_.get())); }
+  void wait(Event& e) override {
+    QISA_CUDA_CALL(cudaStreamWaitEvent(stream_.get(), cuda_event_of(e, "a side stream"), 0));
+  }
+  void record(Event& e) override { QISA_CUDA_CALL(cudaEventRecord(cuda_event_of(e, "a side stream"), stream_.get())); }
 
  private:
-  static cudaEvent_t event_of(Event& e) {
-    auto* ce = dynamic_cast<CudaEvent*>(&e);
-    QISA_CHECK(ce != nullptr, "cuda backend: a side stream was given an event made by another backend",
-               "make events with the backend whose stream records them");
-    return ce->get();
-  }
   Stream stream_;
 };
 
@@ -214,12 +218,7 @@ class CudaBackend final : public Backend {
   }
   void synchronize() override { QISA_CUDA_CALL(cudaStreamSynchronize(s())); }
   std::unique_ptr<Event> make_event() override { return std::make_unique<CudaEvent>(); }
-  void record(Event& e) override {
-    auto* ce = dynamic_cast<CudaEvent*>(&e);
-    QISA_CHECK(ce != nullptr, "cuda backend: record() of an event made by another backend",
-               "make events with the backend that records them");
-    QISA_CUDA_CALL(cudaEventRecord(ce->get(), s()));
-  }
+  void record(Event& e) override { QISA_CUDA_CALL(cudaEventRecord(cuda_event_of(e, "record()"), s())); }
 
   std::unique_ptr<SideStream> make_side_stream() override { return std::make_unique<CudaSideStream>(device_); }
 

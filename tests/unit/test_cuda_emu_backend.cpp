@@ -134,7 +134,13 @@ TEST(CudaEmuBackend, EventsAreRecordedOnTheStream) {
   EXPECT_TRUE(e->query());
   auto cpu = make_cpu_backend(1);
   auto foreign = cpu->make_event();
-  expect_mentions(error_of([&] { be->record(*foreign); }), {"another backend"});
+  expect_mentions(error_of([&] { be->record(*foreign); }), {"record() was given an event made by another backend"});
+  auto side = be->make_side_stream();
+  expect_mentions(error_of([&] { side->wait(*foreign); }), {"a side stream was given an event made by another backend"});
+  expect_mentions(error_of([&] { side->record(*foreign); }), {"a side stream", "hint: make events with the backend"});
+  side->wait(*e);  // the backend's own events order the two streams
+  side->record(*e);
+  e->wait();
 }
 
 // The reductions the trainer reads once a step: sum_to is the CPU's sum bit for bit.
