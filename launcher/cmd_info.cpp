@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "io/build_info.h"
 #include "kernels/cpu/blas_kernel.h"
 #include "launcher/commands.h"
 #ifdef QISA_HAVE_CUDA
@@ -15,7 +16,7 @@ namespace qisa::cli {
 void add_info(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Print the build configuration and the devices found, as one JSON line");
   cmd->callback([] {
-    nlohmann::json j{{"version", QISA_VERSION}, {"omp_max_threads", omp_get_max_threads()}};
+    nlohmann::json j{{"version", QISA_VERSION}, {"git_commit", git_commit()}, {"omp_max_threads", omp_get_max_threads()}};
 #ifdef QISA_HAVE_CUDA
     const cuda::DeviceQuery q = cuda::query_devices();
     nlohmann::json devs = nlohmann::json::array();

@@ -17,11 +17,13 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/build_info.h"
 #include "io/corpus.h"
 #include "io/metrics_log.h"
 #include "io/plot.h"
 #include "kernels/error.h"
 #include "trainer/evaluator.h"
+#include "trainer/flops.h"
 #include "trainer/generate.h"
 #include "trainer/model_io.h"
 #include "trainer/probe.h"
@@ -74,7 +76,19 @@ std::string CellResult::to_json() const {
               {"infer_ms_per_batch", infer_ms_per_batch},
               {"infer_batch", infer_batch},
               {"leak_max_abs_delta", number_or_null(leak_max_abs_delta)},
-              {"threads", threads}}
+              {"threads", threads},
+              {"attention", attention},
+              {"mask", mask},
+              {"qisa_value", qisa_value},
+              {"n_layer", n_layer},
+              {"n_head", n_head},
+              {"n_embd", n_embd},
+              {"block_size", block_size},
+              {"params", params},
+              {"tokens", tokens},
+              {"train_flops", number_or_null(train_flops)},
+              {"train_wall_s", number_or_null(train_wall_s)},
+              {"git_commit", git_commit}}
       .dump(2);
 }
 
@@ -97,6 +111,19 @@ CellResult CellResult::from_json(const std::string& text, const std::string& sou
     r.infer_batch = j.at("infer_batch").get<int64_t>();
     r.leak_max_abs_delta = number_or_nan(j.at("leak_max_abs_delta"));
     r.threads = j.at("threads").get<int>();
+    // Facts of the run: absent from results written before them (measured again by --remeasure).
+    r.attention = j.value("attention", "");
+    r.mask = j.value("mask", "");
+    r.qisa_value = j.value("qisa_value", "");
+    r.n_layer = j.value("n_layer", 0);
+    r.n_head = j.value("n_head", 0);
+    r.n_embd = j.value("n_embd", 0);
+    r.block_size = j.value("block_size", 0);
+    r.params = j.value("params", int64_t{0});
+    r.tokens = j.value("tokens", int64_t{0});
+    r.train_flops = j.contains("train_flops") ? number_or_nan(j["train_flops"]) : r.train_flops;
+    r.train_wall_s = j.contains("train_wall_s") ? number_or_nan(j["train_wall_s"]) : r.train_wall_s;
+    r.git_commit = j.value("git_commit", "");
   } catch (const json::exception& e) {
     throw Error("cell result '" + source + "' is incomplete: " + e.what(), "delete it to measure the cell again");
   }
@@ -153,6 +180,23 @@ CellState cell_state(const ExperimentGrid& grid, const GridCell& cell) {
   return CellState::pending;
 }
 
+// What the cell trained: the model file's config (its padded vocabulary: what the model computes).
+static void describe_run(CellResult& r, const LoadedModel& m) {
+  const ModelConfig& mc = m.config.model;
+  r.attention = to_string(mc.attention);
+  r.mask = to_string(mc.mask);
+  r.qisa_value = mc.attention == AttentionKind::qisa ? to_string(mc.qisa_value) : "";
+  r.n_layer = mc.n_layer;
+  r.n_head = mc.n_head;
+  r.n_embd = mc.n_embd;
+  r.block_size = mc.block_size;
+  r.params = m.model->num_params();
+  r.tokens = m.step * m.config.train.batch_size * mc.block_size;
+  r.train_flops = forward_flops(mc).training() * static_cast<double>(r.tokens);
+  r.train_wall_s = r.train_ms_per_step * static_cast<double>(m.step) / 1000.0;
+  r.git_commit = git_commit();
+}
+
 CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend) {
   const Config cfg = cell_config(grid, cell);
   const GridEval& ev = grid.eval;
@@ -189,6 +233,7 @@ CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backen
     r.leak_max_abs_delta = probe_leak(*m.model, windows).max_abs_delta;
   }
   r.train_ms_per_step = median(read_metrics((fs::path(cell.dir) / "metrics.jsonl").string()).step_ms);
+  describe_run(r, m);
   write_text_atomic(result_path(cell), r.to_json() + "\n");
   std::error_code ec;
   fs::remove(failure_path(cell), ec);  // finished: an earlier failure is history
@@ -344,7 +389,8 @@ std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellR
         " held-out prompts (no mask can leak into it); train ms/step is the median over the logged steps; inference "
         "ms/batch is the median of " + std::to_string(grid.eval.timing_repeats) +
         " forward passes over a batch of windows; leak is `qisa probe-leak` on " + std::to_string(grid.eval.probe_windows) +
-        " validation windows (0 for a causal model). Values are mean ± sample std over seeds.\n\n";
+        " validation windows (0 for a causal model). Values are mean ± sample std over seeds. One row per cell, with "
+        "what it trained (size, tokens, FLOPs, wall time, git commit), in results.csv beside this file.\n\n";
 
   md += "| combination | seeds | steps";
   for (const auto& m : metrics()) md += std::string(" | ") + m.label;
@@ -410,7 +456,8 @@ ExperimentReport write_report(const ExperimentGrid& grid) {
   for (const auto& [k, v] : grid.grid) csv += "," + csv_field(k);
   csv += ",steps";
   for (const auto& m : metrics()) csv += std::string(",") + m.column;
-  csv += ",infer_batch,threads\n";
+  csv += ",infer_batch,threads";
+  csv += ",attention,mask,qisa_value,n_layer,n_head,n_embd,block_size,params,tokens,train_flops,train_wall_s,git_commit\n";
   for (const CellResult& r : rep.results) {
     csv += csv_field(r.cell) + "," + csv_field(r.group) + "," + std::to_string(r.seed);
     for (const auto& [k, vs] : grid.grid) {
@@ -421,7 +468,11 @@ ExperimentReport write_report(const ExperimentGrid& grid) {
     }
     csv += "," + std::to_string(r.steps);
     for (const auto& m : metrics()) csv += "," + csv_number(r.*(m.field));
-    csv += "," + std::to_string(r.infer_batch) + "," + std::to_string(r.threads) + "\n";
+    csv += "," + std::to_string(r.infer_batch) + "," + std::to_string(r.threads);
+    csv += "," + csv_field(r.attention) + "," + csv_field(r.mask) + "," + csv_field(r.qisa_value);
+    for (int64_t v : {int64_t{r.n_layer}, int64_t{r.n_head}, int64_t{r.n_embd}, int64_t{r.block_size}, r.params, r.tokens})
+      csv += "," + (v > 0 ? std::to_string(v) : std::string());
+    csv += "," + csv_number(r.train_flops) + "," + csv_number(r.train_wall_s) + "," + csv_field(r.git_commit) + "\n";
   }
   rep.csv_path = (fs::path(grid.out) / "results.csv").string();
   rep.md_path = (fs::path(grid.out) / "results.md").string();

@@ -35,6 +35,15 @@ struct CellResult {
   int64_t infer_batch = 0;          // windows per timed forward pass
   double leak_max_abs_delta = std::numeric_limits<double>::quiet_NaN();  // qisa probe-leak (NaN: not measured)
   int threads = 0;                  // CPU threads of the measurements
+  // What was trained, from the cell's config and model (results.csv; absent from results written
+  // before these fields: empty / 0 / NaN there).
+  std::string attention, mask, qisa_value;  // model.attention, model.mask, model.qisa_value
+  int n_layer = 0, n_head = 0, n_embd = 0, block_size = 0;
+  int64_t params = 0;               // the model's parameters
+  int64_t tokens = 0;               // predicted tokens trained on: steps x train.batch_size x T
+  double train_flops = std::numeric_limits<double>::quiet_NaN();  // tokens x training FLOPs per token (trainer/flops.h)
+  double train_wall_s = std::numeric_limits<double>::quiet_NaN(); // train_ms_per_step x steps (no eval, no checkpoints)
+  std::string git_commit;           // of the binary that measured the cell (io/build_info.h)
 
   std::string to_json() const;
   // `source` names the file in errors.

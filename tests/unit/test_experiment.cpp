@@ -15,9 +15,13 @@
 #include <thread>
 
 #include "expect_error.h"
+#include "io/build_info.h"
 #include "io/metrics_log.h"
 #include "io/model_file.h"
 #include "io/plot.h"
+#include "kernels/backend.h"
+#include "trainer/flops.h"
+#include "trainer/model_io.h"
 #include "test_util.h"
 
 namespace qisa {
@@ -114,6 +118,19 @@ TEST_F(Experiment, ResultsMatchPerRunEvalAndFinishedCellsAreSkipped) {
     std::sort(ms.begin(), ms.end());
     EXPECT_EQ(std::stod(row.at("train_ms_per_step")), ms[3]);
     EXPECT_GT(std::stod(row.at("infer_ms_per_batch")), 0.0);
+    // what was trained, as data: the cell's config and model, its tokens, FLOPs and time
+    EXPECT_EQ(row.at("attention"), row.at("model.attention"));
+    EXPECT_EQ(row.at("mask"), row.at("model.mask"));
+    EXPECT_EQ(row.at("qisa_value"), row.at("model.attention") == "qisa" ? "per_head" : "");
+    EXPECT_EQ(row.at("n_layer") + "/" + row.at("n_head") + "/" + row.at("n_embd") + "/" + row.at("block_size"), "1/2/8/8");
+    EXPECT_EQ(std::stoll(row.at("tokens")), 30 * 16 * 8);  // steps x batch x T
+    auto cpu = make_cpu_backend(1);
+    const LoadedModel lm = load_model(dir + "/final.h5", *cpu, 1);
+    EXPECT_EQ(std::stoll(row.at("params")), lm.model->num_params());
+    EXPECT_DOUBLE_EQ(std::stod(row.at("train_flops")), forward_flops(lm.config.model).training() * 30 * 16 * 8);
+    EXPECT_DOUBLE_EQ(std::stod(row.at("train_wall_s")), ms[3] * 30 / 1000);
+    EXPECT_EQ(row.at("git_commit"), git_commit());
+    EXPECT_NE(row.at("git_commit"), "");
   }
 
   // results.md: the mean ± std of the two seeds of csa_causal, and the CE ratio of the means
@@ -370,6 +387,23 @@ TEST(ExperimentReport, MeanStdAndRatiosOnKnownNumbers) {
   EXPECT_TRUE(std::isnan(back.gen_cer));
   EXPECT_EQ(back.val_ce, r.val_ce);
   EXPECT_EQ(back.values, r.values);
+  r.attention = "qisa", r.mask = "causal", r.qisa_value = "shared", r.n_layer = 6, r.params = 123456789012;
+  r.tokens = 5, r.train_flops = 1.5e18, r.git_commit = "0123456789ab+dirty";
+  const CellResult facts = CellResult::from_json(r.to_json(), "r.json");
+  EXPECT_EQ(facts.attention + facts.mask + facts.qisa_value + facts.git_commit, "qisacausalshared0123456789ab+dirty");
+  EXPECT_EQ(facts.n_layer, 6);
+  EXPECT_EQ(facts.params, 123456789012);
+  EXPECT_EQ(facts.train_flops, 1.5e18);
+  EXPECT_TRUE(std::isnan(facts.train_wall_s));
+  // a result written before the run's facts were recorded still reads (they are empty)
+  auto old = nlohmann::json::parse(r.to_json());
+  for (const char* k : {"attention", "mask", "qisa_value", "n_layer", "n_head", "n_embd", "block_size", "params", "tokens",
+                        "train_flops", "train_wall_s", "git_commit"})
+    old.erase(k);
+  const CellResult before = CellResult::from_json(old.dump(), "old.json");
+  EXPECT_EQ(before.val_ce, r.val_ce);
+  EXPECT_EQ(before.attention, "");
+  EXPECT_TRUE(std::isnan(before.train_flops));
   test::expect_mentions(test::error_of([] { CellResult::from_json("{\"cell\": 1}", "r.json"); }), {"r.json", "incomplete"});
 }
 
