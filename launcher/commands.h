@@ -8,7 +8,8 @@ namespace qisa::cli {
 void add_prepare(CLI::App& app);      // cmd_prepare.cpp
 void add_train(CLI::App& app);        // cmd_train.cpp
 void add_eval(CLI::App& app);         // cmd_eval.cpp
-void add_probe_leak(CLI::App& app);   // cmd_probe_leak.cpp
+void add_probe_leak(CLI::App& app);   // cmd_probe.cpp
+void add_probe_attention(CLI::App& app);  // cmd_probe.cpp
 void add_bench(CLI::App& app);        // cmd_bench.cpp
 void add_bench_tokenizer(CLI::App& bench);  // cmd_bench_tokenizer.cpp (under qisa bench)
 void add_sample(CLI::App& app);       // cmd_sample.cpp

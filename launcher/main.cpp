@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   qisa::cli::add_train(app);
   qisa::cli::add_eval(app);
   qisa::cli::add_probe_leak(app);
+  qisa::cli::add_probe_attention(app);
   qisa::cli::add_bench(app);
   qisa::cli::add_sample(app);
   qisa::cli::add_launch(app);

@@ -669,4 +669,24 @@ std::vector<float> GPT::head_outputs_host(int layer) const {
   return download_floats(acts_->block(layer).heads.get(), last_B_ * last_T_ * cfg_.n_embd);
 }
 
+GPT::QueryKeys GPT::query_keys_host(int layer) const {
+  QISA_CHECK(layer >= 0 && layer < cfg_.n_layer, "no block " + std::to_string(layer), "blocks are 0..n_layer-1");
+  QISA_CHECK(recompute_ == Recompute::none || layer == block_held_,
+             "the queries and keys of block " + std::to_string(layer) + " are gone: with recompute blocks the model "
+             "keeps one block's activations (now block " + std::to_string(block_held_) + "'s)",
+             "build the model with Recompute::none (train.recompute: none) to read every block's attention");
+  // qkv [N, 3C] (csa: q | k | v) or [N, 2C] (qisa, qisa_a: q | k)
+  const int C = cfg_.n_embd, ld = cfg_.attention == AttentionKind::csa ? 3 * C : 2 * C;
+  const int64_t N = last_B_ * last_T_;
+  const std::vector<float> qkv = download_floats(acts_->block(layer).qkv.get(), N * ld);
+  QueryKeys r;
+  r.q.resize(static_cast<size_t>(N * C));
+  r.k.resize(static_cast<size_t>(N * C));
+  for (int64_t i = 0; i < N; ++i) {
+    std::copy_n(qkv.begin() + i * ld, C, r.q.begin() + i * C);
+    std::copy_n(qkv.begin() + i * ld + C, C, r.k.begin() + i * C);
+  }
+  return r;
+}
+
 }  // namespace qisa

@@ -119,6 +119,12 @@ class GPT {
   // [B, T, C] concatenated heads of block `layer`, before proj. With Recompute::blocks only the
   // block whose activations the arena holds (the last after forward): others are an error.
   std::vector<float> head_outputs_host(int layer) const;
+  // [B, T, C] each: the queries and keys of block `layer` (head h at columns h*D), as its
+  // attention read them (the same recompute rule).
+  struct QueryKeys {
+    std::vector<float> q, k;
+  };
+  QueryKeys query_keys_host(int layer) const;
 
  private:
   struct Layer;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
@@ -42,6 +43,71 @@ LeakResult probe_leak(GPT& model, const std::vector<std::vector<int32_t>>& windo
     }
     ++r.windows;
   }
+  return r;
+}
+
+std::string AttentionProbe::to_json() const {
+  nlohmann::json j{{"windows", windows}, {"rows_per_layer", rows}};
+  nlohmann::json ls = nlohmann::json::array();
+  for (const auto& l : layers)
+    ls.push_back({{"mean_entropy", l.mean_entropy}, {"min_entropy", l.min_entropy}, {"max_ratio", l.max_ratio}});
+  j["layers"] = ls;
+  return j.dump();
+}
+
+namespace {
+
+// One row's stats from its scores s_j, j <= i (i + 1 >= 2 of them): softmax, entropy relative to
+// uniform, max/min weight.
+void add_row(const std::vector<double>& s, AttentionLayerStats& st, double& entropy_sum) {
+  const double m = *std::max_element(s.begin(), s.end());
+  double z = 0;
+  for (double x : s) z += std::exp(x - m);
+  double h = 0, pmax = 0, pmin = 1;
+  for (double x : s) {
+    const double p = std::exp(x - m) / z;
+    if (p > 0) h -= p * std::log(p);
+    pmax = std::max(pmax, p), pmin = std::min(pmin, p);
+  }
+  const double rel = h / std::log(static_cast<double>(s.size()));
+  entropy_sum += rel;
+  st.min_entropy = std::min(st.min_entropy, rel);
+  st.max_ratio = std::max(st.max_ratio, pmin > 0 ? pmax / pmin : std::numeric_limits<double>::infinity());
+}
+
+}  // namespace
+
+AttentionProbe probe_attention(GPT& model, const std::vector<std::vector<int32_t>>& windows) {
+  const ModelConfig& m = model.config();
+  const int T = m.block_size, C = m.n_embd, H = m.n_head, D = m.head_dim();
+  const bool csa = m.attention == AttentionKind::csa;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(C));  // csa's 1/sqrt(C) (SPEC)
+  AttentionProbe r;
+  r.layers.assign(static_cast<size_t>(m.n_layer), AttentionLayerStats{});
+  std::vector<double> sums(static_cast<size_t>(m.n_layer), 0.0), s;
+  for (const auto& w : windows) {
+    QISA_CHECK(static_cast<int>(w.size()) == T, "probe window of " + std::to_string(w.size()) + " tokens",
+               "windows must have block_size tokens");
+    model.forward(w.data(), nullptr, 1, T, StepContext{});
+    for (int l = 0; l < m.n_layer; ++l) {
+      const GPT::QueryKeys qk = model.query_keys_host(l);
+      for (int h = 0; h < H; ++h)
+        for (int i = 1; i < T; ++i) {
+          s.assign(static_cast<size_t>(i + 1), 0.0);
+          const float* q = qk.q.data() + static_cast<int64_t>(i) * C + h * D;
+          for (int j = 0; j <= i; ++j) {
+            const float* k = qk.k.data() + static_cast<int64_t>(j) * C + h * D;
+            double dot = 0, d2 = 0;
+            for (int d = 0; d < D; ++d) dot += double(q[d]) * k[d], d2 += (double(q[d]) - k[d]) * (double(q[d]) - k[d]);
+            s[static_cast<size_t>(j)] = csa ? dot * scale : std::exp(-d2);
+          }
+          add_row(s, r.layers[static_cast<size_t>(l)], sums[static_cast<size_t>(l)]);
+        }
+    }
+    ++r.windows;
+  }
+  r.rows = r.windows * H * (T - 1);
+  for (size_t l = 0; l < r.layers.size(); ++l) r.layers[l].mean_entropy = r.rows ? sums[l] / r.rows : 0.0;
   return r;
 }
 

@@ -126,6 +126,18 @@ TEST_F(CliEndToEnd, ReferenceMaskLeaksAndCausalCsaDoesNot) {
   auto p = run_command(test::qisa_bin() + " probe-leak " + ref + "/final.h5");
   ASSERT_EQ(p.exit_code, 0) << p.output;
   EXPECT_GT(nlohmann::json::parse(p.output)["max_abs_delta"].get<double>(), 1e-4) << p.output;
+  // probe-attention: the paper's qisa score keeps every row within a factor e of uniform
+  auto a = run_command(test::qisa_bin() + " probe-attention " + ref + "/final.h5 --data " + corpus() + " --windows 4");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const auto qa = nlohmann::json::parse(a.output);
+  EXPECT_EQ(qa["windows"], 4);
+  ASSERT_EQ(qa["layers"].size(), 2u) << a.output;  // tiny_config: two blocks
+  for (const auto& l : qa["layers"]) {
+    EXPECT_LE(l["max_ratio"].get<double>(), std::exp(1.0)) << a.output;
+    EXPECT_GT(l["min_entropy"].get<double>(), 0.9) << a.output;
+    EXPECT_LE(l["mean_entropy"].get<double>(), 1.0) << a.output;
+    EXPECT_GE(l["mean_entropy"].get<double>(), l["min_entropy"].get<double>()) << a.output;
+  }
 
   const std::string csa = tmp / "run_csa";
   cfg = tiny_config(corpus(), csa);
@@ -135,6 +147,15 @@ TEST_F(CliEndToEnd, ReferenceMaskLeaksAndCausalCsaDoesNot) {
   p = run_command(test::qisa_bin() + " probe-leak " + csa + "/final.h5");
   ASSERT_EQ(p.exit_code, 0) << p.output;
   EXPECT_EQ(nlohmann::json::parse(p.output)["max_abs_delta"].get<double>(), 0.0) << p.output;
+  a = run_command(test::qisa_bin() + " probe-attention " + csa + "/final.h5 --windows 3");  // random windows
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const auto ca = nlohmann::json::parse(a.output);
+  EXPECT_EQ(ca["rows_per_layer"].get<int64_t>(), 3 * 2 * 15);  // windows x heads x rows i >= 1 (T = 16)
+  for (const auto& l : ca["layers"]) {
+    EXPECT_GT(l["min_entropy"].get<double>(), 0.0) << a.output;
+    EXPECT_LE(l["mean_entropy"].get<double>(), 1.0) << a.output;
+    EXPECT_GE(l["max_ratio"].get<double>(), 1.0) << a.output;
+  }
 }
 
 TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
@@ -380,7 +401,7 @@ TEST(Cli, LaunchDeviceIsCheckedAndPassedOn) {
 }
 
 TEST(Cli, HelpOnEverySubcommand) {
-  for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " sample", " inspect", " launch", " bench",
+  for (const char* sub : {"", " prepare", " train", " eval", " probe-leak", " probe-attention", " sample", " inspect", " launch", " bench",
                           " bench step", " info", " plan"}) {
     auto r = run_command(test::qisa_bin() + sub + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << ": " << r.output;

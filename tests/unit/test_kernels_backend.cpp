@@ -803,3 +803,46 @@ TEST(Workspace, ImpossibleSizeIsAnErrorNamingBytesPurposeAndSettings) {
 }
 
 }  // namespace
+
+namespace {
+
+// The paper's score (SPEC §1.1 qisa): p_i = softmax_{j<=i}(alpha_ij) with alpha_ij =
+// exp(-|q_i - k_j|^2) in (0, 1], so within a row max_j p_ij / min_j p_ij = exp(alpha_max -
+// alpha_min) < e whatever q and k are: attention can never favour one token by more than a
+// factor e. Read from the kernel itself: with v_j the j-th unit vector (D = T), out_i = p_i.
+// The same bound for trained models: `qisa probe-attention` (test_e2e_cli).
+TEST(GaussianAttention, ThePaperScoreKeepsEveryRowWithinAFactorE) {
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  auto be = qisa::make_cpu_backend(1);
+  constexpr int T = 19, D = T, B = 3;
+  for (float spread : {0.05f, 0.5f, 2.0f, 30.0f}) {  // |q-k|^2 ~ 13 spread^2: alpha ~1 down to ~0
+    std::uniform_real_distribution<float> u(-spread, spread);
+    std::vector<float> q(B * T * D), k(B * T * D), v(B * T * D, 0.f), out(B * T * D, NAN), z(B * T, NAN);
+    for (auto& x : q) x = u(rng);
+    for (auto& x : k) x = u(rng);
+    // spread 2: k_j = q_j, so alpha_ii = 1 and every other alpha_ij ~ exp(-50): the ratio reaches e
+    if (spread == 2.0f) k = q;
+    for (int b = 0; b < B; ++b)
+      for (int j = 0; j < T; ++j) v[(b * T + j) * D + j] = 1.f;
+    be->gaussian_attention_forward(out.data(), D, z.data(), q.data(), k.data(), D, v.data(), D, B, T, 1, D,
+                                   qisa::AttnMask::causal);
+    double worst = 1;
+    for (int b = 0; b < B; ++b)
+      for (int i = 0; i < T; ++i) {
+        const float* p = out.data() + (b * T + i) * D;
+        double lo = 1, hi = 0, sum = 0;
+        for (int j = 0; j <= i; ++j) lo = std::min<double>(lo, p[j]), hi = std::max<double>(hi, p[j]), sum += p[j];
+        for (int j = i + 1; j < T; ++j) EXPECT_EQ(p[j], 0.f) << "row " << i << " reads position " << j;
+        EXPECT_NEAR(sum, 1.0, 1e-5);
+        worst = std::max(worst, hi / lo);
+      }
+    EXPECT_LE(worst, std::exp(1.0) * (1 + 1e-5)) << "spread " << spread;
+    if (spread == 2.0f) {
+      EXPECT_GT(worst, std::exp(1.0) * (1 - 1e-5));  // the bound is reached, not trivially met
+    }
+  }
+}
+
+}  // namespace
