@@ -41,6 +41,12 @@ const char* to_string(AttentionKind a) {
 }
 const char* to_string(QisaValue v) { return v == QisaValue::per_head ? "per_head" : "shared"; }
 const char* to_string(AttnMask m) { return m == AttnMask::causal ? "causal" : "reference"; }
+const char* to_string(QisaScore s) { return s == QisaScore::paper ? "paper" : "gaussian"; }
+
+AttnScore ModelConfig::attn_score() const {
+  const double s = qisa_score_scale > 0 ? qisa_score_scale : 1.0 / std::sqrt(static_cast<double>(head_dim()));
+  return {qisa_score, static_cast<float>(s)};
+}
 const char* to_string(Activation a) { return a == Activation::relu ? "relu" : "gelu"; }
 const char* to_string(Recompute r) { return r == Recompute::none ? "none" : "blocks"; }
 const char* to_string(OnNonfinite o) { return o == OnNonfinite::stop ? "stop" : "skip"; }
@@ -215,6 +221,7 @@ void read_value(const YAML::Node& n, AttentionKind& v) {
 }
 void read_value(const YAML::Node& n, QisaValue& v) { v = parse_enum(n, {QisaValue::per_head, QisaValue::shared}); }
 void read_value(const YAML::Node& n, AttnMask& v) { v = parse_enum(n, {AttnMask::causal, AttnMask::reference}); }
+void read_value(const YAML::Node& n, QisaScore& v) { v = parse_enum(n, {QisaScore::paper, QisaScore::gaussian}); }
 void read_value(const YAML::Node& n, Activation& v) { v = parse_enum(n, {Activation::relu, Activation::gelu}); }
 void read_value(const YAML::Node& n, Recompute& v) { v = parse_enum(n, {Recompute::none, Recompute::blocks}); }
 void read_value(const YAML::Node& n, OnNonfinite& v) { v = parse_enum(n, {OnNonfinite::stop, OnNonfinite::skip}); }
@@ -279,6 +286,10 @@ const std::vector<Field>& fields() {
       field<&Config::model, &ModelConfig::qisa_value>(
           "model.qisa_value", "qisa value map: per_head (C x C per head) | shared (one C x C per block)"),
       field<&Config::model, &ModelConfig::mask>("model.mask", "causal | reference"),
+      field<&Config::model, &ModelConfig::qisa_score>(
+          "model.qisa_score", "qisa / qisa_a score: paper (softmax of exp(-|q-k|^2)) | gaussian (softmax of -s |q-k|^2)"),
+      field<&Config::model, &ModelConfig::qisa_score_scale>(
+          "model.qisa_score_scale", "s of qisa_score gaussian (> 0); 0 = 1/sqrt(head size)"),
       field<&Config::model, &ModelConfig::activation>("model.activation", "relu | gelu"),
       field<&Config::model, &ModelConfig::dropout>("model.dropout", "[0, 1)"),
       field<&Config::model, &ModelConfig::pauli_identity_prob>("model.pauli_identity_prob",
@@ -576,6 +587,17 @@ class ConfigParser {
                  "(or set it to per_head), or set model.attention=qisa"
                : "qisa_a computes its values with a circuit and has no value map to share; remove "
                  "model.qisa_value (or set it to per_head), or set model.attention=qisa");
+    if (m.qisa_score == QisaScore::gaussian && m.attention == AttentionKind::csa)
+      fail(c, "model.qisa_score", "gaussian needs model.attention = qisa or qisa_a, but attention is csa",
+           "csa scores with q.k / sqrt(C); remove model.qisa_score, or set model.attention=qisa");
+    if (m.qisa_score == QisaScore::gaussian && m.attention != AttentionKind::csa && c.train.device == Device::cuda)
+      fail(c, "model.qisa_score", "gaussian is not in the CUDA kernels yet (train.device is cuda)",
+           "train it with train.device=cpu, or use model.qisa_score=paper on the GPU");
+    require(std::isfinite(m.qisa_score_scale) && m.qisa_score_scale >= 0 && m.qisa_score_scale <= 1e6, c,
+            "model.qisa_score_scale", "must be from 0 to 1e6 (0: 1/sqrt(head size))");
+    if (m.qisa_score_scale > 0 && m.qisa_score != QisaScore::gaussian)
+      fail(c, "model.qisa_score_scale", "is the scale of model.qisa_score gaussian, but the score is paper",
+           "set model.qisa_score=gaussian, or remove model.qisa_score_scale");
     require(m.dropout >= 0 && m.dropout < 1, c, "model.dropout", "must be in [0, 1)");
     require(m.pauli_identity_prob >= 0 && m.pauli_identity_prob < 1, c, "model.pauli_identity_prob",
             "must be in [0, 1)", "the paper uses 0.9");

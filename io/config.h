@@ -51,6 +51,7 @@ enum class Bf16Rounding { nearest, stochastic };
 const char* to_string(AttentionKind a);
 const char* to_string(QisaValue v);
 const char* to_string(AttnMask m);
+const char* to_string(QisaScore s);
 const char* to_string(Activation a);
 const char* to_string(Recompute r);
 const char* to_string(OnNonfinite o);
@@ -73,11 +74,14 @@ struct ModelConfig {
   AttentionKind attention = AttentionKind::qisa;
   QisaValue qisa_value = QisaValue::per_head;  // attention qisa only (shared is an error otherwise)
   AttnMask mask = AttnMask::causal;
+  QisaScore qisa_score = QisaScore::paper;  // attention qisa / qisa_a: the Gaussian attention's score
+  double qisa_score_scale = 0.0;   // qisa_score gaussian: softmax over -scale |q-k|^2; 0 = 1/sqrt(D)
   Activation activation = Activation::relu;
   double dropout = 0.0;            // [0, 1)
   double pauli_identity_prob = 0.9;  // [0, 1)
 
   int head_dim() const { return n_embd / n_head; }  // D
+  AttnScore attn_score() const;                     // qisa_score with its scale resolved
   int n_qubits() const;                             // ceil(log2 C), at least 1
   bool operator==(const ModelConfig&) const = default;
 };

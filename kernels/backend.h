@@ -29,6 +29,16 @@ namespace qisa {
 enum class Activation { relu, gelu };          // gelu = tanh approximation
 enum class AttnMask { causal, reference };     // SPEC §1.1
 
+// The score of Gaussian-kernel attention (model.qisa_score), from d2_ij = |q_i - k_j|^2:
+//   paper:    p_i = softmax_{j<=i}(exp(-d2_ij))   (SPEC §1.1: the published score; it lies in
+//             (0, 1], so a row's weights differ by at most a factor e)
+//   gaussian: p_i = softmax_{j<=i}(-scale * d2_ij)  (an RBF kernel; scale > 0, 1/sqrt(D) by default)
+enum class QisaScore { paper, gaussian };
+struct AttnScore {
+  QisaScore kind = QisaScore::paper;
+  float scale = 1.0f;  // gaussian only
+};
+
 // One Pauli string of n letters packed for the fast path (SPEC §1.2):
 //   v = sign * sum_b u_b u_{b^flip} (-1)^popcount(b & phase)
 // flip = mask of X/Y letters, phase = mask of Z/Y letters (qubit 0 = most significant bit of
@@ -231,20 +241,23 @@ class Backend {
                             int ld_in, int64_t B, int T, int H, int D, float scale, const Dropout& d,
                             GradMode mode) = 0;
 
-  // ---- Gaussian-kernel attention (SPEC §1.1 qisa), per (b, h):
-  //   alpha_ij = exp(-|q_i - k_j|^2), p_i = softmax_{j<=i}(alpha_i)
+  // ---- Gaussian-kernel attention (SPEC §1.1 qisa), per (b, h), with the score of AttnScore:
+  //   paper: alpha_ij = exp(-|q_i - k_j|^2), p_i = softmax_{j<=i}(alpha_i)
+  //   gaussian: p_i = softmax_{j<=i}(-scale |q_i - k_j|^2)
   //   causal: out_i = sum_{j<=i} p_ij v_j;   reference: out_j = sum_{i>=j} p_ij v_i
   // q, k: rows of [N, ld_qk], head h at columns h*D; v: [N, ld_v], head h at columns h*D;
-  // out [N, ld_out], head h at columns h*D. z [B,H,T]: the row normaliser
-  // z_i = sum_{j<=i} exp(alpha_ij - 1/2), saved for backward (p_ij = exp(alpha_ij - 1/2) / z_i).
-  // alpha is in (0, 1], so no running maximum is needed; the shift by 1/2 cancels in p.
+  // out [N, ld_out], head h at columns h*D. z [B,H,T], saved for backward:
+  //   paper: the row normaliser z_i = sum_{j<=i} exp(alpha_ij - 1/2) (p_ij = exp(alpha_ij - 1/2) /
+  //   z_i; alpha is in (0, 1], so no running maximum is needed; the shift by 1/2 cancels in p);
+  //   gaussian: the row's log-sum-exp z_i = log sum_{j<=i} exp(-scale d2_ij) (p_ij = exp(-scale
+  //   d2_ij - z_i); forward shifts by the row's maximum).
   virtual void gaussian_attention_forward(Act out, int ld_out, float* z, CAct q,
                                           CAct k, int ld_qk, CAct v, int ld_v,
-                                          int64_t B, int T, int H, int D, AttnMask mask) = 0;
+                                          int64_t B, int T, int H, int D, AttnMask mask, AttnScore score) = 0;
   virtual void gaussian_attention_backward(Act dq, Act dk, int ld_qk, Act dv, int ld_v,
                                            CAct dout, int ld_out, const float* z,
                                            CAct q, CAct k, CAct v,
-                                           int64_t B, int T, int H, int D, AttnMask mask,
+                                           int64_t B, int T, int H, int D, AttnMask mask, AttnScore score,
                                            GradMode mode) = 0;
 
   // ---- Pauli value layer (SPEC §1.2), per row n and head h:

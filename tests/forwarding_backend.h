@@ -67,12 +67,13 @@ class ForwardingBackend : public Backend {
     be_->csa_backward(dq, dk, dv, g, lo, att, q, k, v, li, B, T, H, D, s, d, m1);
   }
   void gaussian_attention_forward(Act o, int lo, float* att, CAct q, CAct k, int lqk, CAct v, int lv, int64_t B, int T,
-                                  int H, int D, AttnMask m) override {
-    be_->gaussian_attention_forward(o, lo, att, q, k, lqk, v, lv, B, T, H, D, m);
+                                  int H, int D, AttnMask m, AttnScore sc) override {
+    be_->gaussian_attention_forward(o, lo, att, q, k, lqk, v, lv, B, T, H, D, m, sc);
   }
   void gaussian_attention_backward(Act dq, Act dk, int lqk, Act dv, int lv, CAct g, int lo, const float* att, CAct q,
-                                   CAct k, CAct v, int64_t B, int T, int H, int D, AttnMask m, GradMode m1) override {
-    be_->gaussian_attention_backward(dq, dk, lqk, dv, lv, g, lo, att, q, k, v, B, T, H, D, m, m1);
+                                   CAct k, CAct v, int64_t B, int T, int H, int D, AttnMask m, AttnScore sc,
+                                   GradMode m1) override {
+    be_->gaussian_attention_backward(dq, dk, lqk, dv, lv, g, lo, att, q, k, v, B, T, H, D, m, sc, m1);
   }
   void pauli_value_forward(Act v, int lv, const float* u, int lu, const PauliTerm* t, int64_t N, int H, int D, int C,
                            int n) override {

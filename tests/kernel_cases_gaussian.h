@@ -97,7 +97,7 @@ void gaussian_attention_forward_matches_cpu(qisa::Backend& cpu, std::mt19937_64&
       std::vector<float> z(s.B * s.H * s.T, NAN), want_z = z;
       gaussian_forward_run(r, in, mask, out, z);
       cpu.gaussian_attention_forward(want.data(), s.ld_out(), want_z.data(), in.q.data(), in.k.data(), s.ld_qk(),
-                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask);
+                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask, qisa::AttnScore{});
       const auto got = head_cols(out, N, s.ld_out(), W);
       ASSERT_FALSE(any_nan(got) || any_nan(z));
       EXPECT_LE(max_rel_err(got, head_cols(want, N, s.ld_out(), W)), kTol<T>);
@@ -156,7 +156,7 @@ void gaussian_attention_backward_matches_cpu(qisa::Backend& cpu, std::mt19937_64
       std::vector<T> out(N * s.ld_out());
       std::vector<float> z(s.B * s.H * s.T);
       cpu.gaussian_attention_forward(out.data(), s.ld_out(), z.data(), in.q.data(), in.k.data(), s.ld_qk(),
-                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask);
+                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask, qisa::AttnScore{});
       for (GradMode mode : kModes) {
         SCOPED_TRACE(s.name() + " " + mask_name(mask) + " " + mode_name(mode));
         auto fresh = [&](int ld) {
@@ -168,7 +168,7 @@ void gaussian_attention_backward_matches_cpu(qisa::Backend& cpu, std::mt19937_64
         gaussian_backward_run(r, in, z, mask, mode, dq, dk, dv);
         cpu.gaussian_attention_backward(want_dq.data(), want_dk.data(), s.ld_qk(), want_dv.data(), s.ld_v(),
                                         in.dout.data(), s.ld_out(), z.data(), in.q.data(), in.k.data(), in.v.data(),
-                                        s.B, s.T, s.H, s.D, mask, mode);
+                                        s.B, s.T, s.H, s.D, mask, qisa::AttnScore{}, mode);
         expect_grad_close("dq", dq, want_dq, N, s.ld_qk(), W);
         expect_grad_close("dk", dk, want_dk, N, s.ld_qk(), W);
         expect_grad_close("dv", dv, want_dv, N, s.ld_v(), W);

@@ -67,13 +67,14 @@ struct DoubleOps {
     qisa::cpu::csa_backward(dq, dk, dv, g, ldo, att, q, k, v, ld, B, T, H, D, s, d, ws, m1);
   }
   void gaussian_attention_forward(double* o, int ldo, double* att, const double* q, const double* k, int ldqk,
-                                  const double* v, int ldv, int64_t B, int T, int H, int D, AttnMask m) {
-    qisa::cpu::gaussian_attention_forward(o, ldo, att, q, k, ldqk, v, ldv, B, T, H, D, m, ws);
+                                  const double* v, int ldv, int64_t B, int T, int H, int D, AttnMask m,
+                                  qisa::AttnScore sc) {
+    qisa::cpu::gaussian_attention_forward(o, ldo, att, q, k, ldqk, v, ldv, B, T, H, D, m, sc, ws);
   }
   void gaussian_attention_backward(double* dq, double* dk, int ldqk, double* dv, int ldv, const double* g, int ldo,
                                    const double* att, const double* q, const double* k, const double* v, int64_t B,
-                                   int T, int H, int D, AttnMask m, GradMode m1) {
-    qisa::cpu::gaussian_attention_backward(dq, dk, ldqk, dv, ldv, g, ldo, att, q, k, v, B, T, H, D, m, ws, m1);
+                                   int T, int H, int D, AttnMask m, qisa::AttnScore sc, GradMode m1) {
+    qisa::cpu::gaussian_attention_backward(dq, dk, ldqk, dv, ldv, g, ldo, att, q, k, v, B, T, H, D, m, sc, ws, m1);
   }
   void pauli_value_forward(double* v, int ldv, const double* u, int ldu, const PauliTerm* t, int64_t N, int H, int D,
                            int C, int n) {

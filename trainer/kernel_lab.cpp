@@ -44,7 +44,7 @@ struct Operand {
 class Lab {
  public:
   Lab(Backend& be, const ModelConfig& m, int64_t B, DType act, const KernelLabOptions& o)
-      : be(be), o(o), rng_(o.seed | 1) {
+      : be(be), o(o), score(m.attn_score()), rng_(o.seed | 1) {
     r.B = B, r.T = m.block_size, r.C = m.n_embd, r.H = m.n_head, r.D = m.head_dim();
     r.V = m.vocab_size, r.N = B * m.block_size, r.n_qubits = m.n_qubits(), r.act = act;
     r.params = ParamTable(m).total(), r.emulated = o.emulated;
@@ -109,6 +109,7 @@ class Lab {
 
   Backend& be;
   const KernelLabOptions& o;
+  AttnScore score;   // the config's Gaussian attention score
   KernelLabReport r;
   double a = 4;      // activation element size
   double pairs = 0;  // causal (b, h, i, j <= i) pairs: B*H*T(T+1)/2
@@ -258,7 +259,7 @@ void lab_gaussian(Lab& L, AttnMask mask) {
   auto z = L.floats(static_cast<int64_t>(BHT));
   const CAct q = qk.act();
   const Act dq = dqk.act();
-  auto fwd = [&] { L.be.gaussian_attention_forward(out.act(), r.C, z.get(), q, q + r.C, 2 * r.C, v.act(), r.C, r.B, r.T, r.H, r.D, mask); };
+  auto fwd = [&] { L.be.gaussian_attention_forward(out.act(), r.C, z.get(), q, q + r.C, 2 * r.C, v.act(), r.C, r.B, r.T, r.H, r.D, mask, L.score); };
   fwd();  // the backward reads the forward's z
   const std::string name = std::string("gaussian_attention_") + to_string(mask);
   L.run({
@@ -268,7 +269,7 @@ void lab_gaussian(Lab& L, AttnMask mask) {
       {name + "_backward", 7 * NC * L.a + BHT * kF, 11.0 * r.D * L.pairs, Bound::compute,
        [&] {
          L.be.gaussian_attention_backward(dq, dq + r.C, 2 * r.C, dv.act(), r.C, dout.act(), r.C, z.get(), q, q + r.C,
-                                          v.act(), r.B, r.T, r.H, r.D, mask, kSet);
+                                          v.act(), r.B, r.T, r.H, r.D, mask, L.score, kSet);
        }},
   });
 }

@@ -521,7 +521,7 @@ void GPT::attention_forward(int l, int64_t B, int T, const StepContext& ctx) {
       }
       const CAct q = b.qkv.get();
       be_.gaussian_attention_forward(b.heads.get(), C, b.att_stat.get(), q, q + C, 2 * C, b.vals.get(), C, B, T, H, D,
-                                     cfg_.mask);
+                                     cfg_.mask, cfg_.attn_score());
       break;
     }
   }
@@ -622,7 +622,7 @@ void GPT::attention_backward(int l, int64_t B, int T, GradMode mode) {
     case AttentionKind::qisa:
     case AttentionKind::qisa_a: {
       be_.gaussian_attention_backward(dq, dq + C, 2 * C, a.dvals.get(), C, a.dheads.get(), C, b.att_stat.get(), q, q + C,
-                                      b.vals.get(), B, T, H, D, cfg_.mask, kSet);
+                                      b.vals.get(), B, T, H, D, cfg_.mask, cfg_.attn_score(), kSet);
       be_.linear_backward(a.dln.get(), G + L.qk_w, G + L.qk_b, dq, b.ln1.get(), gemm_weight(L.qk_w), N, C, 2 * C, kSet, mode);
       if (cfg_.attention == AttentionKind::qisa && cfg_.qisa_value == QisaValue::shared) {
         // dL/du sums over the heads (each head adds its strings' part), then ONE GEMM backward.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "kernels/error.h"
@@ -63,16 +62,17 @@ void add_row(const std::vector<double>& s, AttentionLayerStats& st, double& entr
   const double m = *std::max_element(s.begin(), s.end());
   double z = 0;
   for (double x : s) z += std::exp(x - m);
-  double h = 0, pmax = 0, pmin = 1;
+  double h = 0;
   for (double x : s) {
     const double p = std::exp(x - m) / z;
     if (p > 0) h -= p * std::log(p);
-    pmax = std::max(pmax, p), pmin = std::min(pmin, p);
   }
+  // max p / min p = exp(max s - min s), kept finite (a weight that underflows to 0 is not infinitely far)
+  const double spread = m - *std::min_element(s.begin(), s.end());
   const double rel = h / std::log(static_cast<double>(s.size()));
   entropy_sum += rel;
   st.min_entropy = std::min(st.min_entropy, rel);
-  st.max_ratio = std::max(st.max_ratio, pmin > 0 ? pmax / pmin : std::numeric_limits<double>::infinity());
+  st.max_ratio = std::max(st.max_ratio, std::exp(std::min(spread, 700.0)));
 }
 
 }  // namespace
@@ -82,6 +82,9 @@ AttentionProbe probe_attention(GPT& model, const std::vector<std::vector<int32_t
   const int T = m.block_size, C = m.n_embd, H = m.n_head, D = m.head_dim();
   const bool csa = m.attention == AttentionKind::csa;
   const double scale = 1.0 / std::sqrt(static_cast<double>(C));  // csa's 1/sqrt(C) (SPEC)
+  const AttnScore score = m.attn_score();  // qisa, qisa_a: the model's score
+  const bool paper = score.kind == QisaScore::paper;
+  const double gscale = score.scale;
   AttentionProbe r;
   r.layers.assign(static_cast<size_t>(m.n_layer), AttentionLayerStats{});
   std::vector<double> sums(static_cast<size_t>(m.n_layer), 0.0), s;
@@ -99,7 +102,7 @@ AttentionProbe probe_attention(GPT& model, const std::vector<std::vector<int32_t
             const float* k = qk.k.data() + static_cast<int64_t>(j) * C + h * D;
             double dot = 0, d2 = 0;
             for (int d = 0; d < D; ++d) dot += double(q[d]) * k[d], d2 += (double(q[d]) - k[d]) * (double(q[d]) - k[d]);
-            s[static_cast<size_t>(j)] = csa ? dot * scale : std::exp(-d2);
+            s[static_cast<size_t>(j)] = csa ? dot * scale : paper ? std::exp(-d2) : -gscale * d2;
           }
           add_row(s, r.layers[static_cast<size_t>(l)], sums[static_cast<size_t>(l)]);
         }

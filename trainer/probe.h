@@ -23,11 +23,13 @@ LeakResult probe_leak(GPT& model, const std::vector<std::vector<int32_t>>& windo
 
 // The attention probe: how far from uniform are a trained model's attention rows? For every
 // window, block, head and row i >= 1, the row p_i over its i+1 visible positions j <= i (SPEC
-// §1.1: csa softmax(q.k / sqrt(C)); qisa and qisa_a softmax(exp(-|q-k|^2))), recomputed in
+// §1.1: csa softmax(q.k / sqrt(C)); qisa and qisa_a softmax(exp(-|q-k|^2)), or softmax(-s |q-k|^2)
+// with model.qisa_score gaussian), recomputed in
 // float64 from the queries and keys the model's forward produced. The `reference` mask applies
 // the same rows transposed, so its rows are probed the same way.
 //   entropy: H(p_i) / log(i+1), 1 for a uniform row, 0 for one-hot; the mean over rows
-//   max_ratio: max_j p_ij / min_j p_ij, the largest over rows (the paper's score keeps it <= e)
+//   max_ratio: max_j p_ij / min_j p_ij = exp(max_j s_ij - min_j s_ij), the largest over rows
+//   (at most e^700); the paper's score keeps it <= e
 struct AttentionLayerStats {
   double mean_entropy = 0, min_entropy = 1, max_ratio = 1;
 };

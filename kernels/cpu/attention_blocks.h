@@ -33,7 +33,9 @@
 // same order as without tiles.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "kernels/backend.h"
@@ -318,6 +320,49 @@ inline void wsum_cols_to(GradMode mode, F* dst, int64_t ld, F* A, const MatTile<
     wsum_cols_to<F, kDiff, true>(dst, ld, A, m, T, X, ldx, x0, ld0, D, Dp);
   else
     wsum_cols_to<F, kDiff, false>(dst, ld, A, m, T, X, ldx, x0, ld0, D, Dp);
+}
+
+// Softmax of the rows i0 .. i0 + rows - 1 of a group (rows <= W; row r at Si + r*ld) over their
+// visible columns j <= i: the raw scores become w = scale * score, then p = exp(w - max) / sum in
+// place (0 for j > i), and lse[r] = max + log(sum) (the flash form: backward recomputes p from w
+// and lse). In stages over the rows, so that the rows' max -> exp -> sum -> scale chains overlap.
+template <typename F>
+inline void softmax_rows_lse(F* Si, int64_t ld, int i0, int rows, int np, F scale, F* lse) {
+  constexpr int L = W<F>;
+  F mx[L], sum[L];
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    Pack<F> m = {};
+    m += -std::numeric_limits<F>::infinity();
+    for (int p = 0; p < np; ++p) {
+      const Pack<F> x = pack_load(sr + p * L) * scale;
+      pack_store(sr + p * L, x);
+      m = pack_max<F>(m, pack_fill_from<F>(x, i0 + r + 1 - p * L, -std::numeric_limits<F>::infinity()));
+    }
+    mx[r] = pack_hmax<F>(m);  // over j <= i
+  }
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    const F m = mx[r];
+    for (int p = 0; p < np; ++p) {
+      F* sp = sr + p * L;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) sp[l] = exp_t<F>(sp[l] - m);
+    }
+    Pack<F> acc = {};
+    for (int p = 0; p < np; ++p) {
+      const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
+      acc += e;
+      pack_store(sr + p * L, e);
+    }
+    sum[r] = pack_sum<F>(acc);
+  }
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    const F inv = F(1) / sum[r];
+    for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
+    lse[r] = mx[r] + std::log(sum[r]);
+  }
 }
 
 // Row i of softmax probabilities recomputed from the raw scores p[0..np*W) (q_i . k_j) and the

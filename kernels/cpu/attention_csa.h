@@ -70,41 +70,10 @@ void csa_forward(F* out, int ld_out, F* lse, const F* q, const F* k, const F* v,
         const int np = i0 / L + 1, rows = std::min(L, t1 - i0);
         F* Si = S + static_cast<int64_t>(i0 - t0) * Tp;  // row i0 of the tile
         rows_cols<F, false>(Si, q + (r0 + i0) * ld_in + col, ld_in, kT, Tp, D, rows, np);
-        // In stages over the group's rows, so that the rows' max -> exp -> sum -> scale chains overlap.
-        F mx[L], sum[L];
-        for (int r = 0; r < rows; ++r) {
-          F* sr = Si + static_cast<int64_t>(r) * Tp;
-          Pack<F> m = {};
-          m += -std::numeric_limits<F>::infinity();
-          for (int p = 0; p < np; ++p) {
-            const Pack<F> x = pack_load(sr + p * L) * sc;
-            pack_store(sr + p * L, x);
-            m = pack_max<F>(m, pack_fill_from<F>(x, i0 + r + 1 - p * L, -std::numeric_limits<F>::infinity()));
-          }
-          mx[r] = pack_hmax<F>(m);  // over j <= i
-        }
-        for (int r = 0; r < rows; ++r) {
-          F* sr = Si + static_cast<int64_t>(r) * Tp;
-          const F m = mx[r];
-          for (int p = 0; p < np; ++p) {
-            F* sp = sr + p * L;
-#pragma omp simd
-            for (int l = 0; l < L; ++l) sp[l] = exp_t<F>(sp[l] - m);
-          }
-          Pack<F> acc = {};
-          for (int p = 0; p < np; ++p) {
-            const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
-            acc += e;
-            pack_store(sr + p * L, e);
-          }
-          sum[r] = pack_sum<F>(acc);
-        }
+        softmax_rows_lse<F>(Si, Tp, i0, rows, np, sc, lseb + i0);
         for (int r = 0; r < rows; ++r) {
           const int i = i0 + r;
           F* sr = Si + static_cast<int64_t>(r) * Tp;
-          const F inv = F(1) / sum[r];
-          for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
-          lseb[i] = mx[r] + std::log(sum[r]);
           if (drop) {
             const F* m = mult + static_cast<int64_t>(i - t0) * T;
             for (int j = 0; j <= i; ++j) sr[j] *= m[j];

@@ -211,19 +211,19 @@ class CpuBackend final : public Backend {
   }
 
   void gaussian_attention_forward(Act out, int ld_out, float* z, CAct q, CAct k, int ld_qk, CAct v, int ld_v, int64_t B,
-                                  int T, int H, int D, AttnMask mask) override {
+                                  int T, int H, int D, AttnMask mask, AttnScore score) override {
     ThreadScope ts(threads_);
     const int64_t N = B * T, W = int64_t{H} * D;
     const bool c = cpu::any_bf16({out.t, q.t, k.t, v.t});
     cpu::Stage st(stage_);
     cpu::gaussian_attention_forward(st.out_rows(out, N, W, ld_out, c), st.ld_of(c, W, ld_out), z,
                                     st.in_rows(q, N, W, ld_qk, c), st.in_rows(k, N, W, ld_qk, c), st.ld_of(c, W, ld_qk),
-                                    st.in_rows(v, N, W, ld_v, c), st.ld_of(c, W, ld_v), B, T, H, D, mask, ws_);
+                                    st.in_rows(v, N, W, ld_v, c), st.ld_of(c, W, ld_v), B, T, H, D, mask, score, ws_);
     st.commit();
   }
   void gaussian_attention_backward(Act dq, Act dk, int ld_qk, Act dv, int ld_v, CAct dout, int ld_out, const float* z,
                                    CAct q, CAct k, CAct v, int64_t B, int T, int H, int D, AttnMask mask,
-                                   GradMode mode) override {
+                                   AttnScore score, GradMode mode) override {
     ThreadScope ts(threads_);
     const int64_t N = B * T, W = int64_t{H} * D;
     const bool c = cpu::any_bf16({dq.t, dk.t, dv.t, dout.t, q.t, k.t, v.t});
@@ -232,7 +232,7 @@ class CpuBackend final : public Backend {
         st.out_rows(dq, N, W, ld_qk, c, mode), st.out_rows(dk, N, W, ld_qk, c, mode), st.ld_of(c, W, ld_qk),
         st.out_rows(dv, N, W, ld_v, c, mode), st.ld_of(c, W, ld_v), st.in_rows(dout, N, W, ld_out, c),
         st.ld_of(c, W, ld_out), z, st.in_rows(q, N, W, ld_qk, c), st.in_rows(k, N, W, ld_qk, c),
-        st.in_rows(v, N, W, ld_v, c), B, T, H, D, mask, ws_, mode);
+        st.in_rows(v, N, W, ld_v, c), B, T, H, D, mask, score, ws_, mode);
     st.commit();
   }
 

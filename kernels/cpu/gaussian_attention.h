@@ -1,5 +1,7 @@
-// Gaussian-kernel attention (SPEC §1.1 qisa), per (batch, head) block:
-//   alpha_ij = exp(-|q_i - k_j|^2), p_i = softmax_{j<=i}(alpha_i)
+// Gaussian-kernel attention (SPEC §1.1 qisa), per (batch, head) block, with d2_ij = |q_i - k_j|^2:
+//   score paper:    alpha_ij = exp(-d2_ij), p_i = softmax_{j<=i}(alpha_i)
+//   score gaussian: p_i = softmax_{j<=i}(-scale d2_i)   (model.qisa_score; z holds the row's
+//   log-sum-exp instead, from a softmax with the row maximum, as csa's lse)
 //   causal: out_i = sum_{j<=i} p_ij v_j;   reference: out_j = sum_{i>=j} p_ij v_i (p transposed,
 //   as the published code does).
 // Forward saves one float per row, z [B,H,T]: the row normaliser z_i = sum_{j<=i} exp(alpha_ij -
@@ -18,6 +20,7 @@
 // summation order: attention_blocks.h.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -30,13 +33,57 @@
 
 namespace qisa::cpu {
 
+// A gaussian score's scale is finite and > 0 (the config checks model.qisa_score_scale too).
+inline void check_score(const char* op, AttnScore score) {
+  QISA_CHECK(score.kind == QisaScore::paper || (std::isfinite(score.scale) && score.scale > 0),
+             std::string(op) + ": gaussian score scale " + std::to_string(score.scale) + " is not > 0",
+             "model.qisa_score_scale: 0 (1/sqrt(head size)) or a positive number");
+}
+
+// The paper's score for the rows i0 .. i0 + rows - 1 of a group (row r at Si + r*ld, holding
+// d2): p_ij = exp(alpha_ij - 1/2) / z_i with alpha = exp(-d2), 0 for j > i; z[r] = the row sum.
+// In stages over the group's rows (not row by row), so that the rows' exp -> sum -> scale chains
+// overlap. alpha is in (0, 1]: the softmax needs no max subtraction, and exp_unit_shifted(alpha) =
+// exp(alpha - 1/2) gives the same p.
+template <typename F>
+inline void paper_softmax_rows(F* Si, int64_t ld, int i0, int rows, int np, F* z) {
+  using namespace attn;
+  constexpr int L = W<F>;
+  F sum[L];
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    for (int p = 0; p < np; ++p) {
+      F* sp = sr + p * L;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) sp[l] = exp_unit_shifted<F>(exp_t<F>(-sp[l]));
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    Pack<F> acc = {};
+    for (int p = 0; p < np; ++p) {
+      const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
+      acc += e;
+      pack_store(sr + p * L, e);
+    }
+    sum[r] = pack_sum<F>(acc);
+  }
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    const F inv = F(1) / sum[r];
+    for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
+    z[r] = sum[r];
+  }
+}
+
 // out [N, ld_out]; z [B,H,T]; q, k [N, ld_qk]; v [N, ld_v]; head h at columns h*D.
 template <typename F>
 void gaussian_attention_forward(F* out, int ld_out, F* z, const F* q, const F* k, int ld_qk, const F* v, int ld_v,
-                                int64_t B, int T, int H, int D, AttnMask mask, Workspace& ws) {
+                                int64_t B, int T, int H, int D, AttnMask mask, AttnScore score, Workspace& ws) {
   using namespace attn;
   check_heads("gaussian_attention_forward", B, T, H, D, ld_qk, "ld_qk", ld_v, "ld_v");
   check_heads("gaussian_attention_forward", B, T, H, D, ld_out, "ld_out", ld_out, "ld_out");
+  check_score("gaussian_attention_forward", score);
   constexpr int L = W<F>;
   const int Tp = round_up(T, L), Dp = round_up(D, L), Rt = std::min(T, kRowTile);
   const bool direct = D == Dp;  // rows of D are whole packs: read and write them in place
@@ -75,34 +122,10 @@ void gaussian_attention_forward(F* out, int ld_out, F* z, const F* q, const F* k
         const int np = i0 / L + 1, rows = std::min(L, t1 - i0);
         F* Si = S + static_cast<int64_t>(i0 - t0) * Tp;  // row i0 of the tile
         rows_cols<F, true>(Si, q + (r0 + i0) * ld_qk + col, ld_qk, kT, Tp, D, rows, np);
-        // In stages over the group's rows (not row by row), so that the rows' exp -> sum ->
-        // scale chains overlap. alpha is in (0, 1]: the softmax needs no max subtraction, and
-        // exp_unit_shifted(alpha) = exp(alpha - 1/2) gives the same p.
-        F sum[L];
-        for (int r = 0; r < rows; ++r) {
-          F* sr = Si + static_cast<int64_t>(r) * Tp;
-          for (int p = 0; p < np; ++p) {
-            F* sp = sr + p * L;
-#pragma omp simd
-            for (int l = 0; l < L; ++l) sp[l] = exp_unit_shifted<F>(exp_t<F>(-sp[l]));
-          }
-        }
-        for (int r = 0; r < rows; ++r) {
-          F* sr = Si + static_cast<int64_t>(r) * Tp;
-          Pack<F> acc = {};
-          for (int p = 0; p < np; ++p) {
-            const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
-            acc += e;
-            pack_store(sr + p * L, e);
-          }
-          sum[r] = pack_sum<F>(acc);
-        }
-        for (int r = 0; r < rows; ++r) {
-          F* sr = Si + static_cast<int64_t>(r) * Tp;
-          const F inv = F(1) / sum[r];
-          for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
-          zb[i0 + r] = sum[r];
-        }
+        if (score.kind == QisaScore::gaussian)
+          softmax_rows_lse<F>(Si, Tp, i0, rows, np, F(-score.scale), zb + i0);
+        else
+          paper_softmax_rows<F>(Si, Tp, i0, rows, np, zb + i0);
       }
       // causal: out_r = sum_{j<=r} p_rj v_j (row r of p, r in the tile); reference: out_r =
       // sum_{i>=r} p_ir v_i (column r of p, carried across the tiles)
@@ -115,14 +138,67 @@ void gaussian_attention_forward(F* out, int ld_out, F* z, const F* q, const F* k
   });
 }
 
+// Backward of one row i of the score (np packs; w holds d2 on entry): p_ij (into p) as forward
+// computed it, then w_ij = 2 dL/d(d2_ij) from dp_ij = dL/dp_ij. Softmax backward gives dL/dx_ij =
+// p_ij (dp_ij - s_i), s_i = sum_j p_ij dp_ij, for the softmax's input x; d(d2)/dq_i = 2 (q_i - k_j)
+// = -d(d2)/dk_j, so the caller sums w_ij (q_i - k_j) into dq_i and w_ij (k_j - q_i) into dk_j.
+// paper: x = alpha = exp(-d2) (kept in w), dx/d(d2) = -alpha; p_ij = exp(alpha_ij - 1/2) / z_i,
+// the forward's p bit for bit (same d2, same operations).
+template <typename F>
+inline void paper_score_grad_row(F* w, F* p, const F* dp, int i, int np, F z) {
+  using namespace attn;
+  constexpr int L = W<F>;
+  const F inv = F(1) / z;
+  Pack<F> acc = {};
+  for (int pk = 0; pk < np; ++pk) {
+    F* wp = w + pk * L;
+    F* pp = p + pk * L;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      wp[l] = exp_t<F>(-wp[l]);
+      pp[l] = exp_unit_shifted<F>(wp[l]);
+    }
+    const Pack<F> pv = pack_keep_below<F>(pack_load(pp), i + 1 - pk * L) * inv;
+    pack_store(pp, pv);
+    acc += pv * pack_load(dp + pk * L);
+  }
+  const F s = pack_sum<F>(acc);
+  for (int pk = 0; pk < np; ++pk) {
+    F* wp = w + pk * L;
+    const F* pp = p + pk * L;
+    const F* gp = dp + pk * L;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) wp[l] = F(2) * (-wp[l] * (pp[l] * (gp[l] - s)));
+  }
+}
+// gaussian: x = -scale d2, dx/d(d2) = -scale; p_ij = exp(-scale d2_ij - lse_i) (lse_i saved in z).
+template <typename F>
+inline void gaussian_score_grad_row(F* w, F* p, const F* dp, int i, int np, F scale, F lse) {
+  using namespace attn;
+  constexpr int L = W<F>;
+  std::copy_n(w, static_cast<size_t>(np) * L, p);
+  recompute_softmax_row(p, i, np, -scale, lse);
+  Pack<F> acc = {};
+  for (int pk = 0; pk < np; ++pk) acc += pack_load(p + pk * L) * pack_load(dp + pk * L);
+  const F s = pack_sum<F>(acc);
+  for (int pk = 0; pk < np; ++pk) {
+    F* wp = w + pk * L;
+    const F* pp = p + pk * L;
+    const F* gp = dp + pk * L;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) wp[l] = F(-2) * scale * (pp[l] * (gp[l] - s));
+  }
+}
+
 // dq, dk [N, ld_qk] +=; dv [N, ld_v] += (mode; any may be null); dout [N, ld_out]; z [B,H,T] from forward.
 template <typename F>
 void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const F* dout, int ld_out, const F* z,
                                  const F* q, const F* k, const F* v, int64_t B, int T, int H, int D, AttnMask mask,
-                                 Workspace& ws, GradMode mode) {
+                                 AttnScore score, Workspace& ws, GradMode mode) {
   using namespace attn;
   check_heads("gaussian_attention_backward", B, T, H, D, ld_qk, "ld_qk", ld_v, "ld_v");
   check_heads("gaussian_attention_backward", B, T, H, D, ld_out, "ld_out", ld_out, "ld_out");
+  check_score("gaussian_attention_backward", score);
   constexpr int L = W<F>;
   const int Tp = round_up(T, L), Dp = round_up(D, L), Rt = std::min(T, kRowTile);
   const bool direct = D == Dp;
@@ -193,32 +269,10 @@ void gaussian_attention_backward(F* dq, F* dk, int ld_qk, F* dv, int ld_v, const
           F* p = P + static_cast<int64_t>(i - t0) * Tp;
           F* w = Wm + static_cast<int64_t>(i - t0) * Tp;
           const F* dp = dP + static_cast<int64_t>(i - t0) * Tp;
-          // alpha_ij = exp(-d2) (kept in w), p_ij = exp(alpha_ij - 1/2) / z_i for j <= i, 0 above:
-          // the forward's p bit for bit (same d2, same operations)
-          const F inv = F(1) / zb[i];
-          Pack<F> acc = {};
-          for (int pk = 0; pk < np; ++pk) {
-            F* wp = w + pk * L;
-            F* pp = p + pk * L;
-#pragma omp simd
-            for (int l = 0; l < L; ++l) {
-              wp[l] = exp_t<F>(-wp[l]);
-              pp[l] = exp_unit_shifted<F>(wp[l]);
-            }
-            const Pack<F> pv = pack_keep_below<F>(pack_load(pp), i + 1 - pk * L) * inv;
-            pack_store(pp, pv);
-            acc += pv * pack_load(dp + pk * L);
-          }
-          const F s = pack_sum<F>(acc);
-          // softmax backward gives dL/dalpha; alpha = exp(-d2) gives dL/d(d2) = -alpha dL/dalpha;
-          // d(d2)/dq_i = 2 (q_i - k_j) = -d(d2)/dk_j, so keep 2 dL/d(d2)
-          for (int pk = 0; pk < np; ++pk) {
-            F* wp = w + pk * L;
-            const F* pp = p + pk * L;
-            const F* gp = dp + pk * L;
-#pragma omp simd
-            for (int l = 0; l < L; ++l) wp[l] = F(2) * (-wp[l] * (pp[l] * (gp[l] - s)));
-          }
+          if (score.kind == QisaScore::gaussian)
+            gaussian_score_grad_row<F>(w, p, dp, i, np, F(score.scale), zb[i]);
+          else
+            paper_score_grad_row<F>(w, p, dp, i, np, zb[i]);
         }
       }
       const MatTile<F> wt{Wm, Tp, t0, t1}, pt{P, Tp, t0, t1};

@@ -158,6 +158,27 @@ TEST_F(CliEndToEnd, ReferenceMaskLeaksAndCausalCsaDoesNot) {
   }
 }
 
+// model.qisa_score: gaussian trains end to end on the CPU backend; its checkpoint and model
+// file carry the score, and the probe reads it from there.
+TEST_F(CliEndToEnd, TheGaussianScoreTrainsAndIsKeptWithTheModel) {
+  const std::string dir = tmp / "run_gauss";
+  std::string cfg = tiny_config(corpus(), dir, "  qisa_score: gaussian\n  qisa_score_scale: 2.0\n");
+  cfg.replace(cfg.find("steps: 300"), 10, "steps: 100");
+  const nlohmann::json ev = train("gauss", cfg);
+  ASSERT_TRUE(ev.contains("ce")) << ev.dump();
+  EXPECT_LT(ev["ce"].get<double>(), 2.5) << ev.dump();  // below uniform over the ~30-letter vocabulary (3.4)
+  auto in = run_command(test::qisa_bin() + " inspect " + dir + "/checkpoints/ckpt_00000100.h5");
+  ASSERT_EQ(in.exit_code, 0) << in.output;
+  EXPECT_NE(in.output.find("qisa_score: gaussian"), std::string::npos) << in.output;
+  EXPECT_NE(in.output.find("qisa_score_scale: 2"), std::string::npos) << in.output;
+  auto a = run_command(test::qisa_bin() + " probe-attention " + dir + "/final.h5 --data " + corpus() + " --windows 4");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  const auto probe = nlohmann::json::parse(a.output);
+  double worst = 0;
+  for (const auto& l : probe["layers"]) worst = std::max(worst, l["max_ratio"].get<double>());
+  EXPECT_GT(worst, std::exp(1.0)) << "the gaussian score is bounded like the paper's: " << a.output;
+}
+
 TEST_F(CliEndToEnd, ARerunResumesAndNeverReplacesARunUnlessAsked) {
   const std::string dir = tmp / "run_once";
   std::string cfg_text = tiny_config(corpus(), dir);

@@ -1,6 +1,8 @@
 // YAML config: typed parsing, validation messages, overrides, to_yaml round trip, corpus checks.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <fstream>
 #include <functional>
 
@@ -246,6 +248,30 @@ TEST(Config, SharedQisaValueOnlyWithAttentionQisa) {
   EXPECT_STREQ(to_string(QisaValue::per_head), "per_head");
 }
 
+// model.qisa_score: paper (default, SPEC §1.1) | gaussian, for qisa and qisa_a; its scale
+// model.qisa_score_scale: 0 = 1/sqrt(head size), only with gaussian.
+TEST(Config, QisaScoreAndItsScale) {
+  const Config paper = parse_config(base_with(""), "x.yaml");
+  EXPECT_EQ(paper.model.qisa_score, QisaScore::paper);
+  EXPECT_EQ(paper.model.attn_score().kind, QisaScore::paper);
+  const Config g = parse_config(base_with("model:\n  qisa_score: gaussian\n"), "x.yaml");
+  EXPECT_EQ(g.model.attn_score().kind, QisaScore::gaussian);
+  EXPECT_FLOAT_EQ(g.model.attn_score().scale, static_cast<float>(1.0 / std::sqrt(g.model.head_dim())));
+  const Config gs = parse_config(base_with("model:\n  qisa_score: gaussian\n  qisa_score_scale: 2.5\n"), "x.yaml");
+  EXPECT_FLOAT_EQ(gs.model.attn_score().scale, 2.5f);
+  EXPECT_NO_THROW(parse_config(base_with("model:\n  qisa_score: gaussian\n"), "x.yaml", {"model.attention=qisa_a"}));
+  expect_mentions(parse_error(base_with("model:\n  qisa_score: gaussian\n"), {"model.attention=csa"}),
+                  {"model.qisa_score = gaussian", "attention is csa", "hint:"});
+  expect_mentions(parse_error(base_with("model:\n  qisa_score_scale: 2\n")),
+                  {"model.qisa_score_scale = 2", "the score is paper", "model.qisa_score=gaussian"});
+  expect_mentions(parse_error(base_with("model:\n  qisa_score: gaussian\n  qisa_score_scale: -1\n")),
+                  {"model.qisa_score_scale = -1", "from 0 to 1e6"});
+  expect_mentions(parse_error(base_with("model:\n  qisa_score: rbf\n")), {"model.qisa_score", "paper | gaussian"});
+  expect_mentions(parse_error(base_with("model:\n  qisa_score: gaussian\n"), {"train.device=cuda"}),
+                  {"model.qisa_score = gaussian", "not in the CUDA kernels yet", "train.device=cpu"});
+  EXPECT_STREQ(to_string(QisaScore::gaussian), "gaussian");
+}
+
 TEST(Config, OverridesApplyBeforeValidation) {
   const Config c = parse_config(kValid, "configs/x.yaml",
                                 {"model.n_layer=4", "train.lr=1e-4", "data.corpus=/x.h5", "model.attention=csa",
@@ -348,7 +374,7 @@ TEST(Config, ToYamlRoundTrips) {
     pos = at;
   }
   EXPECT_EQ(parse_config(dy, "d.yaml"), d);
-  EXPECT_EQ(config_keys().size(), 52u);
+  EXPECT_EQ(config_keys().size(), 54u);
 }
 
 // The keys that were strings compared at run time are enums, parsed once; to_yaml writes their names.

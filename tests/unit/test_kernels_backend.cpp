@@ -189,9 +189,9 @@ Results run_scenario(Ops& ops, Inputs& in) {
          dv = as<F>(in.get("ga.dv", B * T * ldv));
     std::vector<F> o(B * T * ldo, F(0)), stat(B * H * T);
     ops.gaussian_attention_forward(o.data(), ldo, stat.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
-                                   D, mask);
+                                   D, mask, qisa::AttnScore{});
     ops.gaussian_attention_backward(dqk.data(), dqk.data() + HD, ldqk, dv.data(), ldv, g.data(), ldo, stat.data(),
-                                    qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, GradMode::accumulate);
+                                    qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, qisa::AttnScore{}, GradMode::accumulate);
     r[p + ".out"] = out(o), r[p + ".stat"] = out(stat), r[p + ".dqk"] = out(dqk), r[p + ".dv"] = out(dv);
   }
   {  // pauli value
@@ -370,7 +370,7 @@ TEST(CpuBackend, ForwardOutputsFullyWritten) {
     auto qk = rnd(B * T * ldqk, -3, 3), v = rnd(B * T * ldv);
     std::vector<float> o(B * T * ldo, nan), stat(B * H * T, nan);
     be->gaussian_attention_forward(o.data(), ldo, stat.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H,
-                                   D, mask);
+                                   D, mask, qisa::AttnScore{});
     check_strided(o, B * T, ldo, HD, "gaussian out");
     // z_i sums i+1 terms exp(alpha - 1/2) with alpha in (0, 1]
     for (int64_t bh = 0; bh < B * H; ++bh)
@@ -428,9 +428,9 @@ TEST(CpuBackend, ResultsDoNotDependOnScratchHistory) {
     for (auto mask : {AttnMask::causal, AttnMask::reference}) {
       std::fill(dqkv.begin(), dqkv.end(), 0.f);
       be.gaussian_attention_forward(o.data(), HD, stat.data(), qkv.data(), qkv.data() + HD, ld, qkv.data() + 2 * HD, ld,
-                                    B, T, H, D, mask);
+                                    B, T, H, D, mask, qisa::AttnScore{});
       be.gaussian_attention_backward(dqkv.data(), dqkv.data() + HD, ld, dqkv.data() + 2 * HD, ld, g.data(), HD,
-                                     stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, B, T, H, D, mask, GradMode::accumulate);
+                                     stat.data(), qkv.data(), qkv.data() + HD, qkv.data() + 2 * HD, B, T, H, D, mask, qisa::AttnScore{}, GradMode::accumulate);
       for (auto* v : {&o, &stat, &dqkv}) r.insert(r.end(), v->begin(), v->end());
     }
     return r;
@@ -507,7 +507,7 @@ TEST(CpuBackend, InvalidArgumentsThrowWithHint) {
   expect_error([&] { be->qisa_a_forward(a.data(), 2, b.data(), 5, b.data(), b.data(), b.data(), terms.data(), 3, 1, 2,
                                         5, 2); }, "qisa_a C > 2^n");
   expect_error([&] { be->gaussian_attention_forward(a.data(), 4, b.data(), a.data(), a.data(), 4, a.data(), 4, 2, 3, 2,
-                                                    3, AttnMask::causal); }, "ld below H*D");
+                                                    3, AttnMask::causal, qisa::AttnScore{}); }, "ld below H*D");
   expect_error([&] { be->csa_forward(a.data(), 4, b.data(), a.data(), a.data(), a.data(), 4, 2, 0, 1, 3, 1.f, {}); },
                "T = 0");
   Dropout d;
@@ -548,7 +548,7 @@ TEST(CpuBackend, AttentionRowStatisticsMatchPlainFormulas) {
                       Dropout{});
     else
       be->gaussian_attention_forward(out.data(), ldo, stat.data(), x.data(), x.data() + HD, ld, x.data() + 2 * HD, ld,
-                                     B, T, H, D, kind == 1 ? AttnMask::causal : AttnMask::reference);
+                                     B, T, H, D, kind == 1 ? AttnMask::causal : AttnMask::reference, qisa::AttnScore{});
     std::vector<double> want_out(B * T * HD, 0.0), want_stat(B * H * T), got_out(B * T * HD);
     for (int64_t b = 0; b < B; ++b)
       for (int h = 0; h < H; ++h) {
@@ -702,7 +702,7 @@ TEST(CpuBackend, AttentionTilesMatchPlainFormulas) {
                                       T, H, D, scale, d, ws);
       else
         qisa::cpu::gaussian_attention_forward<float>(out.data(), ldo, stat.data(), x.data(), x.data() + HD, ld,
-                                                     x.data() + 2 * HD, ld, B, T, H, D, mask, ws);
+                                                     x.data() + 2 * HD, ld, B, T, H, D, mask, qisa::AttnScore{}, ws);
       auto head_cols = [&](const std::vector<float>& v, int ldv, int off, const std::vector<float>* prior) {
         std::vector<double> r(B * T * HD);
         for (int64_t n = 0; n < B * T; ++n)
@@ -726,7 +726,7 @@ TEST(CpuBackend, AttentionTilesMatchPlainFormulas) {
         else
           qisa::cpu::gaussian_attention_backward<float>(dx.data(), dx.data() + HD, ld, dx.data() + 2 * HD, ld, g.data(),
                                                         ldo, stat.data(), x.data(), x.data() + HD, x.data() + 2 * HD, B,
-                                                        T, H, D, mask, ws, mode);
+                                                        T, H, D, mask, qisa::AttnScore{}, ws, mode);
         const char* m = acc ? " (accumulate)" : " (overwrite)";
         const std::vector<float>* pr = acc ? &prior : nullptr;
         EXPECT_LT(qisa::test::max_rel_err(head_cols(dx, ld, 0, pr), want.dq), 1e-4) << "dq" << m;
@@ -760,7 +760,7 @@ TEST(CpuBackend, AttentionScratchIsLinearInT) {
                                       H, D, 0.3f, d, ws);
       else
         qisa::cpu::gaussian_attention_forward<float>(out.data(), HD, stat.data(), x.data(), x.data() + HD, ld,
-                                                     x.data() + 2 * HD, ld, B, T, H, D, mask, ws);
+                                                     x.data() + 2 * HD, ld, B, T, H, D, mask, qisa::AttnScore{}, ws);
       if (op % 2 == 0) return ws.bytes();
       qisa::cpu::Workspace wb;
       if (csa)
@@ -770,7 +770,7 @@ TEST(CpuBackend, AttentionScratchIsLinearInT) {
       else
         qisa::cpu::gaussian_attention_backward<float>(dx.data(), dx.data() + HD, ld, dx.data() + 2 * HD, ld, g.data(),
                                                       HD, stat.data(), x.data(), x.data() + HD, x.data() + 2 * HD, B, T,
-                                                      H, D, mask, wb, GradMode::overwrite);
+                                                      H, D, mask, qisa::AttnScore{}, wb, GradMode::overwrite);
       return wb.bytes();
     };
     const size_t small = bytes(T0), large = bytes(4 * T0);
@@ -827,7 +827,7 @@ TEST(GaussianAttention, ThePaperScoreKeepsEveryRowWithinAFactorE) {
     for (int b = 0; b < B; ++b)
       for (int j = 0; j < T; ++j) v[(b * T + j) * D + j] = 1.f;
     be->gaussian_attention_forward(out.data(), D, z.data(), q.data(), k.data(), D, v.data(), D, B, T, 1, D,
-                                   qisa::AttnMask::causal);
+                                   qisa::AttnMask::causal, qisa::AttnScore{});
     double worst = 1;
     for (int b = 0; b < B; ++b)
       for (int i = 0; i < T; ++i) {
@@ -842,6 +842,225 @@ TEST(GaussianAttention, ThePaperScoreKeepsEveryRowWithinAFactorE) {
     if (spread == 2.0f) {
       EXPECT_GT(worst, std::exp(1.0) * (1 - 1e-5));  // the bound is reached, not trivially met
     }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// ---- model.qisa_score: gaussian (kernels/backend.h AttnScore): p_i = softmax_{j<=i}(-s d2_ij),
+// d2_ij = |q_i - k_j|^2. A plain float64 reference, written from the formulas alone (no code of
+// the kernel), for forward and backward and both masks; one head block [T, D] per (b, h) with
+// the heads at columns h*D of rows of ld.
+struct GsCase {
+  int64_t B;
+  int T, H, D, ld;  // q, k, v, out and their gradients share ld (>= H*D)
+  double s;
+  std::vector<double> q, k, v, g;  // g = dL/dout
+};
+struct GsGrads {
+  std::vector<double> out, dq, dk, dv;
+  double max_logit = 0;  // the largest |s d2| of a visible pair (reference only)
+  // sum of |terms| of each element of dq, dk (reference only): what their rounding scales with,
+  // since dq_i = sum_j w_ij (q_i - k_j) cancels (sum_j w_ij = 0) when q and k are far apart
+  std::vector<double> dq_terms, dk_terms;
+};
+
+GsGrads gaussian_score_reference(const GsCase& c, qisa::AttnMask mask) {
+  const bool causal = mask == qisa::AttnMask::causal;
+  const size_t n = static_cast<size_t>(c.B * c.T * c.ld);
+  GsGrads r{std::vector<double>(n, 0.0), std::vector<double>(n, 0.0), std::vector<double>(n, 0.0),
+            std::vector<double>(n, 0.0), 0.0, std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
+  const int T = c.T, D = c.D;
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int h = 0; h < c.H; ++h) {
+      auto at = [&](const std::vector<double>& x, int t, int d) { return x[(b * T + t) * c.ld + h * D + d]; };
+      auto ref = [&](std::vector<double>& x, int t, int d) -> double& { return x[(b * T + t) * c.ld + h * D + d]; };
+      std::vector<std::vector<double>> p(T, std::vector<double>(T, 0.0));
+      for (int i = 0; i < T; ++i) {  // softmax over j <= i, shifted by the row maximum
+        std::vector<double> x(i + 1);
+        for (int j = 0; j <= i; ++j) {
+          double d2 = 0;
+          for (int d = 0; d < D; ++d) d2 += (at(c.q, i, d) - at(c.k, j, d)) * (at(c.q, i, d) - at(c.k, j, d));
+          x[j] = -c.s * d2;
+          r.max_logit = std::max(r.max_logit, c.s * d2);
+        }
+        const double m = *std::max_element(x.begin(), x.end());
+        double z = 0;
+        for (double e : x) z += std::exp(e - m);
+        for (int j = 0; j <= i; ++j) p[i][j] = std::exp(x[j] - m) / z;
+      }
+      for (int i = 0; i < T; ++i)  // out, dv
+        for (int j = 0; j <= i; ++j)
+          for (int d = 0; d < D; ++d) {
+            if (causal) {
+              ref(r.out, i, d) += p[i][j] * at(c.v, j, d);
+              ref(r.dv, j, d) += p[i][j] * at(c.g, i, d);
+            } else {
+              ref(r.out, j, d) += p[i][j] * at(c.v, i, d);
+              ref(r.dv, i, d) += p[i][j] * at(c.g, j, d);
+            }
+          }
+      for (int i = 0; i < T; ++i) {  // dL/dp, softmax backward, d(-s d2)/dq and /dk
+        std::vector<double> dp(i + 1, 0.0);
+        double sum = 0;
+        for (int j = 0; j <= i; ++j) {
+          for (int d = 0; d < D; ++d) dp[j] += causal ? at(c.g, i, d) * at(c.v, j, d) : at(c.g, j, d) * at(c.v, i, d);
+          sum += p[i][j] * dp[j];
+        }
+        for (int j = 0; j <= i; ++j) {
+          const double dx = p[i][j] * (dp[j] - sum);  // dL/d(-s d2_ij)
+          for (int d = 0; d < D; ++d) {
+            const double diff = at(c.q, i, d) - at(c.k, j, d);
+            ref(r.dq, i, d) += dx * -c.s * 2 * diff;
+            ref(r.dk, j, d) += dx * -c.s * -2 * diff;
+            ref(r.dq_terms, i, d) += std::abs(dx * c.s * 2 * diff);
+            ref(r.dk_terms, j, d) += std::abs(dx * c.s * 2 * diff);
+          }
+        }
+      }
+    }
+  return r;
+}
+
+// q, k uniform in [-spread, spread] (q shifted by `offset` in every coordinate); v, dL/dout in [-1, 1].
+GsCase gaussian_score_case(std::mt19937_64& rng, int64_t B, int T, int H, int D, int pad, double s, double spread,
+                           double offset = 0) {
+  GsCase c{B, T, H, D, H * D + pad, static_cast<float>(s), {}, {}, {}, {}};  // AttnScore holds a float
+  const size_t n = static_cast<size_t>(B * T * c.ld);
+  std::uniform_real_distribution<double> u(-spread, spread), w(-1, 1);
+  for (auto* x : {&c.q, &c.k}) {
+    x->resize(n);
+    for (auto& e : *x) e = u(rng) + (x == &c.q ? offset : 0.0);
+  }
+  for (auto* x : {&c.v, &c.g}) {
+    x->resize(n);
+    for (auto& e : *x) e = w(rng);
+  }
+  return c;
+}
+
+// max |got - want| over the heads' columns, relative to max |want| (or max |terms|, when given)
+template <class F>
+double rel_err_heads(const std::vector<F>& got, const std::vector<double>& want, const GsCase& c,
+                     const std::vector<double>* terms = nullptr) {
+  double err = 0, scale = 0;
+  for (int64_t r = 0; r < c.B * c.T; ++r)
+    for (int x = 0; x < c.H * c.D; ++x) {
+      const size_t i = static_cast<size_t>(r * c.ld + x);
+      err = std::max(err, std::abs(static_cast<double>(got[i]) - want[i]));
+      if (!std::isfinite(static_cast<double>(got[i]))) err = INFINITY;
+      scale = std::max(scale, std::abs(terms ? (*terms)[i] : want[i]));
+    }
+  return scale > 0 ? err / scale : err;
+}
+
+template <class F>
+std::vector<F> as_type(const std::vector<double>& x) {
+  return std::vector<F>(x.begin(), x.end());
+}
+
+// The kernel (F = double: the CPU template in float64; F = float: the CPU backend) on the case,
+// outputs NaN-poisoned first; backward overwrites its gradients.
+template <class F>
+GsGrads run_gaussian_score(const GsCase& c, qisa::AttnMask mask) {
+  const size_t n = static_cast<size_t>(c.B * c.T * c.ld);
+  const auto q = as_type<F>(c.q), k = as_type<F>(c.k), v = as_type<F>(c.v), g = as_type<F>(c.g);
+  std::vector<F> out(n, NAN), dq(n, NAN), dk(n, NAN), dv(n, NAN), z(static_cast<size_t>(c.B * c.H * c.T), NAN);
+  const qisa::AttnScore sc{qisa::QisaScore::gaussian, static_cast<float>(c.s)};
+  if constexpr (std::is_same_v<F, double>) {
+    qisa::test::DoubleOps ops;
+    ops.gaussian_attention_forward(out.data(), c.ld, z.data(), q.data(), k.data(), c.ld, v.data(), c.ld, c.B, c.T, c.H,
+                                   c.D, mask, sc);
+    ops.gaussian_attention_backward(dq.data(), dk.data(), c.ld, dv.data(), c.ld, g.data(), c.ld, z.data(), q.data(),
+                                    k.data(), v.data(), c.B, c.T, c.H, c.D, mask, sc, qisa::GradMode::overwrite);
+  } else {
+    auto be = qisa::make_cpu_backend(2);
+    be->gaussian_attention_forward(out.data(), c.ld, z.data(), q.data(), k.data(), c.ld, v.data(), c.ld, c.B, c.T, c.H,
+                                   c.D, mask, sc);
+    be->gaussian_attention_backward(dq.data(), dk.data(), c.ld, dv.data(), c.ld, g.data(), c.ld, z.data(), q.data(),
+                                    k.data(), v.data(), c.B, c.T, c.H, c.D, mask, sc, qisa::GradMode::overwrite);
+  }
+  GsGrads r;
+  r.out.assign(out.begin(), out.end());
+  r.dq.assign(dq.begin(), dq.end());
+  r.dk.assign(dk.begin(), dk.end());
+  r.dv.assign(dv.begin(), dv.end());
+  return r;
+}
+
+TEST(GaussianScore, MatchesThePlainReferenceInFloat64AndFloat32) {
+  const uint64_t seed = qisa::test::fresh_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Shape {
+    int64_t B;
+    int T, H, D, pad;
+    double s, spread, offset;
+  };
+  // odd sizes; several row tiles (T = 70); s from 1/sqrt(D) to 40; the offset 4 puts every
+  // -s d2 near -128, far below -87 (exp underflows to 0 without the row maximum)
+  for (const Shape sh : {Shape{2, 1, 3, 4, 0, 0.5, 1.0, 0}, Shape{2, 7, 3, 5, 3, 1 / std::sqrt(5.0), 1.0, 0},
+                         Shape{1, 37, 2, 16, 1, 0.25, 0.6, 0}, Shape{1, 70, 1, 9, 2, 40.0, 0.3, 0},
+                         Shape{2, 19, 2, 8, 0, 1.0, 0.3, 4.0}})
+    for (auto mask : {qisa::AttnMask::causal, qisa::AttnMask::reference}) {
+      SCOPED_TRACE("T " + std::to_string(sh.T) + " D " + std::to_string(sh.D) + " s " + std::to_string(sh.s) + " " +
+                   (mask == qisa::AttnMask::causal ? "causal" : "reference"));
+      const GsCase c = gaussian_score_case(rng, sh.B, sh.T, sh.H, sh.D, sh.pad, sh.s, sh.spread, sh.offset);
+      const GsGrads want = gaussian_score_reference(c, mask);
+      const GsGrads f64 = run_gaussian_score<double>(c, mask), f32 = run_gaussian_score<float>(c, mask);
+      struct Part {
+        const char* name;
+        std::vector<double> GsGrads::*field;
+        const std::vector<double>* terms;
+      };
+      const Part parts[] = {{"out", &GsGrads::out, nullptr},
+                            {"dq", &GsGrads::dq, &want.dq_terms},
+                            {"dk", &GsGrads::dk, &want.dk_terms},
+                            {"dv", &GsGrads::dv, nullptr}};
+      // float32: the logits -s d2 themselves carry a rounding of |s d2| * 2^-24, which reaches p
+      // and the gradients (|s d2| ~ 130 with the offset: 3e-5 of p); dq and dk relative to the
+      // size of their terms (GsGrads::dq_terms)
+      const double tol32 = 2e-5 + 4 * 0x1p-24 * want.max_logit;
+      for (const Part& p : parts) {
+        EXPECT_LT(rel_err_heads(f64.*p.field, want.*p.field, c, p.terms), 1e-12) << p.name << " (float64)";
+        EXPECT_LT(rel_err_heads(f32.*p.field, want.*p.field, c, p.terms), tol32) << p.name << " (float32)";
+      }
+    }
+}
+
+// The gaussian score is not the paper's: the same q, k, v give other outputs, and a row of
+// distant keys is no longer held within a factor e of uniform.
+TEST(GaussianScore, DiffersFromThePaperScoreAndIsNotBoundedByE) {
+  std::mt19937_64 rng(11);
+  const GsCase c = gaussian_score_case(rng, 1, 12, 1, 12, 0, 1.0, 0.5);
+  auto be = qisa::make_cpu_backend(1);
+  const auto q = as_type<float>(c.q), k = as_type<float>(c.k);
+  std::vector<float> v(12 * 12, 0.f), paper(12 * 12), gauss(12 * 12), z(12);
+  for (int j = 0; j < 12; ++j) v[j * 12 + j] = 1.f;  // out_i = p_i
+  be->gaussian_attention_forward(paper.data(), 12, z.data(), q.data(), k.data(), 12, v.data(), 12, 1, 12, 1, 12,
+                                 qisa::AttnMask::causal, qisa::AttnScore{});
+  be->gaussian_attention_forward(gauss.data(), 12, z.data(), q.data(), k.data(), 12, v.data(), 12, 1, 12, 1, 12,
+                                 qisa::AttnMask::causal, qisa::AttnScore{qisa::QisaScore::gaussian, 4.0f});
+  double worst_paper = 1, worst_gauss = 1;
+  for (int i = 1; i < 12; ++i) {
+    auto ratio = [&](const std::vector<float>& p) {
+      const auto [lo, hi] = std::minmax_element(p.begin() + i * 12, p.begin() + i * 12 + i + 1);
+      return static_cast<double>(*hi) / *lo;
+    };
+    worst_paper = std::max(worst_paper, ratio(paper));
+    worst_gauss = std::max(worst_gauss, ratio(gauss));
+  }
+  EXPECT_LE(worst_paper, std::exp(1.0) * (1 + 1e-5));
+  EXPECT_GT(worst_gauss, 10.0);
+  try {
+    be->gaussian_attention_forward(gauss.data(), 12, z.data(), q.data(), k.data(), 12, v.data(), 12, 1, 12, 1, 12,
+                                   qisa::AttnMask::causal, qisa::AttnScore{qisa::QisaScore::gaussian, 0.0f});
+    ADD_FAILURE() << "a gaussian score of scale 0 was accepted";
+  } catch (const qisa::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gaussian score scale"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.hint()).find("model.qisa_score_scale"), std::string::npos) << e.hint();
   }
 }
 

@@ -222,10 +222,10 @@ void scenario(R& r) {
     auto* v = r.act(p + ".v", B * T * ldv);
     auto* z = r.par_out(p + ".z", B * H * T);
     ops.gaussian_attention_forward(r.act_out(p + ".out", B * T * ldo), ldo, z, qk, qk + HD, ldqk, v, ldv, B, T, H, D,
-                                   mask);
+                                   mask, qisa::AttnScore{});
     auto* dqk = r.act_out(p + ".dqk", B * T * ldqk, kAdd);
     ops.gaussian_attention_backward(dqk, dqk + HD, ldqk, r.act_out(p + ".dv", B * T * ldv, kAdd), ldv,
-                                    r.act(p + ".g", B * T * ldo), ldo, z, qk, qk + HD, v, B, T, H, D, mask, kAdd);
+                                    r.act(p + ".g", B * T * ldo), ldo, z, qk, qk + HD, v, B, T, H, D, mask, qisa::AttnScore{}, kAdd);
   }
   {  // Pauli values: amplitudes u fp32 (par), values v in the activation type
     const int64_t N = 211;

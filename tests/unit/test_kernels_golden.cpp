@@ -161,18 +161,18 @@ TEST(Golden, GaussianAttention) {
               gvv = f.read<double>(g + "/grad_v");
     Vec o64(n), stat(B * T), gq64(n, 0.0), gk64(n, 0.0), gv64(n, 0.0);
     qisa::cpu::gaussian_attention_forward(o64.data(), D, stat.data(), q.data(), k.data(), D, v.data(), D, B, T, 1, D,
-                                          mask, ws);
+                                          mask, qisa::AttnScore{}, ws);
     qisa::cpu::gaussian_attention_backward(gq64.data(), gk64.data(), D, gv64.data(), D, go.data(), D, stat.data(),
-                                           q.data(), k.data(), v.data(), B, T, 1, D, mask, ws, GradMode::accumulate);
+                                           q.data(), k.data(), v.data(), B, T, 1, D, mask, qisa::AttnScore{}, ws, GradMode::accumulate);
     expect_close("f64 out", o64, out, kDoubleTol);
     expect_close("f64 gq", gq64, gq, kDoubleTol);
     expect_close("f64 gk", gk64, gk, kDoubleTol);
     expect_close("f64 gv", gv64, gvv, kDoubleTol);
     Dev Q(*be, to_float(q)), K(*be, to_float(k)), V(*be, to_float(v)), GO(*be, to_float(go));
     Dev O(*be, n, 0.f), A(*be, B * T, 0.f), GQ(*be, n, 0.f), GK(*be, n, 0.f), GV(*be, n, 0.f);
-    be->gaussian_attention_forward(O.get(), D, A.get(), Q.get(), K.get(), D, V.get(), D, B, T, 1, D, mask);
+    be->gaussian_attention_forward(O.get(), D, A.get(), Q.get(), K.get(), D, V.get(), D, B, T, 1, D, mask, qisa::AttnScore{});
     be->gaussian_attention_backward(GQ.get(), GK.get(), D, GV.get(), D, GO.get(), D, A.get(), Q.get(), K.get(), V.get(),
-                                    B, T, 1, D, mask, GradMode::accumulate);
+                                    B, T, 1, D, mask, qisa::AttnScore{}, GradMode::accumulate);
     expect_close("f32 out", O.host(*be), out, kFwdTol);
     expect_close("f32 gq", GQ.host(*be), gq, kGradTol);
     expect_close("f32 gk", GK.host(*be), gk, kGradTol);

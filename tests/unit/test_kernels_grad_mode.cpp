@@ -141,13 +141,13 @@ std::vector<GradCase> all_cases(Inputs& in) {
     std::vector<float> o(B * T * ldo, 0.0f), z(B * H * T);
     auto be = make_cpu_backend(1);
     be->gaussian_attention_forward(o.data(), ldo, z.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T, H, D,
-                                   mask);
+                                   mask, qisa::AttnScore{});
     c.push_back({mask == AttnMask::causal ? "gaussian causal" : "gaussian reference",
                  {{size_t(B * T * ldqk), false, ldqk, 2 * HD}, {size_t(B * T * ldv), false, ldv, HD}},
                  [=](Backend& be, auto& out, GradMode i, GradMode) {
                    be.gaussian_attention_backward(out[0].data(), out[0].data() + HD, ldqk, out[1].data(), ldv,
                                                   g.data(), ldo, z.data(), qk.data(), qk.data() + HD, v.data(), B, T,
-                                                  H, D, mask, i);
+                                                  H, D, mask, qisa::AttnScore{}, i);
                  }});
   }
   {  // Pauli value: N not a multiple of the kernel's row tile, strided u

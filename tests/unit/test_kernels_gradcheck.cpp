@@ -251,7 +251,7 @@ TEST_F(GradCheck, GaussianAttentionBothMasks) {
         stat(B * H * T);
     auto loss = [&] {
       qisa::cpu::gaussian_attention_forward(out.data(), ld_out, stat.data(), qk.data(), qk.data() + HD, ld_qk, v.data(),
-                                            ld_v, B, T, H, D, mask, ws);
+                                            ld_v, B, T, H, D, mask, qisa::AttnScore{}, ws);
       double s = 0;
       for (int64_t r = 0; r < B * T; ++r)
         for (int c = 0; c < HD; ++c) s += out[r * ld_out + c] * R[r * ld_out + c];
@@ -260,7 +260,7 @@ TEST_F(GradCheck, GaussianAttentionBothMasks) {
     loss();
     Vec gqk0 = rnd(qk.size()), gv0 = rnd(v.size()), gqk = gqk0, gv = gv0;
     qisa::cpu::gaussian_attention_backward(gqk.data(), gqk.data() + HD, ld_qk, gv.data(), ld_v, R.data(), ld_out,
-                                           stat.data(), qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, ws, GradMode::accumulate);
+                                           stat.data(), qk.data(), qk.data() + HD, v.data(), B, T, H, D, mask, qisa::AttnScore{}, ws, GradMode::accumulate);
     expect_grad(added(gqk, gqk0), numeric_grad(qk, loss), m + " dq|dk");
     expect_grad(added(gv, gv0), numeric_grad(v, loss), m + " dv");
   }

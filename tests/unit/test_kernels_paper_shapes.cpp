@@ -122,9 +122,9 @@ Results run_scenario(Ops& ops, Inputs& in) {
            dv = as<F>(in.get(p + ".dv", B * T * ldv));
       std::vector<F> o(B * T * ldo, F(0)), stat(B * A.H * T);
       ops.gaussian_attention_forward(o.data(), ldo, stat.data(), qk.data(), qk.data() + HD, ldqk, v.data(), ldv, B, T,
-                                     A.H, A.D, mask);
+                                     A.H, A.D, mask, qisa::AttnScore{});
       ops.gaussian_attention_backward(dqk.data(), dqk.data() + HD, ldqk, dv.data(), ldv, g.data(), ldo, stat.data(),
-                                      qk.data(), qk.data() + HD, v.data(), B, T, A.H, A.D, mask, GradMode::accumulate);
+                                      qk.data(), qk.data() + HD, v.data(), B, T, A.H, A.D, mask, qisa::AttnScore{}, GradMode::accumulate);
       r[p + ".out"] = out(o), r[p + ".stat"] = out(stat), r[p + ".dqk"] = out(dqk), r[p + ".dv"] = out(dv);
     }
   }
@@ -259,7 +259,7 @@ TEST(PaperShapes, RowsDoNotInfluenceOtherRows) {
       auto run = [&](std::vector<float>& o, std::vector<float>& a) {
         if (gaussian)
           be->gaussian_attention_forward(o.data(), D, a.data(), x.data(), x.data() + D, 3 * D, x.data() + 2 * D, 3 * D,
-                                         B, T, 1, D, AttnMask::causal);
+                                         B, T, 1, D, AttnMask::causal, qisa::AttnScore{});
         else
           be->csa_forward(o.data(), D, a.data(), x.data(), x.data() + D, x.data() + 2 * D, 3 * D, B, T, 1, D, 0.25f,
                           Dropout{});
