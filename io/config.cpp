@@ -590,9 +590,6 @@ class ConfigParser {
     if (m.qisa_score == QisaScore::gaussian && m.attention == AttentionKind::csa)
       fail(c, "model.qisa_score", "gaussian needs model.attention = qisa or qisa_a, but attention is csa",
            "csa scores with q.k / sqrt(C); remove model.qisa_score, or set model.attention=qisa");
-    if (m.qisa_score == QisaScore::gaussian && m.attention != AttentionKind::csa && c.train.device == Device::cuda)
-      fail(c, "model.qisa_score", "gaussian is not in the CUDA kernels yet (train.device is cuda)",
-           "train it with train.device=cpu, or use model.qisa_score=paper on the GPU");
     require(std::isfinite(m.qisa_score_scale) && m.qisa_score_scale >= 0 && m.qisa_score_scale <= 1e6, c,
             "model.qisa_score_scale", "must be from 0 to 1e6 (0: 1/sqrt(head size))");
     if (m.qisa_score_scale > 0 && m.qisa_score != QisaScore::gaussian)

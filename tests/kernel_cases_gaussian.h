@@ -73,31 +73,44 @@ struct GaInputs {
 };
 
 template <class T, class R>
-void gaussian_forward_run(R& r, const GaInputs<T>& in, AttnMask mask, std::vector<T>& out, std::vector<float>& z) {
+void gaussian_forward_run(R& r, const GaInputs<T>& in, AttnMask mask, std::vector<T>& out, std::vector<float>& z,
+                          qisa::AttnScore score = {}) {
   const GaShape& s = in.s;
   auto d_out = r.put(out);
   auto d_z = r.put(z);
   auto d_q = r.put(in.q), d_k = r.put(in.k), d_v = r.put(in.v);
   QISA_KC_LAUNCH(r, qisa::cuda::gaussian_attention_forward(d_out.data(), s.ld_out(), d_z.data(), d_q.data(),
                                                            d_k.data(), s.ld_qk(), d_v.data(), s.ld_v(), s.B, s.T,
-                                                           s.H, s.D, mask, kStream));
+                                                           s.H, s.D, mask, score, kStream));
   out = r.get(d_out);
   z = r.get(d_z);
+}
+
+// The scores the cases run: the paper's on every shape; the gaussian one (model.qisa_score; a
+// scale other than the default) on the shapes of T >= 7, where its row maximum matters.
+inline const qisa::AttnScore kGaussScore{qisa::QisaScore::gaussian, 1.7f};
+inline std::vector<qisa::AttnScore> scores_for(const GaShape& s) {
+  if (s.T < 7) return {qisa::AttnScore{}};
+  return {qisa::AttnScore{}, kGaussScore};
+}
+inline std::string score_name(qisa::AttnScore sc) {
+  return sc.kind == qisa::QisaScore::paper ? "paper score" : "gaussian score " + std::to_string(sc.scale);
 }
 
 template <class T, class R>
 void gaussian_attention_forward_matches_cpu(qisa::Backend& cpu, std::mt19937_64& rng, R& r) {
   for (const GaShape& s : kGaShapes)
-    for (AttnMask mask : {AttnMask::causal, AttnMask::reference}) {
-      SCOPED_TRACE(s.name() + " " + mask_name(mask));
+    for (AttnMask mask : {AttnMask::causal, AttnMask::reference})
+      for (qisa::AttnScore score : scores_for(s)) {
+      SCOPED_TRACE(s.name() + " " + mask_name(mask) + " " + score_name(score));
       const GaInputs<T> in(rng, s);
       const int W = s.H * s.D;
       const int64_t N = s.N();
       auto out = nans<T>(N * s.ld_out()), want = out;
       std::vector<float> z(s.B * s.H * s.T, NAN), want_z = z;
-      gaussian_forward_run(r, in, mask, out, z);
+      gaussian_forward_run(r, in, mask, out, z, score);
       cpu.gaussian_attention_forward(want.data(), s.ld_out(), want_z.data(), in.q.data(), in.k.data(), s.ld_qk(),
-                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask, qisa::AttnScore{});
+                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask, score);
       const auto got = head_cols(out, N, s.ld_out(), W);
       ASSERT_FALSE(any_nan(got) || any_nan(z));
       EXPECT_LE(max_rel_err(got, head_cols(want, N, s.ld_out(), W)), kTol<T>);
@@ -109,7 +122,7 @@ void gaussian_attention_forward_matches_cpu(qisa::Backend& cpu, std::mt19937_64&
 // Gradients (dq, dk, dv; an empty vector: a null pointer) through the kernels of runner r.
 template <class T, class R>
 void gaussian_backward_run(R& r, const GaInputs<T>& in, const std::vector<float>& z, AttnMask mask, GradMode mode,
-                           std::vector<T>& dq, std::vector<T>& dk, std::vector<T>& dv) {
+                           std::vector<T>& dq, std::vector<T>& dk, std::vector<T>& dv, qisa::AttnScore score = {}) {
   const GaShape& s = in.s;
   auto d_work = r.put(std::vector<float>(qisa::cuda::gaussian_attention_backward_workspace(s.B, s.T, s.H), NAN));
   auto d_dq = r.put(dq), d_dk = r.put(dk), d_dv = r.put(dv);
@@ -118,7 +131,7 @@ void gaussian_backward_run(R& r, const GaInputs<T>& in, const std::vector<float>
   auto ptr = [](const std::vector<T>& h, auto& d) { return h.empty() ? nullptr : d.data(); };
   QISA_KC_LAUNCH(r, qisa::cuda::gaussian_attention_backward(ptr(dq, d_dq), ptr(dk, d_dk), s.ld_qk(), ptr(dv, d_dv),
                                                             s.ld_v(), d_g.data(), s.ld_out(), d_z.data(), d_q.data(),
-                                                            d_k.data(), d_v.data(), s.B, s.T, s.H, s.D, mask, mode,
+                                                            d_k.data(), d_v.data(), s.B, s.T, s.H, s.D, mask, score, mode,
                                                             d_work.data(), kStream));
   if (!dq.empty()) dq = r.get(d_dq);
   if (!dk.empty()) dk = r.get(d_dk);
@@ -149,26 +162,26 @@ void expect_grad_close(const char* what, const std::vector<T>& got, const std::v
 template <class T, class R>
 void gaussian_attention_backward_matches_cpu(qisa::Backend& cpu, std::mt19937_64& rng, R& r, AttnMask mask) {
   for (const GaShape& s : kGaShapes) {
-    {
+    for (qisa::AttnScore score : scores_for(s)) {
       const GaInputs<T> in(rng, s);
       const int W = s.H * s.D;
       const int64_t N = s.N();
       std::vector<T> out(N * s.ld_out());
       std::vector<float> z(s.B * s.H * s.T);
       cpu.gaussian_attention_forward(out.data(), s.ld_out(), z.data(), in.q.data(), in.k.data(), s.ld_qk(),
-                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask, qisa::AttnScore{});
+                                     in.v.data(), s.ld_v(), s.B, s.T, s.H, s.D, mask, score);
       for (GradMode mode : kModes) {
-        SCOPED_TRACE(s.name() + " " + mask_name(mask) + " " + mode_name(mode));
+        SCOPED_TRACE(s.name() + " " + mask_name(mask) + " " + mode_name(mode) + " " + score_name(score));
         auto fresh = [&](int ld) {
           return mode == GradMode::overwrite ? nans<T>(N * ld) : random_t<T>(rng, N * ld);
         };
         auto dq = fresh(s.ld_qk()), dk = fresh(s.ld_qk()), dv = fresh(s.ld_v());
         const std::vector<T> start[3] = {dq, dk, dv};
         auto want_dq = dq, want_dk = dk, want_dv = dv;
-        gaussian_backward_run(r, in, z, mask, mode, dq, dk, dv);
+        gaussian_backward_run(r, in, z, mask, mode, dq, dk, dv, score);
         cpu.gaussian_attention_backward(want_dq.data(), want_dk.data(), s.ld_qk(), want_dv.data(), s.ld_v(),
                                         in.dout.data(), s.ld_out(), z.data(), in.q.data(), in.k.data(), in.v.data(),
-                                        s.B, s.T, s.H, s.D, mask, qisa::AttnScore{}, mode);
+                                        s.B, s.T, s.H, s.D, mask, score, mode);
         expect_grad_close("dq", dq, want_dq, N, s.ld_qk(), W);
         expect_grad_close("dk", dk, want_dk, N, s.ld_qk(), W);
         expect_grad_close("dv", dv, want_dv, N, s.ld_v(), W);
@@ -179,7 +192,7 @@ void gaussian_attention_backward_matches_cpu(qisa::Backend& cpu, std::mt19937_64
         for (int which = 0; which < 3 && mode == GradMode::overwrite && s.T == 37; ++which) {
           auto one = start[which];
           gaussian_backward_run(r, in, z, mask, mode, which == 0 ? one : none, which == 1 ? one : none,
-                                which == 2 ? one : none);
+                                which == 2 ? one : none, score);
           EXPECT_TRUE(same_bits(one, *all[which])) << "gradient " << which << " alone";
         }
       }

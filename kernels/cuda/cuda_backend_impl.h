@@ -332,33 +332,24 @@ class CudaBackend final : public Backend {
   }
   void gaussian_attention_forward(Act out, int ld_out, float* z, CAct q, CAct k, int ld_qk, CAct v, int ld_v,
                                   int64_t B, int T, int H, int D, AttnMask mask, AttnScore score) override {
-    require_paper_score("gaussian_attention_forward", score);
     with_storage("gaussian_attention_forward", {out, q, k, v}, [&](auto t) {
       using S = typename decltype(t)::type;
       cuda::gaussian_attention_forward(typed<S>(out), ld_out, z, typed<S>(q), typed<S>(k), ld_qk, typed<S>(v), ld_v,
-                                       B, T, H, D, mask, s());
+                                       B, T, H, D, mask, score, s());
     });
     launched("gaussian_attention_forward");
   }
   void gaussian_attention_backward(Act dq, Act dk, int ld_qk, Act dv, int ld_v, CAct dout, int ld_out, const float* z,
                                    CAct q, CAct k, CAct v, int64_t B, int T, int H, int D, AttnMask mask,
                                    AttnScore score, GradMode mode) override {
-    require_paper_score("gaussian_attention_backward", score);
     float* work = workspace<float>(gaussian_attention_backward_workspace(B, T, H));
     with_storage("gaussian_attention_backward", {dq, dk, dv, dout, q, k, v}, [&](auto t) {
       using S = typename decltype(t)::type;
       cuda::gaussian_attention_backward(typed<S>(dq), typed<S>(dk), ld_qk, typed<S>(dv), ld_v, typed<S>(dout), ld_out,
-                                        z, typed<S>(q), typed<S>(k), typed<S>(v), B, T, H, D, mask, mode, work, s());
+                                        z, typed<S>(q), typed<S>(k), typed<S>(v), B, T, H, D, mask, score, mode, work,
+                                        s());
     });
     launched("gaussian_attention_backward");
-  }
-
-  // The kernels of gaussian_attention.cuh compute the paper's score (model.qisa_score: paper);
-  // the gaussian score runs on the CPU backend so far.
-  static void require_paper_score(const char* op, AttnScore score) {
-    QISA_CHECK(score.kind == QisaScore::paper,
-               std::string("cuda backend: ") + op + ": model.qisa_score: gaussian is not in the CUDA kernels yet",
-               "train it with train.device: cpu, or use model.qisa_score: paper on the GPU");
   }
 
   // ---- the QISA value layers: amplitudes fp32; v/dv and x/dx in the activation type

@@ -1,10 +1,14 @@
 // Gaussian-kernel attention (SPEC §1.1 qisa; the CPU contract is Backend::gaussian_attention_* of
-// kernels/backend.h, reference code kernels/cpu/gaussian_attention.h), per (batch b, head h):
-//   alpha_ij = exp(-|q_i - k_j|^2),  e_ij = exp(alpha_ij - 1/2) (j <= i, else 0),
-//   z_i = sum_{j<=i} e_ij,  p_ij = e_ij / z_i
+// kernels/backend.h, reference code kernels/cpu/gaussian_attention.h), per (batch b, head h), with
+// the score a template parameter Sc (model.qisa_score; GaPaperScore, GaGaussScore below):
+//   x_ij = Sc::x(|q_i - k_j|^2)   paper: alpha_ij = exp(-d2);   gaussian: -scale d2
+//   e_ij = exp(x_ij - c_i) (j <= i, else 0),  z_i = sum_{j<=i} e_ij,  p_ij = e_ij / z_i
+//   paper: c_i = 1/2 and z_i is saved;  gaussian: c_i = max_{j<=i} x_ij (a score pass over the key
+//   tiles first) and c_i + log z_i is saved; a later kernel has p_ij = exp(x_ij - c_i) r_i with
+//   (c_i, r_i) = (1/2, 1/z_i), resp. (saved, 1)
 //   causal:    out_i = sum_{j<=i} p_ij v_j
 //   reference: out_j = sum_{i>=j} p_ij v_i   (the published code's transposed matrix)
-// alpha lies in (0, 1], so no running maximum: the fixed shift 1/2 keeps every e_ij in
+// The paper's alpha lies in (0, 1], so no row maximum: the fixed shift 1/2 keeps every e_ij in
 // [exp(-1/2), exp(1/2)] and cancels in p. z [B,H,T] (fp32) is all the forward saves.
 // St: storage of q, k, v, out and their gradients (float or bf16); arithmetic is fp32.
 //
@@ -29,12 +33,12 @@
 //     pass 1: for J = 0 .. I: load k_J, X_J   y_I += p_IJ X_J
 //             s_I = y_I . Z_I (= sum_j p_ij dL/dp_ij)  -> workspace;  reference: dv_I = y_I
 //     pass 2 (dq): for J = 0 .. I: load k_J, X_J
-//             w_ij = -2 alpha_ij p_ij (Z_i . X_j - s_i);  dq_I += sum_j w_ij (q_i - k_j)
+//             w_ij = 2 x'_ij p_ij (Z_i . X_j - s_i);  dq_I += sum_j w_ij (q_i - k_j)
 //   backward cols, block = column tile J, after the rows kernel:
 //     load k_J, X_J;  for I = J .. last: load q_I, Z_I, 1/z_I, s_I
 //             dk_J += sum_i w_ij (k_j - q_i);  causal: dv_J += sum_i p_ij dout_i
-// w_ij is 2 dL/d(d2_ij): softmax backward gives dL/dalpha = p (dL/dp - s), alpha = exp(-d2)
-// gives dL/d(d2) = -alpha dL/dalpha, and d(d2)/dq_i = 2 (q_i - k_j) = -d(d2)/dk_j.
+// w_ij is 2 dL/d(d2_ij): softmax backward gives dL/dx = p (dL/dp - s), x' = dx/d(d2) (paper:
+// -alpha; gaussian: -scale) gives dL/d(d2) = x' dL/dx, and d(d2)/dq_i = 2 (q_i - k_j) = -d(d2)/dk_j.
 // Each output element is written by one thread; every sum runs in one fixed order (d
 // ascending; j, resp. i, ascending across the tiles), so results are bitwise reproducible.
 // No atomics. Shapes: q, k rows of [N, ld_qk], v [N, ld_v], out/dout [N, ld_out], head h at
@@ -71,6 +75,28 @@ inline constexpr float kGaShift = 0.5f;                     // e = exp(alpha - k
 // registers a thread. Without it ptxas capped the bf16 causal forward at 72 and spilled.
 inline constexpr int kGaMinBlocks = 4;
 static_assert(kGaTile == kWarp && kGaTile % kGaScoreRowStep == 0 && kGaMaxD % kGaColGroups == 0);
+
+// The scores (model.qisa_score; kernels/backend.h AttnScore). x: the softmax's input from d2;
+// dx: dx/d(d2) given x; kRowMax: the forward shifts each row by its maximum (else by kGaShift);
+// saved / shift / mult: the row statistic z_i the forward saves, and p_ij = exp(x_ij - shift) mult
+// from it in the kernels after.
+struct GaPaperScore {
+  static constexpr bool kRowMax = false;
+  __device__ __forceinline__ float x(float d2) const { return expf(-d2); }
+  __device__ __forceinline__ float dx(float x) const { return -x; }
+  __device__ __forceinline__ float saved(float /*c*/, float zsum) const { return zsum; }
+  __device__ __forceinline__ float shift(float /*z*/) const { return kGaShift; }
+  __device__ __forceinline__ float mult(float z) const { return 1.0f / z; }
+};
+struct GaGaussScore {
+  static constexpr bool kRowMax = true;
+  float scale;  // > 0
+  __device__ __forceinline__ float x(float d2) const { return -scale * d2; }
+  __device__ __forceinline__ float dx(float /*x*/) const { return -scale; }
+  __device__ __forceinline__ float saved(float c, float zsum) const { return c + logf(zsum); }
+  __device__ __forceinline__ float shift(float z) const { return z; }
+  __device__ __forceinline__ float mult(float /*z*/) const { return 1.0f; }
+};
 
 using GaAcc = float[kGaRows][kGaCols];
 
@@ -175,75 +201,115 @@ QISA_GA_UNROLL
   }
 }
 
-// e_ab = exp(exp(-d2) - 1/2) for j <= i < T (i = i0 + a, j = j0 + b), else 0, into S; times
-// scale[a] when scale is given (p = e / z_i).
-__device__ __forceinline__ void ga_store_e(float* S, const float (&d2)[kGaScores], int i0, int j0, int T,
-                                           const float* scale) {
+// e_ab = exp(x(d2) - c[a]) for j <= i < T (i = i0 + a, j = j0 + b), else 0, into S; times
+// mult[a] when mult is given (p = e / z_i).
+template <class Sc>
+__device__ __forceinline__ void ga_store_e(float* S, const float (&d2)[kGaScores], int i0, int j0, int T, const Sc& sc,
+                                           const float* c, const float* mult) {
   const int b = static_cast<int>(threadIdx.x) % kWarp, a0 = static_cast<int>(threadIdx.x) / kWarp;
 QISA_GA_UNROLL
   for (int m = 0; m < kGaScores; ++m) {
     const int a = a0 + m * kGaScoreRowStep, i = i0 + a, j = j0 + b;
     float e = 0.0f;
     if (j <= i && i < T) {
-      e = expf(expf(-d2[m]) - kGaShift);
-      if (scale) e *= scale[a];
+      e = expf(sc.x(d2[m]) - c[a]);
+      if (mult) e *= mult[a];
     }
     S[a * kGaSLd + b] = e;
   }
 }
 
+// The row statistics of a later kernel (the tile's rows i0 + t, t < kGaTile; 0 past T) from the
+// saved z: C[t] = shift, R[t] = mult. Threads t < kGaTile.
+template <class Sc>
+__device__ __forceinline__ void ga_load_rows(float* C, float* R, const Sc& sc, const float* z, int64_t bh, int i0,
+                                             int T) {
+  const int t = static_cast<int>(threadIdx.x);
+  if (t >= kGaTile) return;
+  const bool in = i0 + t < T;
+  const float zi = in ? z[bh * T + i0 + t] : 0.0f;
+  C[t] = in ? sc.shift(zi) : 0.0f;
+  R[t] = in ? sc.mult(zi) : 0.0f;
+}
+
 // ---- forward
 
-// Row tiles: z for every row; with kOut (causal) also out. Shared: q, k, v tiles, e tile, 1/z.
-template <typename St, bool kOut>
+// Row tiles: z for every row; with kOut (causal) also out. Shared: q, k, v tiles, e tile, the
+// rows' shift c and 1/z.
+template <typename St, bool kOut, class Sc>
 __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
     ga_forward_rows_kernel(St* out, int ld_out, float* z, const St* q, const St* k, int ld_qk, const St* v, int ld_v,
-                           int T, int H, int D, int tiles) {
+                           int T, int H, int D, int tiles, Sc sc) {
   QISA_SHARED(float, Qs, kGaTile * kGaLd);
   QISA_SHARED(float, Ks, kGaTile * kGaLd);
   QISA_SHARED(float, Vs, kOut ? kGaTile * kGaLd : 1);
   QISA_SHARED(float, Es, kGaTile * kGaSLd);
+  QISA_SHARED(float, Cs, kGaTile);
   QISA_SHARED(float, Zinv, kGaTile);
   const GaBlock g = ga_block(tiles, H, D, T, true);
   const int i0 = g.tile * kGaTile, tid = static_cast<int>(threadIdx.x);
   const St* kb = k + g.row0 * ld_qk + g.col;
   const St* vb = v + g.row0 * ld_v + g.col;
   ga_load_tile(Qs, q + g.row0 * ld_qk + g.col, ld_qk, i0, T, D);
+  float d2[kGaScores], dp[kGaScores];
+  if constexpr (Sc::kRowMax) {  // c_i = max_{j<=i} x_ij: a score pass over the key tiles
+    const int b = tid % kWarp, a0 = tid / kWarp;
+    float mx[kGaScores];
+QISA_GA_UNROLL
+    for (int m = 0; m < kGaScores; ++m) mx[m] = -INFINITY;
+    for (int j0 = 0; j0 <= i0; j0 += kGaTile) {
+      QISA_SYNCTHREADS();  // the last tile's k is read (and q is loaded)
+      ga_load_tile(Ks, kb, ld_qk, j0, T, D);
+      QISA_SYNCTHREADS();  // k loaded
+      ga_scores<false>(d2, dp, Qs, Ks, nullptr, nullptr, D);
+QISA_GA_UNROLL
+      for (int m = 0; m < kGaScores; ++m) {  // row a of the warp's: lanes b are the tile's columns
+        const int i = i0 + a0 + m * kGaScoreRowStep, j = j0 + b;
+        mx[m] = fmaxf(mx[m], warp_max(j <= i && i < T ? sc.x(d2[m]) : -INFINITY));
+      }
+    }
+    if (b == 0)
+QISA_GA_UNROLL
+      for (int m = 0; m < kGaScores; ++m) Cs[a0 + m * kGaScoreRowStep] = mx[m];
+  } else if (tid < kGaTile) {
+    Cs[tid] = kGaShift;
+  }
   float zsum = 0.0f;  // thread tid < kGaTile: row i0 + tid
   GaAcc acc;
   ga_zero(acc);
   for (int j0 = 0; j0 <= i0; j0 += kGaTile) {
-    QISA_SYNCTHREADS();  // the last tile's k, v, e are read (and q is loaded)
+    QISA_SYNCTHREADS();  // the last tile's k, v, e are read (and q, c are written)
     ga_load_tile(Ks, kb, ld_qk, j0, T, D);
     if (kOut) ga_load_tile(Vs, vb, ld_v, j0, T, D);
     QISA_SYNCTHREADS();  // k (v) loaded
-    float d2[kGaScores], dp[kGaScores];
     ga_scores<false>(d2, dp, Qs, Ks, nullptr, nullptr, D);
-    ga_store_e(Es, d2, i0, j0, T, nullptr);
+    ga_store_e(Es, d2, i0, j0, T, sc, Cs, nullptr);
     QISA_SYNCTHREADS();  // e complete
     if (tid < kGaTile)
       for (int b = 0; b < kGaTile; ++b) zsum += Es[tid * kGaSLd + b];
     if (kOut) ga_wsum<false, false>(acc, Es, Vs, acc);  // (x0 unused)
   }
-  if (tid < kGaTile && i0 + tid < T) z[g.bh * T + i0 + tid] = zsum;
+  if (tid < kGaTile && i0 + tid < T) z[g.bh * T + i0 + tid] = sc.saved(Cs[tid], zsum);
   if (!kOut) return;
   if (tid < kGaTile) Zinv[tid] = 1.0f / zsum;
   QISA_SYNCTHREADS();  // 1/z complete
   ga_store(out + g.row0 * ld_out + g.col, ld_out, i0, T, D, acc, Zinv, false);
 }
 
-// Column tiles of the reference mask: out_j = sum_{i>=j} p_ij v_i. Shared: k, q, v tiles, p, 1/z.
-template <typename St>
+// Column tiles of the reference mask: out_j = sum_{i>=j} p_ij v_i. Shared: k, q, v tiles, p, the
+// rows' shift and mult.
+template <typename St, class Sc>
 __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
     ga_forward_cols_kernel(St* out, int ld_out, const float* z, const St* q, const St* k, int ld_qk, const St* v,
-                           int ld_v, int T, int H, int D, int tiles) {
+                           int ld_v, int T, int H, int D, int tiles, Sc sc) {
   QISA_SHARED(float, Ks, kGaTile * kGaLd);
   QISA_SHARED(float, Qs, kGaTile * kGaLd);
   QISA_SHARED(float, Vs, kGaTile * kGaLd);
   QISA_SHARED(float, Ps, kGaTile * kGaSLd);
+  QISA_SHARED(float, Cs, kGaTile);
   QISA_SHARED(float, Zinv, kGaTile);
   const GaBlock g = ga_block(tiles, H, D, T, false);
-  const int j0 = g.tile * kGaTile, tid = static_cast<int>(threadIdx.x);
+  const int j0 = g.tile * kGaTile;
   const St* qb = q + g.row0 * ld_qk + g.col;
   const St* vb = v + g.row0 * ld_v + g.col;
   ga_load_tile(Ks, k + g.row0 * ld_qk + g.col, ld_qk, j0, T, D);
@@ -253,11 +319,11 @@ __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
     QISA_SYNCTHREADS();  // the last tile's q, v, p are read (and k is loaded)
     ga_load_tile(Qs, qb, ld_qk, i0, T, D);
     ga_load_tile(Vs, vb, ld_v, i0, T, D);
-    if (tid < kGaTile) Zinv[tid] = i0 + tid < T ? 1.0f / z[g.bh * T + i0 + tid] : 0.0f;
-    QISA_SYNCTHREADS();  // q, v, 1/z loaded
+    ga_load_rows(Cs, Zinv, sc, z, g.bh, i0, T);
+    QISA_SYNCTHREADS();  // q, v, c, 1/z loaded
     float d2[kGaScores], dp[kGaScores];
     ga_scores<false>(d2, dp, Qs, Ks, nullptr, nullptr, D);
-    ga_store_e(Ps, d2, i0, j0, T, Zinv);
+    ga_store_e(Ps, d2, i0, j0, T, sc, Cs, Zinv);
     QISA_SYNCTHREADS();  // p complete
     ga_wsum<true, false>(acc, Ps, Vs, acc);  // (x0 unused)
   }
@@ -266,20 +332,21 @@ __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
 
 // ---- backward
 
-// w_ab = -2 alpha p (dp - s_a) and p_ab for j <= i < T (else 0), from d2 and dp = Z_i . X_j,
-// p = exp(alpha - 1/2) / z_i: the CPU's expression order. W or P may be null (not wanted).
+// w_ab = 2 x' p (dp - s_a) and p_ab for j <= i < T (else 0), from d2 and dp = Z_i . X_j, p =
+// exp(x - c_a) mult_a: the CPU's expression order. W or P may be null (not wanted).
+template <class Sc>
 __device__ __forceinline__ void ga_store_wp(float* W, float* P, const float (&d2)[kGaScores],
-                                            const float (&dp)[kGaScores], int i0, int j0, int T, const float* zinv,
-                                            const float* s) {
+                                            const float (&dp)[kGaScores], int i0, int j0, int T, const Sc& sc,
+                                            const float* c, const float* mult, const float* s) {
   const int b = static_cast<int>(threadIdx.x) % kWarp, a0 = static_cast<int>(threadIdx.x) / kWarp;
 QISA_GA_UNROLL
   for (int m = 0; m < kGaScores; ++m) {
     const int a = a0 + m * kGaScoreRowStep, i = i0 + a, j = j0 + b;
     float w = 0.0f, p = 0.0f;
     if (j <= i && i < T) {
-      const float alpha = expf(-d2[m]);
-      p = expf(alpha - kGaShift) * zinv[a];
-      if (W) w = 2.0f * (-alpha * (p * (dp[m] - s[a])));
+      const float x = sc.x(d2[m]);
+      p = expf(x - c[a]) * mult[a];
+      if (W) w = 2.0f * (sc.dx(x) * (p * (dp[m] - s[a])));
     }
     if (W) W[a * kGaSLd + b] = w;
     if (P) P[a * kGaSLd + b] = p;
@@ -288,16 +355,17 @@ QISA_GA_UNROLL
 
 // Row tiles: s (always), dq (dq non-null), the reference mask's dv (dv non-null).
 // Zr: dout (causal) or v (reference), the operand of row i; Xc: v or dout, that of column j.
-template <typename St>
+template <typename St, class Sc>
 __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
     ga_backward_rows_kernel(St* dq, int ld_qk, St* dv, int ld_v, bool add, float* s_out, const float* z,
                             const St* q, const St* k, const St* Zr, int ld_z, const St* Xc, int ld_x, int T, int H,
-                            int D, int tiles) {
+                            int D, int tiles, Sc sc) {
   QISA_SHARED(float, Qs, kGaTile * kGaLd);
   QISA_SHARED(float, Zs, kGaTile * kGaLd);
   QISA_SHARED(float, Ks, kGaTile * kGaLd);  // also y, for s
   QISA_SHARED(float, Xs, kGaTile * kGaLd);
   QISA_SHARED(float, Ps, kGaTile * kGaSLd);  // pass 1: p; pass 2: w
+  QISA_SHARED(float, Cs, kGaTile);
   QISA_SHARED(float, Zinv, kGaTile);
   QISA_SHARED(float, Ss, kGaTile);
   const GaBlock g = ga_block(tiles, H, D, T, true);
@@ -306,7 +374,7 @@ __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
   const St* xb = Xc + g.row0 * ld_x + g.col;
   ga_load_tile(Qs, q + g.row0 * ld_qk + g.col, ld_qk, i0, T, D);
   ga_load_tile(Zs, Zr + g.row0 * ld_z + g.col, ld_z, i0, T, D);
-  if (tid < kGaTile) Zinv[tid] = i0 + tid < T ? 1.0f / z[g.bh * T + i0 + tid] : 0.0f;
+  ga_load_rows(Cs, Zinv, sc, z, g.bh, i0, T);
   GaAcc acc, own;
   ga_zero(acc);
   float d2[kGaScores], dp[kGaScores];
@@ -316,7 +384,7 @@ __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
     ga_load_tile(Xs, xb, ld_x, j0, T, D);
     QISA_SYNCTHREADS();  // k, X loaded
     ga_scores<false>(d2, dp, Qs, Ks, nullptr, nullptr, D);
-    ga_store_e(Ps, d2, i0, j0, T, Zinv);
+    ga_store_e(Ps, d2, i0, j0, T, sc, Cs, Zinv);
     QISA_SYNCTHREADS();  // p complete
     ga_wsum<false, false>(acc, Ps, Xs, acc);  // (x0 unused)
   }
@@ -344,7 +412,7 @@ QISA_GA_UNROLL
     ga_load_tile(Xs, xb, ld_x, j0, T, D);
     QISA_SYNCTHREADS();  // k, X loaded
     ga_scores<true>(d2, dp, Qs, Ks, Zs, Xs, D);
-    ga_store_wp(Ps, nullptr, d2, dp, i0, j0, T, Zinv, Ss);
+    ga_store_wp(Ps, nullptr, d2, dp, i0, j0, T, sc, Cs, Zinv, Ss);
     QISA_SYNCTHREADS();  // w complete
     ga_wsum<false, true>(acc, Ps, Ks, own);
   }
@@ -352,17 +420,18 @@ QISA_GA_UNROLL
 }
 
 // Column tiles: dk (dk non-null), the causal mask's dv (dv non-null; then Zr is dout).
-template <typename St>
+template <typename St, class Sc>
 __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
     ga_backward_cols_kernel(St* dk, int ld_qk, St* dv, int ld_v, bool add, const float* s_in, const float* z,
                             const St* q, const St* k, const St* Zr, int ld_z, const St* Xc, int ld_x, int T, int H,
-                            int D, int tiles) {
+                            int D, int tiles, Sc sc) {
   QISA_SHARED(float, Ks, kGaTile * kGaLd);
   QISA_SHARED(float, Xs, kGaTile * kGaLd);
   QISA_SHARED(float, Qs, kGaTile * kGaLd);
   QISA_SHARED(float, Zs, kGaTile * kGaLd);
   QISA_SHARED(float, Ws, kGaTile * kGaSLd);
   QISA_SHARED(float, Ps, kGaTile * kGaSLd);
+  QISA_SHARED(float, Cs, kGaTile);
   QISA_SHARED(float, Zinv, kGaTile);
   QISA_SHARED(float, Ss, kGaTile);
   const GaBlock g = ga_block(tiles, H, D, T, false);
@@ -380,18 +449,15 @@ __global__ void __launch_bounds__(kGaThreads, kGaMinBlocks)
     QISA_SYNCTHREADS();  // the last tile's q, Z, w, p, 1/z, s are read (and k, X are loaded)
     ga_load_tile(Qs, qb, ld_qk, i0, T, D);
     ga_load_tile(Zs, zb, ld_z, i0, T, D);
-    if (tid < kGaTile) {
-      const bool in = i0 + tid < T;
-      Zinv[tid] = in ? 1.0f / z[g.bh * T + i0 + tid] : 0.0f;
-      Ss[tid] = in && dk ? s_in[g.bh * T + i0 + tid] : 0.0f;
-    }
-    QISA_SYNCTHREADS();  // q, Z, 1/z, s loaded
+    ga_load_rows(Cs, Zinv, sc, z, g.bh, i0, T);
+    if (tid < kGaTile) Ss[tid] = i0 + tid < T && dk ? s_in[g.bh * T + i0 + tid] : 0.0f;
+    QISA_SYNCTHREADS();  // q, Z, c, 1/z, s loaded
     float d2[kGaScores], dp[kGaScores];
     if (dk)
       ga_scores<true>(d2, dp, Qs, Ks, Zs, Xs, D);
     else
       ga_scores<false>(d2, dp, Qs, Ks, nullptr, nullptr, D);
-    ga_store_wp(dk ? Ws : nullptr, dv ? Ps : nullptr, d2, dp, i0, j0, T, Zinv, Ss);
+    ga_store_wp(dk ? Ws : nullptr, dv ? Ps : nullptr, d2, dp, i0, j0, T, sc, Cs, Zinv, Ss);
     QISA_SYNCTHREADS();  // w, p complete
     if (dk) ga_wsum<true, true>(acc_k, Ws, Qs, own);   // dk_j += w_ij (k_j - q_i)
     if (dv) ga_wsum<true, false>(acc_v, Ps, Zs, own);  // dv_j += p_ij dout_i (own unused)
@@ -421,19 +487,33 @@ inline int ga_check(const char* op, int64_t B, int T, int H, int D, int ld_qk, i
   return static_cast<int>(tiles);
 }
 
+// fn(score policy) for the AttnScore: GaPaperScore or GaGaussScore{scale}.
+template <class Fn>
+void with_score(const char* op, AttnScore score, Fn&& fn) {
+  if (score.kind == QisaScore::paper) return fn(GaPaperScore{});
+  QISA_CHECK(score.scale > 0 && score.scale < INFINITY,
+             std::string("cuda ") + op + ": gaussian score scale " + std::to_string(score.scale) + " is not > 0",
+             "model.qisa_score_scale: 0 (1/sqrt(head size)) or a positive number");
+  fn(GaGaussScore{score.scale});
+}
+
 // out [N, ld_out]; z [B,H,T]; q, k [N, ld_qk]; v [N, ld_v].
 template <typename St>
 void gaussian_attention_forward(St* out, int ld_out, float* z, const St* q, const St* k, int ld_qk, const St* v,
-                                int ld_v, int64_t B, int T, int H, int D, AttnMask mask, cudaStream_t stream) {
+                                int ld_v, int64_t B, int T, int H, int D, AttnMask mask, AttnScore score,
+                                cudaStream_t stream) {
   const int tiles = ga_check("gaussian_attention_forward", B, T, H, D, ld_qk, ld_v, ld_out);
   if (B == 0) return;
   const dim3 grid(static_cast<unsigned>(B * H * tiles));
   const bool causal = mask == AttnMask::causal;
-  auto* rows = causal ? ga_forward_rows_kernel<St, true> : ga_forward_rows_kernel<St, false>;
-  QISA_LAUNCH(rows, grid, dim3(kGaThreads), 0, stream, out, ld_out, z, q, k, ld_qk, v, ld_v, T, H, D, tiles);
-  if (causal) return;
-  QISA_LAUNCH(ga_forward_cols_kernel<St>, grid, dim3(kGaThreads), 0, stream, out, ld_out, z, q, k, ld_qk, v, ld_v, T,
-              H, D, tiles);
+  with_score("gaussian_attention_forward", score, [&](auto sc) {
+    using Sc = decltype(sc);
+    auto* rows = causal ? ga_forward_rows_kernel<St, true, Sc> : ga_forward_rows_kernel<St, false, Sc>;
+    QISA_LAUNCH(rows, grid, dim3(kGaThreads), 0, stream, out, ld_out, z, q, k, ld_qk, v, ld_v, T, H, D, tiles, sc);
+    if (causal) return;
+    auto* cols = ga_forward_cols_kernel<St, Sc>;  // (a template argument list would split the macro's arguments)
+    QISA_LAUNCH(cols, grid, dim3(kGaThreads), 0, stream, out, ld_out, z, q, k, ld_qk, v, ld_v, T, H, D, tiles, sc);
+  });
 }
 
 // Floats of device workspace gaussian_attention_backward needs (s, one per row of z).
@@ -444,7 +524,8 @@ inline int64_t gaussian_attention_backward_workspace(int64_t B, int T, int H) { 
 template <typename St>
 void gaussian_attention_backward(St* dq, St* dk, int ld_qk, St* dv, int ld_v, const St* dout, int ld_out,
                                  const float* z, const St* q, const St* k, const St* v, int64_t B, int T, int H,
-                                 int D, AttnMask mask, GradMode mode, float* work, cudaStream_t stream) {
+                                 int D, AttnMask mask, AttnScore score, GradMode mode, float* work,
+                                 cudaStream_t stream) {
   const int tiles = ga_check("gaussian_attention_backward", B, T, H, D, ld_qk, ld_v, ld_out);
   if (B == 0) return;
   const bool causal = mask == AttnMask::causal, add = mode == GradMode::accumulate;
@@ -457,12 +538,17 @@ void gaussian_attention_backward(St* dq, St* dk, int ld_qk, St* dv, int ld_v, co
   St* dv_cols = causal ? dv : nullptr;
   QISA_CHECK(work || !(dq || dk || dv_rows), "cuda gaussian_attention_backward: null workspace",
              "pass gaussian_attention_backward_workspace(B, T, H) floats of device memory");
-  if (dq || dk || dv_rows)  // s is needed by dk
-    QISA_LAUNCH(ga_backward_rows_kernel<St>, grid, dim3(kGaThreads), 0, stream, dq, ld_qk, dv_rows, ld_v, add, work,
-                z, q, k, Zr, ld_z, Xc, ld_x, T, H, D, tiles);
-  if (dk || dv_cols)
-    QISA_LAUNCH(ga_backward_cols_kernel<St>, grid, dim3(kGaThreads), 0, stream, dk, ld_qk, dv_cols, ld_v, add, work,
-                z, q, k, Zr, ld_z, Xc, ld_x, T, H, D, tiles);
+  with_score("gaussian_attention_backward", score, [&](auto sc) {
+    using Sc = decltype(sc);
+    auto* rows = ga_backward_rows_kernel<St, Sc>;
+    auto* cols = ga_backward_cols_kernel<St, Sc>;
+    if (dq || dk || dv_rows)  // s is needed by dk
+      QISA_LAUNCH(rows, grid, dim3(kGaThreads), 0, stream, dq, ld_qk, dv_rows, ld_v, add, work, z, q, k, Zr, ld_z, Xc,
+                  ld_x, T, H, D, tiles, sc);
+    if (dk || dv_cols)
+      QISA_LAUNCH(cols, grid, dim3(kGaThreads), 0, stream, dk, ld_qk, dv_cols, ld_v, add, work, z, q, k, Zr, ld_z, Xc,
+                  ld_x, T, H, D, tiles, sc);
+  });
 }
 
 }  // namespace qisa::cuda

@@ -67,9 +67,10 @@ template void convert<bf16, bf16>(bf16*, const bf16*, int64_t, cudaStream_t);
 // Gaussian-kernel attention (kernels/cuda/gaussian_attention.cuh)
 #define QISA_INSTANTIATE_GAUSSIAN_ATTENTION(T)                                                                   \
   template void gaussian_attention_forward<T>(T*, int, float*, const T*, const T*, int, const T*, int, int64_t,    \
-                                              int, int, int, AttnMask, cudaStream_t);                             \
+                                              int, int, int, AttnMask, AttnScore, cudaStream_t);                  \
   template void gaussian_attention_backward<T>(T*, T*, int, T*, int, const T*, int, const float*, const T*,        \
-                                               const T*, const T*, int64_t, int, int, int, AttnMask, GradMode,    \
+                                               const T*, const T*, int64_t, int, int, int, AttnMask, AttnScore,   \
+                                               GradMode,                                                          \
                                                float*, cudaStream_t);
 QISA_INSTANTIATE_GAUSSIAN_ATTENTION(float)
 QISA_INSTANTIATE_GAUSSIAN_ATTENTION(bf16)

@@ -172,16 +172,21 @@ TEST_F(CudaEmuShapes, GaussianAttentionWrappersRejectWhatTheKernelsCannotDo) {
   float* p = buf.data();
   const auto causal = qisa::AttnMask::causal;
   const int big = qisa::cuda::kGaMaxD + 1;
-  EXPECT_THROW(qisa::cuda::gaussian_attention_forward(p, big, p, p, p, big, p, big, 1, 1, 1, big, causal, kStream),
-               qisa::Error);
-  EXPECT_THROW(qisa::cuda::gaussian_attention_forward(p, 8, p, p, p, 7, p, 8, 1, 2, 2, 4, causal, kStream),
+  const qisa::AttnScore paper{};
+  EXPECT_THROW(
+      qisa::cuda::gaussian_attention_forward(p, big, p, p, p, big, p, big, 1, 1, 1, big, causal, paper, kStream),
+      qisa::Error);
+  EXPECT_THROW(qisa::cuda::gaussian_attention_forward(p, 8, p, p, p, 7, p, 8, 1, 2, 2, 4, causal, paper, kStream),
                qisa::Error);  // ld_qk 7 < H*D
-  EXPECT_THROW(qisa::cuda::gaussian_attention_backward(p, p, 8, p, 8, p, 8, p, p, p, p, 1, 0, 2, 4, causal,
+  EXPECT_THROW(qisa::cuda::gaussian_attention_backward(p, p, 8, p, 8, p, 8, p, p, p, p, 1, 0, 2, 4, causal, paper,
                                                        GradMode::overwrite, p, kStream),
                qisa::Error);  // T 0
-  EXPECT_THROW(qisa::cuda::gaussian_attention_backward(p, p, 8, p, 8, p, 8, p, p, p, p, 1, 2, 2, 4, causal,
+  EXPECT_THROW(qisa::cuda::gaussian_attention_backward(p, p, 8, p, 8, p, 8, p, p, p, p, 1, 2, 2, 4, causal, paper,
                                                        GradMode::overwrite, nullptr, kStream),
                qisa::Error);  // no workspace for s
+  EXPECT_THROW(qisa::cuda::gaussian_attention_forward(p, 8, p, p, p, 8, p, 8, 1, 2, 2, 4, causal,
+                                                      qisa::AttnScore{qisa::QisaScore::gaussian, 0.0f}, kStream),
+               qisa::Error);  // a gaussian score needs a scale > 0
 }
 
 // Without their barriers the tiles are read before they are loaded (NaN shared memory) or
