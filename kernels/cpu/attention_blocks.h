@@ -322,6 +322,29 @@ inline void wsum_cols_to(GradMode mode, F* dst, int64_t ld, F* A, const MatTile<
     wsum_cols_to<F, kDiff, false>(dst, ld, A, m, T, X, ldx, x0, ld0, D, Dp);
 }
 
+// The last two stages of a softmax over the rows i0 .. i0 + rows - 1 of a group (rows <= W; row r
+// at Si + r*ld, holding e_ij = exp(x_ij - shift)): the lanes j > i cleared, sum[r] = sum_{j<=i}
+// e_ij, then every e_ij divided by it (p). In stages over the rows, as the callers' exp stage.
+template <typename F>
+inline void normalize_rows(F* Si, int64_t ld, int i0, int rows, int np, F* sum) {
+  constexpr int L = W<F>;
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    Pack<F> acc = {};
+    for (int p = 0; p < np; ++p) {
+      const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
+      acc += e;
+      pack_store(sr + p * L, e);
+    }
+    sum[r] = pack_sum<F>(acc);
+  }
+  for (int r = 0; r < rows; ++r) {
+    F* sr = Si + static_cast<int64_t>(r) * ld;
+    const F inv = F(1) / sum[r];
+    for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
+  }
+}
+
 // Softmax of the rows i0 .. i0 + rows - 1 of a group (rows <= W; row r at Si + r*ld) over their
 // visible columns j <= i: the raw scores become w = scale * score, then p = exp(w - max) / sum in
 // place (0 for j > i), and lse[r] = max + log(sum) (the flash form: backward recomputes p from w
@@ -349,20 +372,9 @@ inline void softmax_rows_lse(F* Si, int64_t ld, int i0, int rows, int np, F scal
 #pragma omp simd
       for (int l = 0; l < L; ++l) sp[l] = exp_t<F>(sp[l] - m);
     }
-    Pack<F> acc = {};
-    for (int p = 0; p < np; ++p) {
-      const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
-      acc += e;
-      pack_store(sr + p * L, e);
-    }
-    sum[r] = pack_sum<F>(acc);
   }
-  for (int r = 0; r < rows; ++r) {
-    F* sr = Si + static_cast<int64_t>(r) * ld;
-    const F inv = F(1) / sum[r];
-    for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
-    lse[r] = mx[r] + std::log(sum[r]);
-  }
+  normalize_rows<F>(Si, ld, i0, rows, np, sum);
+  for (int r = 0; r < rows; ++r) lse[r] = mx[r] + std::log(sum[r]);
 }
 
 // Row i of softmax probabilities recomputed from the raw scores p[0..np*W) (q_i . k_j) and the

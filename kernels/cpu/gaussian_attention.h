@@ -49,7 +49,6 @@ template <typename F>
 inline void paper_softmax_rows(F* Si, int64_t ld, int i0, int rows, int np, F* z) {
   using namespace attn;
   constexpr int L = W<F>;
-  F sum[L];
   for (int r = 0; r < rows; ++r) {
     F* sr = Si + static_cast<int64_t>(r) * ld;
     for (int p = 0; p < np; ++p) {
@@ -58,22 +57,7 @@ inline void paper_softmax_rows(F* Si, int64_t ld, int i0, int rows, int np, F* z
       for (int l = 0; l < L; ++l) sp[l] = exp_unit_shifted<F>(exp_t<F>(-sp[l]));
     }
   }
-  for (int r = 0; r < rows; ++r) {
-    F* sr = Si + static_cast<int64_t>(r) * ld;
-    Pack<F> acc = {};
-    for (int p = 0; p < np; ++p) {
-      const Pack<F> e = pack_keep_below<F>(pack_load(sr + p * L), i0 + r + 1 - p * L);  // j <= i
-      acc += e;
-      pack_store(sr + p * L, e);
-    }
-    sum[r] = pack_sum<F>(acc);
-  }
-  for (int r = 0; r < rows; ++r) {
-    F* sr = Si + static_cast<int64_t>(r) * ld;
-    const F inv = F(1) / sum[r];
-    for (int p = 0; p < np; ++p) pack_store(sr + p * L, pack_load(sr + p * L) * inv);
-    z[r] = sum[r];
-  }
+  normalize_rows<F>(Si, ld, i0, rows, np, z);  // z_i: the row sum
 }
 
 // out [N, ld_out]; z [B,H,T]; q, k [N, ld_qk]; v [N, ld_v]; head h at columns h*D.
