@@ -152,18 +152,22 @@ void plot_lines(const std::vector<LinePanel>& panels, const std::string& png) {
   for (size_t p = 0; p < panels.size(); ++p) {
     const LinePanel& panel = panels[p];
     body += "reset\nset grid\nset key top right\nset title " + gq(panel.title) + "\nset xlabel " + gq(panel.xlabel) +
-            "\nset ylabel " + gq(panel.ylabel) + "\n" + (panel.log_y ? "set logscale y\n" : "");
+            "\nset ylabel " + gq(panel.ylabel) + "\n" + (panel.log_y ? "set logscale y\n" : "") +
+            (panel.log_x ? "set logscale x\nset format x '%.0e'\n" : "");
     std::string plot;
     for (size_t s = 0; s < panel.series.size(); ++s) {
       const Series& series = panel.series[s];
+      const bool bars = !series.err.empty();
       std::string data;
       for (size_t i = 0; i < series.x.size() && i < series.y.size(); ++i)
-        if (!panel.log_y || series.y[i] > 0) data += num(series.x[i]) + " " + num(series.y[i]) + "\n";
+        if ((!panel.log_y || series.y[i] > 0) && (!panel.log_x || series.x[i] > 0))
+          data += num(series.x[i]) + " " + num(series.y[i]) +
+                  (bars ? " " + num(i < series.err.size() && std::isfinite(series.err[i]) ? series.err[i] : 0.0) : "") + "\n";
       if (data.empty()) data = "NaN NaN\n";  // keeps the legend entry; gnuplot warns, does not fail
       const std::string file = scratch.file("p" + std::to_string(p) + "_s" + std::to_string(s) + ".dat");
       write(file, data);
-      plot += std::string(plot.empty() ? "plot " : ", \\\n     ") + gq(file) + " using 1:2 with " +
-              (series.points ? "linespoints pt 7 ps 0.6" : "lines") + " lw 1.5 lc " + std::to_string(s + 1) +
+      plot += std::string(plot.empty() ? "plot " : ", \\\n     ") + gq(file) + (bars ? " using 1:2:3 with yerrorlines pt 7 ps 0.6" :
+              std::string(" using 1:2 with ") + (series.points ? "linespoints pt 7 ps 0.6" : "lines")) + " lw 1.5 lc " + std::to_string(s + 1) +
               " title " + gq(series.label);
     }
     body += (plot.empty() ? "plot NaN notitle" : plot) + "\n";

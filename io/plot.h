@@ -11,12 +11,14 @@ struct Series {
   std::string label;
   std::vector<double> x, y;
   bool points = false;  // markers with lines (sparse series such as periodic evaluations)
+  std::vector<double> err;  // half-height of an error bar at each point (empty: no bars)
 };
 
 struct LinePanel {
   std::string title, xlabel, ylabel;
   bool log_y = false;
   std::vector<Series> series;
+  bool log_x = false;
 };
 
 // Grouped bars with error bars: one group per category (x axis), one bar per series.

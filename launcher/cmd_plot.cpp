@@ -62,12 +62,12 @@ void add_plot(CLI::App& app) {
       QISA_CHECK(!rows.empty(), "results table '" + a->inputs[0] + "' has no rows", "run some cells first");
       plot_bars(results_bar_panels(rows), a->out);
     } else {
-      LinePanel loss{"training loss", "step", "cross-entropy (nats)", !a->linear, {}};
-      LinePanel val{"validation CE", "step", "cross-entropy (nats)", !a->linear, {}};
+      LinePanel loss{"training loss", "step", "cross-entropy (nats)", !a->linear, {}, false};
+      LinePanel val{"validation CE", "step", "cross-entropy (nats)", !a->linear, {}, false};
       for (const fs::path& run : expand_runs(a->inputs)) {
         const RunMetrics m = read_metrics((run / "metrics.jsonl").string());
         const std::string label = run.filename().empty() ? run.parent_path().filename().string() : run.filename().string();
-        Series l{label, {}, {}, false}, e{label, {}, {}, true};
+        Series l{label, {}, {}, false, {}}, e{label, {}, {}, true, {}};
         for (size_t i = 0; i < m.loss.size(); ++i) l.x.push_back(static_cast<double>(m.loss_step[i])), l.y.push_back(m.loss[i]);
         for (size_t i = 0; i < m.eval_ce.size(); ++i)
           e.x.push_back(static_cast<double>(m.eval_step[i])), e.y.push_back(m.eval_ce[i]);

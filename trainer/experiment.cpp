@@ -27,6 +27,7 @@
 #include "trainer/generate.h"
 #include "trainer/model_io.h"
 #include "trainer/probe.h"
+#include "trainer/stats.h"
 #include "trainer/trainer.h"
 
 namespace qisa {
@@ -167,7 +168,7 @@ CellState cell_state(const ExperimentGrid& grid, const GridCell& cell) {
   const int64_t steps = load_config(grid.base, cell.overrides).train.steps;
   std::error_code ec;
   const bool has_final = fs::exists(final_path(cell), ec);
-  if (has_final && fs::exists(result_path(cell), ec)) {
+  if (fs::exists(result_path(cell), ec)) {  // final.h5 may have been removed to save space: the result stands
     try {
       if (CellResult::from_json(read_text(result_path(cell)), result_path(cell)).steps == steps) return CellState::finished;
     } catch (const Error&) {  // unreadable: measured again
@@ -242,11 +243,15 @@ CellResult measure_cell(const ExperimentGrid& grid, const GridCell& cell, Backen
 
 bool run_cell(const ExperimentGrid& grid, const GridCell& cell, Backend& backend, Communicator& comm,
               Collectives& coll, bool quiet, bool remeasure) {
-  int64_t state = 0;
-  if (comm.rank() == 0) state = static_cast<int64_t>(cell_state(grid, cell));
-  comm.broadcast(&state, sizeof state, 0);
-  const auto s = static_cast<CellState>(state);
+  int64_t state[2] = {0, 0};  // the cell's state; whether its model file is there
+  if (comm.rank() == 0) state[0] = static_cast<int64_t>(cell_state(grid, cell)), state[1] = fs::exists(final_path(cell));
+  comm.broadcast(state, sizeof state, 0);
+  const auto s = static_cast<CellState>(state[0]);
   if (s == CellState::finished && !remeasure) return true;
+  if (s == CellState::finished && !state[1])  // every rank: they all learnt it from rank 0
+    throw CollectiveError("cell " + cell.name + " cannot be measured again: its model '" + final_path(cell) +
+                              "' was removed (its result.json stands)",
+                          "to measure it again, delete " + result_path(cell) + " and run the cell: it trains again");
   if (s != CellState::trained && s != CellState::finished) {
     Config cfg;
     try {  // every rank reads the same files: they all fail here together
@@ -303,28 +308,6 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
-struct Stat {
-  double mean = std::numeric_limits<double>::quiet_NaN(), sd = std::numeric_limits<double>::quiet_NaN();
-  int n = 0;
-};
-
-// Mean and sample standard deviation (n - 1) of the finite values.
-Stat stat(const std::vector<double>& v) {
-  Stat s;
-  double sum = 0;
-  for (double x : v)
-    if (std::isfinite(x)) sum += x, ++s.n;
-  if (s.n == 0) return s;
-  s.mean = sum / s.n;
-  if (s.n > 1) {
-    double ss = 0;
-    for (double x : v)
-      if (std::isfinite(x)) ss += (x - s.mean) * (x - s.mean);
-    s.sd = std::sqrt(ss / (s.n - 1));
-  }
-  return s;
-}
-
 std::string show(const Stat& s) {
   if (s.n == 0) return "n/a";
   return s.n > 1 ? fmt(s.mean) + " ± " + fmt(s.sd) : fmt(s.mean);
@@ -340,6 +323,13 @@ std::string ratio(double value, double base, bool time) {
   return x + (value <= base ? " lower" : " higher");
 }
 
+// "-0.012 (p = 0.03)": the difference of the means and Welch's p ("p n/a" with fewer than two seeds).
+std::string difference(const Stat& a, const Stat& b) {
+  const Welch w = welch_test(a, b);
+  if (!std::isfinite(w.diff)) return "n/a";
+  return fmt(w.diff, "%+.3g") + " (p " + (std::isfinite(w.p) ? (w.p < 0.001 ? std::string("< 0.001") : "= " + fmt(w.p, "%.2g")) : std::string("n/a")) + ")";
+}
+
 std::map<std::string, std::vector<const CellResult*>> by_group(const std::vector<CellResult>& results) {
   std::map<std::string, std::vector<const CellResult*>> g;
   for (const auto& r : results) g[r.group].push_back(&r);
@@ -352,14 +342,108 @@ Stat group_stat(const std::vector<const CellResult*>& rows, double CellResult::*
   return stat(v);
 }
 
-std::string values_of(const ExperimentGrid& grid, const std::string& group) {
-  for (const GridCell& c : grid.cells())
-    if (c.group == group) {
-      std::string s;
-      for (const auto& [k, v] : c.values) s += (s.empty() ? "" : ", ") + k + "=" + v;
-      return s.empty() ? "(base config)" : s;
+// ---- the ladder: val CE against training FLOPs, by rung
+
+struct LadderPoint {
+  std::string panel, rung, series, group;
+  Stat ce, flops;
+};
+
+std::string value_in(const KeyValues& kv, const std::string& key) {
+  for (const auto& [k, v] : kv)
+    if (k == key) return v;
+  return "";
+}
+
+// One point per finished combination, in grid order.
+std::vector<LadderPoint> ladder_points(const ExperimentGrid& grid, const std::vector<CellResult>& results) {
+  const auto groups = by_group(results);
+  std::vector<LadderPoint> out;
+  for (const std::string& g : grid.groups()) {
+    auto it = groups.find(g);
+    if (it == groups.end()) continue;
+    const KeyValues kv = grid.values_of(g);
+    KeyValues rest;
+    for (const auto& [k, v] : kv)
+      if (k != grid.ladder.rungs && k != grid.ladder.panels) rest.emplace_back(k, v);
+    out.push_back({value_in(kv, grid.ladder.panels), value_in(kv, grid.ladder.rungs), grid.group_of(rest), g,
+                   group_stat(it->second, &CellResult::val_ce), group_stat(it->second, &CellResult::train_flops)});
+  }
+  return out;
+}
+
+std::vector<std::string> unique(const std::vector<LadderPoint>& pts, std::string LadderPoint::*field) {
+  std::vector<std::string> out;
+  for (const auto& p : pts)
+    if (std::find(out.begin(), out.end(), p.*field) == out.end()) out.push_back(p.*field);
+  return out;
+}
+
+std::string ladder_markdown(const ExperimentGrid& grid, const std::vector<CellResult>& results) {
+  const auto groups = by_group(results);
+  const std::vector<LadderPoint> pts = ladder_points(grid, results);
+  std::string md = "## Ladder: val CE by " + grid.ladder.rungs + "\n\n";
+  if (pts.empty()) return md + "No finished cell yet.\n";
+  md += "Val CE (nats), mean ± std over seeds (n), for each value of " + grid.ladder.rungs +
+        "; in brackets the difference from the baseline at the same rung and Welch's two-sided p. Training FLOPs are "
+        "tokens x training FLOPs per token (trainer/flops.h), of the rung's first column. The plot (ladder.png) puts each "
+        "combination at its own FLOPs.\n";
+  const std::vector<std::string> series = unique(pts, &LadderPoint::series);
+  for (const std::string& panel : unique(pts, &LadderPoint::panel)) {
+    md += "\n" + (panel.empty() ? std::string() : "### " + grid.ladder.panels + " = " + panel + "\n\n");
+    md += "| " + grid.ladder.rungs + " | train FLOPs";
+    for (const auto& s : series) md += " | " + s;
+    md += " |\n|---|---";
+    for (size_t i = 0; i < series.size(); ++i) md += "|---";
+    md += "|\n";
+    for (const std::string& rung : unique(pts, &LadderPoint::rung)) {
+      std::string row, flops;
+      bool any = false;
+      for (const auto& s : series) {
+        auto p = std::find_if(pts.begin(), pts.end(),
+                              [&](const LadderPoint& x) { return x.panel == panel && x.rung == rung && x.series == s; });
+        if (p == pts.end()) {
+          row += " | ";
+          continue;
+        }
+        any = true;
+        if (flops.empty()) flops = fmt(p->flops.mean, "%.3g");
+        row += " | " + show(p->ce) + " (" + std::to_string(p->ce.n) + ")";
+        const std::string base = grid.baseline_of(p->group);
+        auto bit = groups.find(base);
+        if (base != p->group && bit != groups.end())
+          row += " [" + difference(p->ce, group_stat(bit->second, &CellResult::val_ce)) + "]";
+      }
+      if (any) md += "| " + rung + " | " + flops + row + " |\n";
     }
-  return group;
+  }
+  return md;
+}
+
+// ladder.png: per panel, val CE against training FLOPs (log), a line per series, bars ± std.
+std::vector<LinePanel> ladder_panels(const ExperimentGrid& grid, const std::vector<CellResult>& results) {
+  const std::vector<LadderPoint> pts = ladder_points(grid, results);
+  std::vector<LinePanel> out;
+  for (const std::string& panel : unique(pts, &LadderPoint::panel)) {
+    LinePanel lp{"val CE against training FLOPs" + (panel.empty() ? std::string() : ": " + panel) + " (mean ± std over seeds)",
+                 "training FLOPs", "val CE (nats)", false, {}, true};
+    for (const std::string& s : unique(pts, &LadderPoint::series)) {
+      std::vector<const LadderPoint*> line;
+      for (const auto& p : pts)
+        if (p.panel == panel && p.series == s && std::isfinite(p.flops.mean)) line.push_back(&p);
+      if (line.empty()) continue;
+      std::sort(line.begin(), line.end(), [](auto a, auto b) { return a->flops.mean < b->flops.mean; });
+      Series ser{s, {}, {}, true, {}};
+      for (const LadderPoint* p : line) {
+        ser.x.push_back(p->flops.mean);
+        ser.y.push_back(p->ce.mean);
+        ser.err.push_back(std::isfinite(p->ce.sd) ? p->ce.sd : 0.0);
+      }
+      lp.series.push_back(std::move(ser));
+    }
+    out.push_back(std::move(lp));
+  }
+  return out;
 }
 
 }  // namespace
@@ -408,31 +492,50 @@ std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellR
     md += " |\n";
   }
 
-  const std::string base = grid.baseline_group();
   md += "\n## Against the baseline\n\n";
-  auto bit = groups.find(base);
-  if (base.empty() || bit == groups.end()) {
-    md += base.empty() ? "The grid has no baseline combination (baseline: in the grid file), so no ratios.\n"
-                       : "The baseline " + base + " has no finished cell yet, so no ratios.\n";
-    return md;
-  }
-  md += "Baseline: " + base + " (" + values_of(grid, base) +
-        "). Ratios of the means over seeds, stated as the paper states them (\"13x lower cross-entropy, ... at 2.6x the "
-        "inference time\").\n\n| combination";
+  std::string bl;
+  for (const auto& [k, v] : grid.baseline) bl += (bl.empty() ? "" : ", ") + k + "=" + v;
+  if (grid.baseline.empty()) return md + "The grid has no baseline combination (baseline: in the grid file), so no ratios.\n";
+  const bool per_group = grid.baseline.size() < grid.grid.size();
+  md += "Baseline: " + bl + (per_group ? ", each combination against the one with its own values of the other grid keys" : "") +
+        ". Ratios of the means over seeds, stated as the paper states them (\"13x lower cross-entropy, ... at 2.6x the "
+        "inference time\"); val CE difference of the means with Welch's two-sided t-test over the seeds (p < 0.05: "
+        "significant at that level, before any correction for the number of comparisons).\n\n| combination | baseline";
   for (const auto& m : metrics())
     if (std::string(m.column) != "leak_max_abs_delta") md += std::string(" | ") + m.label;
-  md += " |\n|---";
+  md += " | val CE difference (p) |\n|---|---";
   for (size_t i = 0; i + 1 < metrics().size(); ++i) md += "|---";
-  md += "|\n";
+  md += "|---|\n";
+  int rows = 0;
   for (const std::string& g : grid.groups()) {
-    auto it = groups.find(g);
-    if (it == groups.end() || g == base) continue;
-    md += "| " + g;
+    const std::string base = grid.baseline_of(g);
+    auto it = groups.find(g), bit = groups.find(base);
+    if (it == groups.end() || bit == groups.end() || g == base) continue;
+    md += "| " + g + " | " + base;
     for (const auto& m : metrics())
       if (std::string(m.column) != "leak_max_abs_delta")
         md += " | " + ratio(group_stat(it->second, m.field).mean, group_stat(bit->second, m.field).mean, m.time);
-    md += " |\n";
+    md += " | " + difference(group_stat(it->second, &CellResult::val_ce), group_stat(bit->second, &CellResult::val_ce)) + " |\n";
+    ++rows;
   }
+  if (rows == 0) md += "\nNo combination has both its own and its baseline's finished cells yet, so no ratios.\n";
+  for (const auto& c : grid.compare) {
+    md += "\n## " + c.key + " " + c.a + " against " + c.b + "\n\nEach combination with " + c.key + "=" + c.a +
+          " against the one with " + c.key + "=" + c.b + " and the same other values: val CE mean ± std over seeds, "
+          "the difference with Welch's p, and the training FLOPs of each.\n\n| combination | val CE | against | val CE | "
+          "difference (p) | train FLOPs |\n|---|---|---|---|---|---|\n";
+    for (const std::string& g : grid.groups()) {
+      if (value_in(grid.values_of(g), c.key) != c.a) continue;
+      const std::string other = grid.with_value(g, c.key, c.b);
+      auto it = groups.find(g), ot = groups.find(other);
+      if (other.empty() || it == groups.end() || ot == groups.end()) continue;
+      const Stat a = group_stat(it->second, &CellResult::val_ce), b = group_stat(ot->second, &CellResult::val_ce);
+      md += "| " + g + " | " + show(a) + " | " + other + " | " + show(b) + " | " + difference(a, b) + " | " +
+            fmt(group_stat(it->second, &CellResult::train_flops).mean, "%.4g") + " vs " +
+            fmt(group_stat(ot->second, &CellResult::train_flops).mean, "%.4g") + " |\n";
+    }
+  }
+  if (!grid.ladder.rungs.empty()) md += "\n" + ladder_markdown(grid, results);
   return md;
 }
 
@@ -485,8 +588,8 @@ ExperimentReport write_report(const ExperimentGrid& grid) {
 std::vector<std::string> plot_experiment(const ExperimentGrid& grid, const ExperimentReport& report) {
   std::vector<std::string> written;
   // Curves: per combination, the mean over its seeds at the steps every seed logged.
-  LinePanel loss{"training loss (mean over seeds)", "step", "cross-entropy (nats)", true, {}};
-  LinePanel val{"validation CE (mean over seeds)", "step", "cross-entropy (nats)", true, {}};
+  LinePanel loss{"training loss (mean over seeds)", "step", "cross-entropy (nats)", true, {}, false};
+  LinePanel val{"validation CE (mean over seeds)", "step", "cross-entropy (nats)", true, {}, false};
   for (const std::string& g : grid.groups()) {
     std::map<int64_t, std::vector<double>> l, e;
     int runs = 0;
@@ -499,7 +602,7 @@ std::vector<std::string> plot_experiment(const ExperimentGrid& grid, const Exper
       ++runs;
     }
     if (runs == 0) continue;
-    Series sl{g, {}, {}, false}, se{g, {}, {}, true};
+    Series sl{g, {}, {}, false, {}}, se{g, {}, {}, true, {}};
     for (const auto& [step, v] : l)
       if (static_cast<int>(v.size()) == runs) sl.x.push_back(static_cast<double>(step)), sl.y.push_back(stat(v).mean);
     for (const auto& [step, v] : e)
@@ -510,6 +613,11 @@ std::vector<std::string> plot_experiment(const ExperimentGrid& grid, const Exper
   if (!loss.series.empty()) {
     const std::string png = (fs::path(grid.out) / "curves.png").string();
     plot_lines({loss, val}, png);
+    written.push_back(png);
+  }
+  if (!grid.ladder.rungs.empty() && !report.results.empty()) {
+    const std::string png = (fs::path(grid.out) / "ladder.png").string();
+    plot_lines(ladder_panels(grid, report.results), png);
     written.push_back(png);
   }
   if (!report.results.empty()) {

@@ -146,7 +146,7 @@ TEST_F(Experiment, ResultsMatchPerRunEvalAndFinishedCellsAreSkipped) {
   EXPECT_NE(md.find(want), std::string::npos) << want << "\n" << md;
   const double q = (val("qisa_reference_seed3", "val_ce") + val("qisa_reference_seed4", "val_ce")) / 2;
   const double ratio = q < (a + b) / 2 ? (a + b) / 2 / q : q / ((a + b) / 2);
-  std::snprintf(want, sizeof want, ratio >= 10 ? "| qisa_reference | %.1fx %s" : "| qisa_reference | %.2fx %s", ratio,
+  std::snprintf(want, sizeof want, ratio >= 10 ? "| qisa_reference | csa_causal | %.1fx %s" : "| qisa_reference | csa_causal | %.2fx %s", ratio,
                 q < (a + b) / 2 ? "lower" : "higher");
   EXPECT_NE(md.find(want), std::string::npos) << want << "\n" << md;
   // the plots came with the report
@@ -341,7 +341,7 @@ TEST_F(Experiment, PlotWritesPngsOfRunsAndOfAResultsTable) {
 
 TEST(PngCheck, RejectsWhatIsNotACompletePng) {
   test::TempDir tmp;
-  LinePanel p{"t", "x", "y", false, {{"s", {1, 2, 3}, {3, 1, 2}, false}}};
+  LinePanel p{"t", "x", "y", false, {{"s", {1, 2, 3}, {3, 1, 2}, false, {}}}, false};
   plot_lines({p}, tmp / "ok.png");
   const std::string bytes = test::read_file(tmp / "ok.png");
   EXPECT_GT(png_size(tmp / "ok.png").first, 0);
@@ -375,11 +375,14 @@ TEST(ExperimentReport, MeanStdAndRatiosOnKnownNumbers) {
   const std::vector<CellResult> rows = {row("csa_causal", 1, 2.0, 4.0), row("qisa_causal", 1, 0.2, 10.0),
                                         row("csa_causal", 2, 2.2, 4.0), row("qisa_causal", 2, 0.2, 11.0)};
   const std::string md = results_markdown(g, rows, {});
-  // mean 2.1, sample std 0.1414; ratios of the means: 2.1 / 0.2 = 10.5x lower CE, 10.5 / 4 = 2.62x inference time
-  test::expect_mentions(md, {"| csa_causal | 2 | 100 | 2.1 ± 0.1414 | 0.5 ± 0 |", "| qisa_causal | 10.5x lower | 1.00x (level) |",
-                             "| 1.00x | 2.62x |", "4 of 4 cells finished"});
+  // mean 2.1, sample std 0.1414; ratios of the means: 2.1 / 0.2 = 10.5x lower CE, 10.5 / 4 = 2.62x inference time.
+  // Welch: se^2 = 0.1414^2 / 2 + 0 = 0.01, t = -1.9 / 0.1 = -19 on df = 1 (all the variance is one group's, n = 2),
+  // where Student's t is Cauchy: p = 1 - (2 / pi) atan(19) = 0.0335.
+  test::expect_mentions(md, {"| csa_causal | 2 | 100 | 2.1 ± 0.1414 | 0.5 ± 0 |",
+                             "| qisa_causal | csa_causal | 10.5x lower | 1.00x (level) |", "| 1.00x | 2.62x | -1.9 (p = 0.033) |",
+                             "4 of 4 cells finished"});
   const std::string partial = results_markdown(g, {rows[1]}, {"csa_causal_seed1"});
-  test::expect_mentions(partial, {"1 of 2 cells finished (missing: csa_causal_seed1)", "no finished cell yet"});
+  test::expect_mentions(partial, {"1 of 2 cells finished (missing: csa_causal_seed1)", "baseline's finished cells yet, so no ratios"});
   // round trip through JSON, NaN (not measured) included
   CellResult r = rows[0];
   r.gen_cer = NAN;
