@@ -113,5 +113,97 @@ TEST_F(GridFile, ErrorsNameFileKeyAndValue) {
   test::expect_mentions(test::error_of([&] { load_experiment_grid(tmp / "none.yaml"); }), {"none.yaml", "does not exist"});
 }
 
+// Named axes: values that set several config keys at once, a baseline per combination,
+// a ladder and comparisons (configs/ladder/ladder.yaml is built of these).
+const char* kLadderGrid =
+    "base: base.yaml\nout: o\nseeds: [1, 2]\n"
+    "grid:\n"
+    "  size:\n"
+    "    - {name: s8, model.n_embd: 8, model.block_size: 8, train.batch_size: 4}\n"
+    "    - {name: s16, model.n_embd: 16, model.block_size: 16, train.batch_size: 2}\n"
+    "  model.mask: [causal]\n"
+    "  variant:\n"
+    "    - {name: csa, model.attention: csa}\n"
+    "    - {name: qisa-g, model.attention: qisa, model.qisa_score: gaussian}\n"
+    "    - {name: csa-long, model.attention: csa, train.steps: 30}\n"
+    "exclude:\n  - {size: s8, variant: csa-long}\n"
+    "set: {train.steps: 20, train.lr: 0.01}\n"
+    "baseline: {variant: csa}\n"
+    "ladder: {rungs: size}\n"
+    "compare:\n  - {variant: [qisa-g, csa-long]}\n";
+
+TEST_F(GridFile, NamedAxesSetTheirKeysTogether) {
+  const ExperimentGrid g = load_experiment_grid(write(kLadderGrid), {"train.lr=0.02"});
+  EXPECT_EQ(g.groups(), (std::vector<std::string>{"s8_causal_csa", "s8_causal_qisa-g", "s16_causal_csa",
+                                                  "s16_causal_qisa-g", "s16_causal_csa-long"}));
+  const auto cells = g.cells();
+  ASSERT_EQ(cells.size(), 10u);
+  const GridCell& c = cells[4];  // s16_causal_csa-long_seed1
+  EXPECT_EQ(c.name, "s16_causal_csa-long_seed1");
+  EXPECT_EQ(c.values, (KeyValues{{"size", "s16"}, {"model.mask", "causal"}, {"variant", "csa-long"}}));
+  // set:, then the named values (their train.steps over set's), then --set, then the runner's
+  EXPECT_EQ(c.overrides, (std::vector<std::string>{"train.steps=20", "train.lr=0.01", "model.n_embd=16", "model.block_size=16",
+                                                  "train.batch_size=2", "model.mask=causal", "model.attention=csa",
+                                                  "train.steps=30", "train.lr=0.02", "train.seed=1",
+                                                  "log.dir=o/s16_causal_csa-long_seed1"}));
+  const Config cfg = load_config(g.base, c.overrides);
+  EXPECT_EQ(cfg.model.n_embd, 16);
+  EXPECT_EQ(cfg.train.steps, 30);
+  EXPECT_FLOAT_EQ(cfg.train.lr, 0.02f);
+  EXPECT_EQ(load_config(g.base, cells[1].overrides).model.qisa_score, QisaScore::gaussian);
+  // each combination against csa at its own size; csa itself has none
+  EXPECT_EQ(g.baseline_of("s16_causal_qisa-g"), "s16_causal_csa");
+  EXPECT_EQ(g.baseline_of("s8_causal_qisa-g"), "s8_causal_csa");
+  EXPECT_EQ(g.baseline_of("s8_causal_csa"), "s8_causal_csa");
+  EXPECT_EQ(g.with_value("s16_causal_qisa-g", "variant", "csa-long"), "s16_causal_csa-long");
+  EXPECT_EQ(g.with_value("s8_causal_qisa-g", "variant", "csa-long"), "");  // excluded
+  EXPECT_EQ(g.ladder.rungs, "size");
+  EXPECT_EQ(g.ladder.panels, "");
+  ASSERT_EQ(g.compare.size(), 1u);
+  EXPECT_EQ(g.compare[0].a + "/" + g.compare[0].b, "qisa-g/csa-long");
+  EXPECT_EQ(g.overrides_of("size", "s8"),
+            (std::vector<std::string>{"model.n_embd=8", "model.block_size=8", "train.batch_size=4"}));
+  EXPECT_EQ(g.overrides_of("model.mask", "causal"), (std::vector<std::string>{"model.mask=causal"}));
+  // a full baseline (every grid key) is one combination for all, as before
+  const ExperimentGrid paper = load_experiment_grid(write(kPaperGrid));
+  EXPECT_EQ(paper.baseline_of("qisa_a_reference"), "csa_causal");
+}
+
+TEST_F(GridFile, NamedAxisErrorsNameTheValue) {
+  const std::string head = "base: base.yaml\nout: o\nseeds: [1]\ngrid:\n";
+  struct Case {
+    std::string text;
+    std::vector<std::string> mentions;
+  };
+  const std::vector<Case> cases = {
+      {head + "  model.n_embd:\n    - {name: a, model.n_head: 1}\n", {"grid.model.n_embd", "plain name, not a config key"}},
+      {head + "  size:\n    - {model.n_embd: 8}\n", {"grid.size[0]", "name:"}},
+      {head + "  size:\n    - {name: 'a b', model.n_embd: 8}\n", {"grid.size[0].name", "'a b'", "letters"}},
+      {head + "  size:\n    - {name: a}\n", {"grid.size[0]", "sets no config key"}},
+      {head + "  size:\n    - {name: a, model.n_emb: 8}\n", {"grid.size[0].model.n_emb", "did you mean 'model.n_embd'"}},
+      {head + "  size:\n    - {name: a, train.seed: 8}\n", {"grid.size[0].train.seed", "seeds:"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\n    - {name: a, model.n_embd: 16}\n", {"grid.size", "'a' twice"}},
+      {head + "  model.mask: [causal]\n  size:\n    - {name: a, model.mask: causal}\n", {"grid.size[0].model.mask", "grid key"}},
+      {head + "  size:\n    - {name: a, model.mask: causal}\n  model.mask: [causal]\n", {"grid.model.mask", "grid.size"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\n    - {name: b, model.n_embd: 6, model.n_head: 4}\n",
+       {"cell b_seed1", "n_embd"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\nexclude:\n  - {size: big}\n", {"exclude[0]", "'big'"}},
+      {head + "  a:\n    - {name: p, model.n_embd: 8}\n    - {name: p_q, model.n_embd: 16}\n"
+              "  b:\n    - {name: q_r, model.n_layer: 1}\n    - {name: r, model.n_layer: 2}\n",
+       {"two combinations named 'p_q_r'", "distinct names"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\nladder: {rungs: sizes}\n", {"ladder.rungs", "'sizes'", "not a grid key"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\nladder: {panels: size}\n", {"ladder.rungs", "missing"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\nladder: {rungs: size, steps: 3}\n", {"ladder.steps", "unknown"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\ncompare:\n  - {size: [a, b]}\n", {"compare[0].size", "'b'"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\ncompare:\n  - {size: [a]}\n", {"compare[0].size", "two"}},
+      {head + "  size:\n    - {name: a, model.n_embd: 8}\ncompare:\n  - {variant: [a, b]}\n", {"compare[0].variant", "not a grid key"}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    const std::string path = write(c.text);
+    test::expect_mentions(test::error_of([&] { load_experiment_grid(path); }), c.mentions);
+  }
+}
+
 }  // namespace
 }  // namespace qisa
