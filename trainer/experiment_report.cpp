@@ -90,6 +90,16 @@ std::string difference(const Stat& a, const Stat& b) {
   return fmt(w.diff, "%+.3g") + " (p " + (std::isfinite(w.p) ? (w.p < 0.001 ? std::string("< 0.001") : "= " + fmt(w.p, "%.2g")) : std::string("n/a")) + ")";
 }
 
+// The val CE differences that hold at 0.05 after Bonferroni's correction for the number of tests.
+std::string bonferroni(const std::vector<std::pair<std::string, double>>& tested) {
+  const double level = 0.05 / static_cast<double>(tested.size());
+  std::string hold;
+  for (const auto& [g, p] : tested)
+    if (p < level) hold += (hold.empty() ? "" : ", ") + g;
+  return std::to_string(tested.size()) + " val CE comparisons with a p-value; corrected for their number (Bonferroni, p < " +
+         fmt(level, "%.2g") + "), " + (hold.empty() ? std::string("none is significant at 0.05") : "significant at 0.05: " + hold) + ".";
+}
+
 std::map<std::string, std::vector<const CellResult*>> by_group(const std::vector<CellResult>& results) {
   std::map<std::string, std::vector<const CellResult*>> g;
   for (const auto& r : results) g[r.group].push_back(&r);
@@ -267,6 +277,7 @@ std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellR
   for (size_t i = 0; i + 1 < metrics().size(); ++i) md += "|---";
   md += "|---|\n";
   int rows = 0;
+  std::vector<std::pair<std::string, double>> tested;  // combination, Welch's p of its val CE
   for (const std::string& g : grid.groups()) {
     const std::string base = grid.baseline_of(g);
     auto it = groups.find(g), bit = groups.find(base);
@@ -275,10 +286,13 @@ std::string results_markdown(const ExperimentGrid& grid, const std::vector<CellR
     for (const auto& m : metrics())
       if (std::string(m.column) != "leak_max_abs_delta")
         md += " | " + ratio(group_stat(it->second, m.field).mean, group_stat(bit->second, m.field).mean, m.time);
-    md += " | " + difference(group_stat(it->second, &CellResult::val_ce), group_stat(bit->second, &CellResult::val_ce)) + " |\n";
+    const Stat a = group_stat(it->second, &CellResult::val_ce), b = group_stat(bit->second, &CellResult::val_ce);
+    md += " | " + difference(a, b) + " |\n";
+    if (const Welch w = welch_test(a, b); std::isfinite(w.p)) tested.emplace_back(g, w.p);
     ++rows;
   }
   if (rows == 0) md += "\nNo combination has both its own and its baseline's finished cells yet, so no ratios.\n";
+  if (!tested.empty()) md += "\n" + bonferroni(tested) + "\n";
   for (const auto& c : grid.compare) {
     md += "\n## " + c.key + " " + c.a + " against " + c.b + "\n\nEach combination with " + c.key + "=" + c.a +
           " against the one with " + c.key + "=" + c.b + " and the same other values: val CE mean ± std over seeds, "

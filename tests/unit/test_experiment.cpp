@@ -380,7 +380,11 @@ TEST(ExperimentReport, MeanStdAndRatiosOnKnownNumbers) {
   // where Student's t is Cauchy: p = 1 - (2 / pi) atan(19) = 0.0335.
   test::expect_mentions(md, {"| csa_causal | 2 | 100 | 2.1 ± 0.1414 | 0.5 ± 0 |",
                              "| qisa_causal | csa_causal | 10.5x lower | 1.00x (level) |", "| 1.00x | 2.62x | -1.9 (p = 0.033) |",
-                             "4 of 4 cells finished"});
+                             "4 of 4 cells finished",
+                             "1 val CE comparisons with a p-value; corrected for their number (Bonferroni, p < 0.05), "
+                             "significant at 0.05: qisa_causal."});
+  const std::string level = results_markdown(g, {rows[0], rows[2], row("qisa_causal", 1, 2.05, 4.0), row("qisa_causal", 2, 2.2, 4.0)}, {});
+  test::expect_mentions(level, {"| qisa_causal | csa_causal | 1.01x higher", "none is significant at 0.05"});
   const std::string partial = results_markdown(g, {rows[1]}, {"csa_causal_seed1"});
   test::expect_mentions(partial, {"1 of 2 cells finished (missing: csa_causal_seed1)", "baseline's finished cells yet, so no ratios"});
   // round trip through JSON, NaN (not measured) included
