@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 
@@ -60,11 +61,17 @@ void list_cells(const ExperimentGrid& grid) {
   const auto cells = grid.cells();
   std::printf("%zu cells (%zu combinations x %zu seeds) in %s\n", cells.size(), grid.groups().size(), grid.seeds.size(),
               grid.out.c_str());
+  std::map<std::string, int> count;
   for (const GridCell& c : cells) {
     const CellState s = cell_state(grid, c);
     std::printf("%4d  %-9s %s\n", c.index, to_string(s), c.name.c_str());
     if (s == CellState::failed && !cell_failure(c).empty()) std::printf("            %s\n", cell_failure(c).c_str());
+    ++count[to_string(s)];
   }
+  std::string summary;
+  for (CellState s : {CellState::finished, CellState::trained, CellState::started, CellState::failed, CellState::pending})
+    if (count[to_string(s)] > 0) summary += (summary.empty() ? "" : ", ") + std::to_string(count[to_string(s)]) + " " + to_string(s);
+  std::printf("%s\n", summary.c_str());
 }
 
 // Writes OUT/slurm/{cells,report}.sbatch: an array job of one task per cell, and the report

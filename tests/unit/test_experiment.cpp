@@ -193,6 +193,7 @@ TEST_F(Experiment, InterruptedCellResumesToTheSameModelAsAStraightRun) {
   ASSERT_EQ(died.exit_code, 9) << died.output;
   auto list = experiment(g, "--list");
   EXPECT_NE(list.output.find("started   qisa_reference_seed3"), std::string::npos) << list.output;
+  EXPECT_NE(list.output.find("\n1 started, 3 pending\n"), std::string::npos) << list.output;  // the summary line
   auto resumed = experiment(g);  // the whole grid: cell 1 resumes, the others train
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("qisa_reference_seed3: started, resuming"), std::string::npos) << resumed.output;
