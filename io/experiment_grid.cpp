@@ -384,13 +384,19 @@ std::string ExperimentGrid::baseline_group() const {
 
 std::string ExperimentGrid::group_of(const KeyValues& values) const { return group_name(*this, values); }
 
-std::string ExperimentGrid::with_value(const std::string& group, const std::string& key, const std::string& value) const {
-  KeyValues want = values_of(group);
+// `group`'s values with those of `replace` put in, and the combination that has them ("" if none).
+static std::string group_with(const ExperimentGrid& g, const std::string& group, const KeyValues& replace) {
+  KeyValues want = g.values_of(group);
   for (auto& [k, v] : want)
-    if (k == key) v = value;
-  for (const KeyValues& kv : combinations(*this))
-    if (kv == want) return group_name(*this, kv);
+    for (const auto& [rk, rv] : replace)
+      if (rk == k) v = rv;
+  for (const KeyValues& kv : combinations(g))
+    if (kv == want) return group_name(g, kv);
   return "";
+}
+
+std::string ExperimentGrid::with_value(const std::string& group, const std::string& key, const std::string& value) const {
+  return group_with(*this, group, {{key, value}});
 }
 
 KeyValues ExperimentGrid::values_of(const std::string& group) const {
@@ -400,15 +406,7 @@ KeyValues ExperimentGrid::values_of(const std::string& group) const {
 }
 
 std::string ExperimentGrid::baseline_of(const std::string& group) const {
-  if (baseline.empty()) return "";
-  KeyValues want = values_of(group);
-  if (want.empty() && !grid.empty()) return "";
-  for (auto& [k, v] : want)
-    for (const auto& [bk, bv] : baseline)
-      if (bk == k) v = bv;
-  for (const KeyValues& kv : combinations(*this))
-    if (kv == want) return group_name(*this, kv);
-  return "";
+  return baseline.empty() ? "" : group_with(*this, group, baseline);
 }
 
 ExperimentGrid load_experiment_grid(const std::string& path, const std::vector<std::string>& extra_set) {
